@@ -1,0 +1,65 @@
+"""The one place that binds kerasprune to tf_keras (Keras 2).
+
+tfmot refuses Keras 3 models, and TensorFlow resolves ``tf.keras`` lazily from the
+``TF_USE_LEGACY_KERAS`` variable at first use.  So this module sets the variable before
+TensorFlow is imported and fails loudly if the process already bound ``tf.keras`` to
+Keras 3.  Every other module imports ``tf`` and ``keras`` from here.
+"""
+from __future__ import annotations
+
+import os
+
+_FIX = (
+    "Import kerasprune (or set TF_USE_LEGACY_KERAS=1) before anything that touches "
+    "tf.keras, e.g. put `import kerasprune` first in your script or notebook, and "
+    "restart the Python process."
+)
+
+os.environ["TF_USE_LEGACY_KERAS"] = "1"
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # hide oneDNN/CUDA banners unless asked
+
+import tensorflow as tf  # noqa: E402  (must follow the environment variable)
+
+try:
+    import tf_keras as keras  # noqa: E402
+except ImportError as exc:  # pragma: no cover - depends on the installation
+    raise ImportError(
+        "kerasprune needs the tf-keras package (Keras 2), which tfmot requires: "
+        "pip install 'tf-keras==2.21.0'"
+    ) from exc
+
+
+def _tf_keras_is_bound() -> bool:
+    """Resolve ``tf.keras`` (forcing TensorFlow's lazy loader) and say if it is tf_keras."""
+    return getattr(tf.keras, "__name__", "").startswith("tf_keras")
+
+
+if not _tf_keras_is_bound():
+    raise ImportError(
+        "tf.keras in this process is already bound to Keras "
+        f"{getattr(tf.keras, 'version', lambda: '3')()} (TensorFlow was imported and "
+        "tf.keras used before TF_USE_LEGACY_KERAS=1 was set); kerasprune and tfmot need "
+        f"tf_keras (Keras 2). {_FIX}"
+    )
+
+
+def require_tf_keras_model(model: object, where: str) -> "keras.Model":
+    """Return ``model`` if it is a tf_keras model, else raise a ModelError saying why.
+
+    A Keras 3 model (``import keras``) looks the same to a user but tfmot cannot wrap it.
+    """
+    from .errors import ModelError
+
+    if isinstance(model, keras.Model):
+        return model
+    module = type(model).__module__
+    if module.startswith("keras"):
+        raise ModelError(
+            f"{where}: got a Keras 3 model ({type(model).__name__} from '{module}'); "
+            "kerasprune works on tf_keras models. Build it with `from kerasprune.backend "
+            "import keras` (or `import tf_keras as keras`) instead of `import keras`."
+        )
+    raise ModelError(f"{where}: expected a tf_keras Model, got {type(model).__name__}.")
+
+
+__all__ = ["tf", "keras", "require_tf_keras_model"]

@@ -1,0 +1,139 @@
+"""TFLite export, checked against the Keras model before anything is written.
+
+A converter bug or an unsupported op should fail here, loudly, with the size of the
+disagreement, not in a phone app weeks later.
+"""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from . import files
+from .backend import keras, require_tf_keras_model, tf
+from .errors import ExportError
+
+
+@dataclass
+class TFLiteExport:
+    """A converted model: its flatbuffer, where it was written and how closely it agrees."""
+
+    content: bytes
+    path: Path | None
+    max_abs_diff: float
+    checked_examples: int
+
+    @property
+    def bytes(self) -> int:
+        return len(self.content)
+
+
+def interpreter(content: bytes | str | os.PathLike, num_threads: int = 1):
+    """A LiteRT interpreter (XNNPACK by default) over a flatbuffer or a ``.tflite`` path."""
+    from ai_edge_litert.interpreter import Interpreter
+
+    if isinstance(content, (bytes, bytearray)):
+        interp = Interpreter(model_content=bytes(content), num_threads=num_threads)
+    else:
+        interp = Interpreter(model_path=os.fspath(content), num_threads=num_threads)
+    interp.allocate_tensors()
+    return interp
+
+
+def run_tflite(content: bytes | str | os.PathLike, inputs: np.ndarray) -> np.ndarray:
+    """Outputs of a single-input TFLite model for a batch of inputs, one example at a time."""
+    interp = interpreter(content)
+    inp, out = interp.get_input_details()[0], interp.get_output_details()[0]
+    results = []
+    for x in inputs:
+        interp.set_tensor(inp["index"], x[None].astype(inp["dtype"]))
+        interp.invoke()
+        results.append(interp.get_tensor(out["index"])[0])
+    return np.stack(results)
+
+
+def to_tflite(
+    model: keras.Model,
+    path: str | os.PathLike | None = None,
+    *,
+    check_inputs: np.ndarray | None = None,
+    atol: float = 1e-4,
+) -> TFLiteExport:
+    """Convert ``model`` to float32 TFLite, compare outputs, then write ``path`` atomically.
+
+    ``check_inputs`` are real examples (``Data.sample_inputs()``); without them random
+    inputs of the model's input spec are used.  Raises ExportError when any output differs
+    by more than ``atol``.
+    """
+    model = require_tf_keras_model(model, "to_tflite")
+    if len(model.inputs) != 1 or len(model.outputs) != 1:
+        raise ExportError(
+            f"to_tflite: model '{model.name}' has {len(model.inputs)} inputs and "
+            f"{len(model.outputs)} outputs; the checked export handles one of each."
+        )
+    model = _strip_tfmot(model)
+    content = _convert(model)
+
+    inputs = check_inputs if check_inputs is not None else _random_inputs(model, 8)
+    inputs = np.asarray(inputs)[:32]
+    expected = model.predict(inputs, verbose=0, batch_size=len(inputs))
+    got = run_tflite(content, inputs)
+    diff = float(np.max(np.abs(expected - got))) if got.size else 0.0
+    if not diff <= atol:  # also catches NaN
+        raise ExportError(
+            f"to_tflite: the TFLite model of '{model.name}' disagrees with Keras by up to "
+            f"{diff:.3g} (allowed {atol:g}) on {len(inputs)} examples; nothing was written."
+        )
+    written = files.write_bytes(path, content) if path is not None else None
+    return TFLiteExport(content, written, diff, len(inputs))
+
+
+def _convert(model: keras.Model) -> bytes:
+    """Convert with a dynamic batch; if that fails (recurrent layers' tensor lists), with batch 1.
+
+    With a static batch the converter fuses LSTM/GRU into TFLite's sequence kernels, so
+    the model runs on builtin ops without the Flex (Select TF ops) delegate.
+    """
+    try:
+        return tf.lite.TFLiteConverter.from_keras_model(model).convert()
+    except Exception as dynamic_error:  # ConverterError carries an MLIR dump
+        spec = model.inputs[0]
+
+        @tf.autograph.experimental.do_not_convert
+        def serve(x):
+            return model(x, training=False)
+
+        signature = tf.TensorSpec([1, *spec.shape[1:]], spec.dtype)
+        concrete = tf.function(serve).get_concrete_function(signature)
+        try:
+            return tf.lite.TFLiteConverter.from_concrete_functions([concrete], model).convert()
+        except Exception as exc:
+            raise ExportError(
+                f"to_tflite: TFLite conversion of '{model.name}' failed with a dynamic batch "
+                f"({str(dynamic_error).splitlines()[0]}) and with batch 1: {exc}"
+            ) from exc
+
+
+def _strip_tfmot(model: keras.Model) -> keras.Model:
+    """Remove tfmot pruning wrappers so the converter sees plain (zero-filled) kernels."""
+    import tensorflow_model_optimization as tfmot
+    from tensorflow_model_optimization.python.core.sparsity.keras.pruning_wrapper import (
+        PruneLowMagnitude,
+    )
+
+    if any(isinstance(layer, PruneLowMagnitude) for layer in model.layers):
+        return tfmot.sparsity.keras.strip_pruning(model)
+    return model
+
+
+def _random_inputs(model: keras.Model, n: int) -> np.ndarray:
+    spec = model.inputs[0]
+    shape = (n,) + tuple(spec.shape[1:])
+    rng = np.random.default_rng(0)
+    if spec.dtype.is_integer:
+        vocab = min((layer.input_dim for layer in model.layers
+                     if isinstance(layer, keras.layers.Embedding)), default=2)
+        return rng.integers(0, vocab, size=shape).astype(spec.dtype.as_numpy_dtype)
+    return rng.standard_normal(shape).astype(np.float32)
