@@ -1,2 +1,17 @@
-"""kerasprune: pruning and quantization for tf_keras models, on top of tfmot."""
-from . import backend  # noqa: F401  (binds tf_keras before anything else touches TensorFlow)
+"""kerasprune: smaller, faster tf_keras models, on top of tensorflow-model-optimization.
+
+Importing kerasprune binds tf_keras (Keras 2) before TensorFlow is used; see
+:mod:`kerasprune.backend`.
+"""
+from . import backend  # noqa: F401  (must come first: binds tf.keras to tf_keras)
+from . import data, metrics, models
+from .errors import ConfigError, DataError, ExportError, KerasPruneError, ModelError
+from .experiment import run_experiment
+from .export import to_tflite
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "ConfigError", "DataError", "ExportError", "KerasPruneError", "ModelError",
+    "data", "metrics", "models", "run_experiment", "to_tflite",
+]

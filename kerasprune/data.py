@@ -152,6 +152,9 @@ def load(
         if ds_spec.kind == "text":
             ds = ds.batch(1024).map(prepare, num_parallel_calls=AUTOTUNE_OFF).unbatch()
         ds = ds.cache()
+        # Fill the cache now: in TF 2.21 a first pass that stops early (take(), a partial
+        # epoch) leaves a truncated cache behind, which would silently shrink the split.
+        ds.reduce(np.int64(0), lambda count, _: count + 1)
         if training:
             ds = ds.shuffle(min(train_examples, 20000), seed=seed, reshuffle_each_iteration=True)
             if augment_fn is not None:

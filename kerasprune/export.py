@@ -59,13 +59,15 @@ def to_tflite(
     path: str | os.PathLike | None = None,
     *,
     check_inputs: np.ndarray | None = None,
-    atol: float = 1e-4,
+    atol: float = 1e-3,
 ) -> TFLiteExport:
     """Convert ``model`` to float32 TFLite, compare outputs, then write ``path`` atomically.
 
     ``check_inputs`` are real examples (``Data.sample_inputs()``); without them random
     inputs of the model's input spec are used.  Raises ExportError when any output differs
-    by more than ``atol``.
+    by more than ``atol``.  Feed-forward models agree to ~1e-7; TFLite's fused LSTM kernel
+    differs from Keras' by up to ~2e-3 in probability (reference kernels too), so
+    recurrent models may need a looser ``atol``.  The measured difference is returned.
     """
     model = require_tf_keras_model(model, "to_tflite")
     if len(model.inputs) != 1 or len(model.outputs) != 1:

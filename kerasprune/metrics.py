@@ -209,6 +209,17 @@ def count_macs(model: keras.Model) -> Macs:
     return macs
 
 
+def _nodes_in(model: keras.Model, layer: keras.layers.Layer) -> list:
+    """The calls of ``layer`` that belong to ``model``.
+
+    A layer reused by another model (``strip_pruning``, ``clone_model``) keeps that
+    model's calls too; counting them would double its MACs.
+    """
+    own = getattr(model, "_network_nodes", None)
+    return [node for i, node in enumerate(layer.inbound_nodes)
+            if own is None or f"{layer.name}_ib-{i}" in own]
+
+
 def _accumulate_macs(model: keras.Model, macs: Macs) -> None:
     for wrapper in model.layers:
         layer = unwrap(wrapper)
@@ -223,7 +234,7 @@ def _accumulate_macs(model: keras.Model, macs: Macs) -> None:
                 macs.unknown_layers.append(layer.name)
             continue
         dense = effective = 0
-        for node in wrapper.inbound_nodes:
+        for node in _nodes_in(model, wrapper):
             uses, extra = rule(layer, node)
             dense += sum(p * k.size for p, k in uses) + extra
             effective += sum(p * int(np.count_nonzero(k)) for p, k in uses) + extra

@@ -1,0 +1,54 @@
+"""A record of the machine and software a figure was measured on, stored with every result."""
+from __future__ import annotations
+
+import os
+import platform
+import subprocess
+from importlib import metadata
+from pathlib import Path
+
+from .backend import tf
+
+PACKAGES = ("kerasprune", "tensorflow", "tf-keras", "tensorflow-model-optimization",
+            "tensorflow-datasets", "ai-edge-litert", "ai-edge-quantizer", "keras-tuner", "numpy")
+
+
+def _version(package: str) -> str | None:
+    try:
+        return metadata.version(package)
+    except metadata.PackageNotFoundError:
+        return None
+
+
+def _cpu_model() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def _git_commit() -> str | None:
+    try:
+        out = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True,
+                             text=True, timeout=5, cwd=Path(__file__).parent)
+        return out.stdout.strip() or None
+    except (OSError, subprocess.SubprocessError):
+        return None
+
+
+def environment() -> dict:
+    """Python, platform, CPU and threads, GPUs, package versions and the git commit."""
+    return {
+        "python": platform.python_version(),
+        "platform": platform.platform(),
+        "cpu": _cpu_model(),
+        "cores": os.cpu_count(),
+        "tf_intra_op_threads": tf.config.threading.get_intra_op_parallelism_threads() or "default",
+        "tf_inter_op_threads": tf.config.threading.get_inter_op_parallelism_threads() or "default",
+        "gpus": [d.name for d in tf.config.list_physical_devices("GPU")],
+        "packages": {p: _version(p) for p in PACKAGES},
+        "git_commit": _git_commit(),
+    }

@@ -1,0 +1,222 @@
+"""Experiment configs: readable YAML, validated key by key before any training starts.
+
+A config names a dataset, a model, the methods to compare and one section per budget
+(``cpu`` runs on a 2-core machine, ``full`` is the plan's scale for a GPU).  List-valued
+method parameters expand into one run per value::
+
+    experiment: mnist_lenet5
+    dataset: mnist
+    model: lenet5
+    seed: 0
+    methods:
+      - method: dense
+      - method: tfmot_gmp
+        sparsity: [0.8, 0.9]
+    budgets:
+      cpu:
+        data: {batch_size: 128}
+        train: {epochs: 12, learning_rate: 0.001}
+        finetune: {epochs: 10, learning_rate: 0.0005}
+"""
+from __future__ import annotations
+
+import difflib
+import hashlib
+import itertools
+import json
+import os
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from ..errors import ConfigError
+
+
+@dataclass(frozen=True)
+class TrainSpec:
+    """How a phase trains: optimizer, learning rate and its schedule, epochs."""
+
+    epochs: int = 10
+    optimizer: str = "adam"  # adam | adamw | sgd
+    learning_rate: float = 1e-3
+    weight_decay: float = 0.0
+    momentum: float = 0.9  # sgd only
+    schedule: str = "cosine"  # cosine | constant
+
+
+@dataclass(frozen=True)
+class Budget:
+    name: str
+    model: str
+    model_args: dict[str, Any]
+    data: dict[str, Any]
+    train: TrainSpec
+    finetune: TrainSpec
+
+
+@dataclass(frozen=True)
+class RunSpec:
+    """One run: a method with one value per parameter."""
+
+    method: str
+    params: dict[str, Any]
+
+    @property
+    def run_id(self) -> str:
+        parts = [f"{k}-{v}" for k, v in sorted(self.params.items()) if not isinstance(v, (dict, list))]
+        return "_".join([self.method, *parts])
+
+
+@dataclass(frozen=True)
+class ExperimentConfig:
+    name: str
+    dataset: str
+    seed: int
+    budget: Budget
+    runs: list[RunSpec]
+    path: Path
+    description: str = ""
+    raw: dict[str, Any] = field(default_factory=dict, repr=False, compare=False)
+
+    def fingerprint(self, run: RunSpec) -> str:
+        """What a run's result depends on; a cached result with another one is rerun.
+
+        The baseline's training is part of every run; the ``finetune`` phase only of
+        the methods that start from the baseline.
+        """
+        from .methods import METHODS
+
+        budget = asdict(self.budget)
+        budget.pop("name")
+        if not METHODS[run.method].from_baseline:
+            budget.pop("finetune")
+        key = {"dataset": self.dataset, "seed": self.seed, "method": run.method,
+               "params": run.params, "budget": budget}
+        return hashlib.sha256(json.dumps(key, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
+_TOP_KEYS = {"experiment", "description", "dataset", "model", "model_args", "seed", "methods", "budgets"}
+_BUDGET_KEYS = {"model", "model_args", "data", "train", "finetune"}
+_DATA_KEYS = {"batch_size", "eval_batch_size", "val_fraction", "max_train_examples",
+              "seq_len", "vocab_size", "augment"}
+_OPTIMIZERS = {"adam", "adamw", "sgd"}
+_SCHEDULES = {"cosine", "constant"}
+
+
+def load_config(path: str | os.PathLike, budget: str = "cpu") -> ExperimentConfig:
+    """Read and validate ``path``, selecting ``budget``; errors name the file and the key."""
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"experiment config '{path}' does not exist (expected a YAML file).")
+    try:
+        raw = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{path}: not valid YAML: {exc}") from exc
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{path}: the top level must be a mapping of keys such as 'experiment'.")
+    where = str(path)
+    _check_keys(raw, _TOP_KEYS, where)
+    for key in ("experiment", "dataset", "model", "methods", "budgets"):
+        if key not in raw:
+            raise ConfigError(f"{where}: missing required key '{key}'.")
+
+    budgets = _mapping(raw["budgets"], f"{where}: budgets")
+    if budget not in budgets:
+        raise ConfigError(
+            f"{where}: no budget '{budget}'; this config defines {', '.join(sorted(budgets))}."
+        )
+    section = _mapping(budgets[budget] or {}, f"{where}: budgets.{budget}")
+    _check_keys(section, _BUDGET_KEYS, f"{where}: budgets.{budget}")
+    data_args = _mapping(section.get("data", {}), f"{where}: budgets.{budget}.data")
+    _check_keys(data_args, _DATA_KEYS, f"{where}: budgets.{budget}.data")
+    model_args = {**_mapping(raw.get("model_args", {}), f"{where}: model_args"),
+                  **_mapping(section.get("model_args", {}), f"{where}: budgets.{budget}.model_args")}
+    spec = Budget(
+        name=budget,
+        model=str(section.get("model", raw["model"])),
+        model_args=model_args,
+        data=data_args,
+        train=_train_spec(section.get("train", {}), f"{where}: budgets.{budget}.train"),
+        finetune=_train_spec(section.get("finetune", {}), f"{where}: budgets.{budget}.finetune"),
+    )
+    seed = raw.get("seed", 0)
+    if not isinstance(seed, int):
+        raise ConfigError(f"{where}: seed must be an integer, got {seed!r}.")
+    return ExperimentConfig(
+        name=str(raw["experiment"]),
+        dataset=str(raw["dataset"]),
+        seed=seed,
+        budget=spec,
+        runs=_expand_methods(raw["methods"], where),
+        path=path,
+        description=str(raw.get("description", "")).strip(),
+        raw=raw,
+    )
+
+
+def _expand_methods(methods: Any, where: str) -> list[RunSpec]:
+    from .methods import METHODS  # the registry validates names and parameters
+
+    if not isinstance(methods, list) or not methods:
+        raise ConfigError(f"{where}: 'methods' must be a non-empty list of {{method: NAME, ...}}.")
+    runs: list[RunSpec] = []
+    for i, entry in enumerate(methods):
+        here = f"{where}: methods[{i}]"
+        entry = _mapping(entry, here)
+        name = entry.get("method")
+        if name not in METHODS:
+            raise ConfigError(f"{here}: unknown method {name!r}; known: {', '.join(sorted(METHODS))}.")
+        params = {k: v for k, v in entry.items() if k != "method"}
+        method = METHODS[name]
+        _check_keys(params, set(method.defaults), f"{here} ({name})")
+        grid = {k: v if isinstance(v, list) else [v] for k, v in params.items()}
+        for values in itertools.product(*grid.values()):
+            chosen = dict(zip(grid, values))
+            method.validate(chosen, here)
+            runs.append(RunSpec(name, chosen))
+    ids = [r.run_id for r in runs]
+    duplicated = sorted({i for i in ids if ids.count(i) > 1})
+    if duplicated:
+        raise ConfigError(f"{where}: runs listed twice: {', '.join(duplicated)}.")
+    # The dense baseline is what every other method starts from: it runs first, always.
+    if "dense" not in {r.method for r in runs}:
+        runs.insert(0, RunSpec("dense", {}))
+    return sorted(runs, key=lambda r: r.method != "dense")
+
+
+def _train_spec(section: Any, where: str) -> TrainSpec:
+    section = _mapping(section, where)
+    allowed = {f.name for f in fields(TrainSpec)}
+    _check_keys(section, allowed, where)
+    for key in ("learning_rate", "weight_decay", "momentum"):
+        if isinstance(section.get(key), str):  # YAML 1.1 reads 1e-3 as a string
+            try:
+                section = {**section, key: float(section[key])}
+            except ValueError:
+                raise ConfigError(f"{where}: {key} must be a number, got {section[key]!r}.") from None
+    spec = TrainSpec(**section)
+    if not isinstance(spec.epochs, int) or spec.epochs < 0:
+        raise ConfigError(f"{where}: epochs must be a non-negative integer, got {spec.epochs!r}.")
+    if spec.optimizer not in _OPTIMIZERS:
+        raise ConfigError(f"{where}: optimizer {spec.optimizer!r} is not one of {sorted(_OPTIMIZERS)}.")
+    if spec.schedule not in _SCHEDULES:
+        raise ConfigError(f"{where}: schedule {spec.schedule!r} is not one of {sorted(_SCHEDULES)}.")
+    if not (isinstance(spec.learning_rate, (int, float)) and spec.learning_rate > 0):
+        raise ConfigError(f"{where}: learning_rate must be a positive number, got {spec.learning_rate!r}.")
+    return spec
+
+
+def _mapping(value: Any, where: str) -> dict:
+    if not isinstance(value, dict):
+        raise ConfigError(f"{where}: expected a mapping, got {type(value).__name__} {value!r}.")
+    return value
+
+
+def _check_keys(section: dict, allowed: set[str], where: str) -> None:
+    for key in section:
+        if key not in allowed:
+            close = difflib.get_close_matches(str(key), sorted(allowed), n=1)
+            hint = f" Did you mean '{close[0]}'?" if close else f" Allowed: {', '.join(sorted(allowed))}."
+            raise ConfigError(f"{where}: unknown key '{key}'.{hint}")

@@ -1,0 +1,112 @@
+"""The methods an experiment compares, by name: how each one turns data into a model.
+
+Every method but ``dense`` starts from the trained dense baseline and fine-tunes for the
+budget's ``finetune`` phase, so all of them see the same data, epochs and seeds.  A method
+returns a plain tf_keras model (wrappers stripped), which the runner measures and exports
+the same way for all.  Later methods register here with :func:`register_method`.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+from .. import models
+from ..backend import keras
+from ..data import Data
+from ..errors import ConfigError
+from . import training
+from .config import Budget
+
+
+@dataclass
+class RunContext:
+    """What a method may use: the data, the budget, where to write, the baseline."""
+
+    data: Data
+    budget: Budget
+    seed: int
+    run_dir: Path
+    label: str
+    baseline: Callable[[], keras.Model]  # a fresh copy of the trained dense model
+
+    def build(self) -> keras.Model:
+        """A fresh, untrained model of the budget's architecture."""
+        return models.build_for(self.data, self.budget.model, **self.budget.model_args)
+
+    def train(self, model: keras.Model, phase: str, callbacks: list | None = None):
+        """Compile and fit ``model`` for the budget's ``train`` or ``finetune`` phase."""
+        spec = getattr(self.budget, phase)
+        training.compile_for(model, spec, training.steps_per_epoch(self.data))
+        return training.fit(model, self.data, spec, label=self.label, run_dir=self.run_dir,
+                            callbacks=callbacks)
+
+
+@dataclass
+class Outcome:
+    model: keras.Model  # plain tf_keras, ready to measure and export
+    history: dict[str, list[float]]
+    epochs: int
+
+
+@dataclass(frozen=True)
+class Method:
+    name: str
+    run: Callable[[RunContext, dict[str, Any]], Outcome]
+    defaults: dict[str, Any] = field(default_factory=dict)
+    required: tuple[str, ...] = ()
+    from_baseline: bool = True
+
+    def validate(self, params: dict[str, Any], where: str) -> None:
+        for key in self.required:
+            if key not in params:
+                raise ConfigError(f"{where}: method '{self.name}' needs '{key}'.")
+        sparsity = params.get("sparsity")
+        if sparsity is not None and not (isinstance(sparsity, (int, float)) and 0 < sparsity < 1):
+            raise ConfigError(f"{where}: sparsity must be a fraction in (0, 1), got {sparsity!r}.")
+
+
+METHODS: dict[str, Method] = {}
+
+
+def register_method(name: str, defaults: dict[str, Any] | None = None,
+                    required: tuple[str, ...] = (), from_baseline: bool = True):
+    def decorator(run: Callable[[RunContext, dict[str, Any]], Outcome]):
+        METHODS[name] = Method(name, run, dict(defaults or {}), required, from_baseline)
+        return run
+
+    return decorator
+
+
+@register_method("dense", from_baseline=False)
+def dense(ctx: RunContext, params: dict[str, Any]) -> Outcome:
+    """The baseline: train the architecture from scratch for the ``train`` phase."""
+    model = ctx.build()
+    history = ctx.train(model, "train")
+    return Outcome(model, history, ctx.budget.train.epochs)
+
+
+@register_method(
+    "tfmot_gmp",
+    defaults={"sparsity": None, "initial_sparsity": 0.0, "end_fraction": 0.7, "frequency": 100},
+    required=("sparsity",),
+)
+def tfmot_gmp(ctx: RunContext, params: dict[str, Any]) -> Outcome:
+    """tfmot's ``prune_low_magnitude`` with ``PolynomialDecay`` (Zhu & Gupta 2017): the peer.
+
+    Sparsity rises from ``initial_sparsity`` to ``sparsity`` over the first
+    ``end_fraction`` of the fine-tuning steps, then the masks stay fixed while it recovers.
+    """
+    import tensorflow_model_optimization as tfmot
+
+    p = {**METHODS["tfmot_gmp"].defaults, **params}
+    spec = ctx.budget.finetune
+    total = training.steps_per_epoch(ctx.data) * spec.epochs
+    schedule = tfmot.sparsity.keras.PolynomialDecay(
+        initial_sparsity=float(p["initial_sparsity"]), final_sparsity=float(p["sparsity"]),
+        begin_step=0, end_step=max(1, int(total * p["end_fraction"])),
+        frequency=int(p["frequency"]),
+    )
+    pruned = tfmot.sparsity.keras.prune_low_magnitude(ctx.baseline(), pruning_schedule=schedule)
+    history = ctx.train(pruned, "finetune", callbacks=[tfmot.sparsity.keras.UpdatePruningStep()])
+    return Outcome(tfmot.sparsity.keras.strip_pruning(pruned), history, spec.epochs)

@@ -1,0 +1,151 @@
+"""The Markdown report of an experiment, with its plots, made from the results JSON alone.
+
+Nothing here measures: every number in a report comes from ``results`` so the report and
+the JSON can never disagree, and a report can be rebuilt without rerunning anything.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+from .. import files
+
+
+def _fmt_int(n: int) -> str:
+    for unit, size in (("G", 1e9), ("M", 1e6), ("k", 1e3)):
+        if abs(n) >= size:
+            return f"{n / size:.2f}{unit}"
+    return str(n)
+
+
+_COLUMNS = [
+    ("run", lambda r: f"`{r['run']}`"),
+    ("accuracy", lambda r: f"{r['accuracy']:.4f}"),
+    ("macro F1", lambda r: f"{r['f1']:.4f}"),
+    ("sparsity", lambda r: f"{r['sparsity']:.3f}"),
+    ("params", lambda r: _fmt_int(r["params"])),
+    ("nonzero", lambda r: _fmt_int(r["nonzero_params"])),
+    ("MACs", lambda r: _fmt_int(r["macs"])),
+    ("effective MACs", lambda r: _fmt_int(r["macs_effective"])),
+    ("TFLite KiB", lambda r: f"{r['tflite_bytes'] / 1024:.1f}"),
+    ("gzip KiB", lambda r: f"{r['tflite_gzip_bytes'] / 1024:.1f}"),
+    ("latency ms (p90)", lambda r: f"{r['latency_ms']:.3f} ({r['latency']['p90_ms']:.3f})"),
+    ("train s", lambda r: f"{r['train_seconds']:.0f}"),
+    ("peak MiB", lambda r: f"{r['peak_memory_mb']:.0f}"),
+]
+
+
+def write_report(results: dict, path: Path) -> Path:
+    """Write ``path`` (Markdown) and its PNG plots in ``<path stem>/`` next to it."""
+    path = Path(path)
+    plots = write_plots(results, path.parent / path.stem)
+    runs = results["runs"]
+    env = results["environment"]
+    packages = ", ".join(f"{k} {v}" for k, v in env["packages"].items() if v)
+    lines = [
+        f"# {results['experiment']}",
+        "",
+        results.get("description", ""),
+        "",
+        f"- dataset `{results['dataset']}` (reported split: `{results['evaluated_on']}`), "
+        f"model `{results['model']}`, budget `{results['budget']}`",
+        f"- reproduce: `{results['command']}`",
+        f"- machine: {env['cpu']}, {env['cores']} cores, GPUs: {', '.join(env['gpus']) or 'none'}; "
+        f"git {env.get('git_commit') or 'unknown'}",
+        f"- software: {packages}",
+        "",
+        "## Results",
+        "",
+        "| " + " | ".join(name for name, _ in _COLUMNS) + " |",
+        "|" + "---|" * len(_COLUMNS),
+        *("| " + " | ".join(cell(r) for _, cell in _COLUMNS) + " |" for r in runs),
+        "",
+        "Accuracy and macro F1 on the reported split; sparsity over prunable weights "
+        "(kernels, embeddings); MACs per example (effective: nonzero weights only); latency "
+        "is the LiteRT interpreter's batch-1 median on one thread; train seconds are the "
+        "run's own phase (pruning methods fine-tune the trained dense baseline).",
+        "",
+    ]
+    dense = next((r for r in runs if r["method"] == "dense"), None)
+    if dense is not None and len(runs) > 1:
+        lines += ["## Against the dense baseline", "",
+                  "| run | accuracy change (points) | size ratio (gzip) | latency ratio |",
+                  "|---|---|---|---|"]
+        for r in runs:
+            if r is dense:
+                continue
+            lines.append(
+                f"| `{r['run']}` | {100 * (r['accuracy'] - dense['accuracy']):+.2f} | "
+                f"{r['tflite_gzip_bytes'] / dense['tflite_gzip_bytes']:.3f} | "
+                f"{r['latency_ms'] / dense['latency_ms']:.3f} |"
+            )
+        lines.append("")
+    if plots:
+        lines += ["## Plots", ""]
+        lines += [f"![{p.stem}]({path.stem}/{p.name})" for p in plots]
+        lines.append("")
+    return files.write_text(path, "\n".join(lines))
+
+
+def write_plots(results: dict, folder: Path) -> list[Path]:
+    """Accuracy vs sparsity, sparsity and validation accuracy over epochs, size, latency."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    runs = results["runs"]
+    if not runs:
+        return []
+    written = []
+
+    def save(fig, name: str) -> None:
+        target = folder / f"{name}.png"
+        with files.atomic_path(target) as tmp:
+            fig.savefig(tmp, dpi=110, bbox_inches="tight")
+        plt.close(fig)
+        written.append(target)
+
+    fig, ax = plt.subplots(figsize=(6, 4))
+    for method in dict.fromkeys(r["method"] for r in runs):
+        points = sorted((r["sparsity"], r["accuracy"]) for r in runs if r["method"] == method)
+        ax.plot(*zip(*points), marker="o", label=method)
+    ax.set(xlabel="sparsity", ylabel=f"accuracy ({results['evaluated_on']})",
+           title=f"{results['experiment']}: accuracy vs sparsity")
+    ax.grid(alpha=0.3)
+    ax.legend()
+    save(fig, "accuracy_vs_sparsity")
+
+    fig, (left, right) = plt.subplots(1, 2, figsize=(11, 4))
+    for r in runs:
+        history = r.get("history") or {}
+        if "sparsity" in history:
+            left.plot(range(1, len(history["sparsity"]) + 1), history["sparsity"], label=r["run"])
+        if "val_accuracy" in history:
+            right.plot(range(1, len(history["val_accuracy"]) + 1), history["val_accuracy"],
+                       label=r["run"])
+    left.set(xlabel="epoch of the run's phase", ylabel="sparsity", title="sparsity over epochs")
+    right.set(xlabel="epoch of the run's phase", ylabel="validation accuracy",
+              title="validation accuracy over epochs")
+    for ax in (left, right):
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=7)
+    save(fig, "sparsity_over_epochs")
+
+    names = [r["run"] for r in runs]
+    fig, ax = plt.subplots(figsize=(max(6, len(runs) * 1.2), 4))
+    xs = range(len(runs))
+    ax.bar([x - 0.2 for x in xs], [r["tflite_bytes"] / 1024 for r in runs], 0.4, label="TFLite")
+    ax.bar([x + 0.2 for x in xs], [r["tflite_gzip_bytes"] / 1024 for r in runs], 0.4, label="gzip")
+    ax.set_xticks(list(xs), names, rotation=30, ha="right", fontsize=8)
+    ax.set(ylabel="KiB", title="model size")
+    ax.legend()
+    save(fig, "size")
+
+    fig, ax = plt.subplots(figsize=(max(6, len(runs) * 1.2), 4))
+    medians = [r["latency_ms"] for r in runs]
+    tails = [r["latency"]["p90_ms"] - r["latency_ms"] for r in runs]
+    ax.bar(list(xs), medians, yerr=[[0] * len(runs), tails], capsize=3)
+    ax.set_xticks(list(xs), names, rotation=30, ha="right", fontsize=8)
+    ax.set(ylabel="ms (median, bar to p90)", title="TFLite batch-1 latency (1 thread)")
+    save(fig, "latency")
+    return written

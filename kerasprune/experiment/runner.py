@@ -1,0 +1,176 @@
+"""Run an experiment end to end: baseline, each method, measurement, export, report.
+
+Each run writes ``saved_models/<experiment>/<budget>/<run>/`` and its ``result.json`` last;
+a rerun of the same command skips runs whose result exists with the same config
+fingerprint, and a run killed mid-training resumes from its last epoch.  So a long
+experiment can be stopped and continued at any time.
+"""
+from __future__ import annotations
+
+import json
+import os
+import shlex
+import time
+from pathlib import Path
+from typing import Callable
+
+from .. import benchmark, export, files, metrics
+from ..backend import keras
+from ..data import Data, load
+from ..environment import environment
+from .config import ExperimentConfig, RunSpec, load_config
+from .methods import METHODS, Outcome, RunContext
+from .report import write_report
+
+Log = Callable[[str], None]
+
+
+def _print(message: str) -> None:
+    print(message, flush=True)
+
+
+def results_paths(config: ExperimentConfig, results_dir: str | os.PathLike | None) -> tuple[Path, Path]:
+    """Where the results JSON and the report go: ``<config dir>/results/<name>[.<budget>]``."""
+    folder = Path(results_dir) if results_dir else config.path.parent / "results"
+    stem = config.name if config.budget.name == "cpu" else f"{config.name}.{config.budget.name}"
+    return folder / f"{stem}.json", folder / f"{stem}.md"
+
+
+def run_experiment(
+    config_path: str | os.PathLike,
+    *,
+    budget: str = "cpu",
+    data_dir: str | os.PathLike | None = None,
+    out_dir: str | os.PathLike = "saved_models",
+    results_dir: str | os.PathLike | None = None,
+    only: list[str] | None = None,
+    fresh: bool = False,
+    download: bool = False,
+    command: str | None = None,
+    log: Log = _print,
+) -> dict:
+    """Run (or resume) every run of the config and write the results JSON and report."""
+    config = load_config(config_path, budget)
+    json_path, report_path = results_paths(config, results_dir)
+    root = Path(out_dir) / config.name / budget
+    log(f"kerasprune: experiment '{config.name}' ({config.dataset}, {config.budget.model}, "
+        f"budget {budget}): {len(config.runs)} runs -> {root}")
+
+    started = time.perf_counter()
+    data = load(config.dataset, data_dir=data_dir, seed=config.seed, download=download,
+                **config.budget.data)
+    log(f"  data: {data.train_examples} training examples, evaluated on tfds split "
+        f"'{data.test_split}' (loaded in {time.perf_counter() - started:.1f}s)")
+
+    results = {
+        "experiment": config.name,
+        "description": config.description,
+        "dataset": config.dataset,
+        "model": config.budget.model,
+        "budget": budget,
+        "command": command or _default_command(config, budget),
+        "environment": environment(),
+        "config": config.raw["budgets"][budget],
+        "evaluated_on": data.test_split,
+        "runs": [],
+    }
+    wanted = set(only) if only else None
+    baseline_dir = root / "dense"
+    for index, run in enumerate(config.runs, 1):
+        run_dir = root / run.run_id
+        label = f"[{index}/{len(config.runs)}] {run.run_id}"
+        selected = wanted is None or run.run_id in wanted
+        cached = _cached(run_dir, config.fingerprint(run))
+        if cached and not (fresh and selected):
+            log(f"{label}: done earlier, kept ({run_dir / 'result.json'})")
+            results["runs"].append(cached)
+            continue
+        if not (selected or run.method == "dense"):  # the baseline is every method's start
+            continue
+        log(f"{label}: running")
+        record = _run_one(config, run, data, run_dir, baseline_dir, label, log)
+        results["runs"].append(record)
+        files.write_json(json_path, results)  # partial results survive a later failure
+
+    files.write_json(json_path, results)
+    write_report(results, report_path)
+    log(f"kerasprune: finished in {time.perf_counter() - started:.0f}s; results {json_path}, "
+        f"report {report_path}")
+    return results
+
+
+def _default_command(config: ExperimentConfig, budget: str) -> str:
+    path = config.path
+    try:
+        path = path.resolve().relative_to(Path.cwd())
+    except ValueError:
+        pass
+    return f"kerasprune experiment {shlex.quote(str(path))} --budget {budget}"
+
+
+def _cached(run_dir: Path, fingerprint: str) -> dict | None:
+    path = run_dir / "result.json"
+    if not path.is_file():
+        return None
+    record = json.loads(path.read_text())
+    return record if record.get("fingerprint") == fingerprint else None
+
+
+def _run_one(config: ExperimentConfig, run: RunSpec, data: Data, run_dir: Path,
+             baseline_dir: Path, label: str, log: Log) -> dict:
+    method = METHODS[run.method]
+    run_dir.mkdir(parents=True, exist_ok=True)
+    keras.utils.set_random_seed(config.seed)
+
+    def baseline() -> keras.Model:
+        return keras.models.load_model(baseline_dir / "model.keras", compile=False)
+
+    ctx = RunContext(data, config.budget, config.seed, run_dir, label, baseline)
+    started = time.perf_counter()
+    with metrics.PeakMemory() as memory:
+        outcome = method.run(ctx, run.params)
+    train_seconds = time.perf_counter() - started
+    log(f"{label}: trained in {train_seconds:.0f}s; measuring and exporting")
+    record = {
+        "method": run.method,
+        "run": run.run_id,
+        "settings": run.params,
+        **measure(outcome, data, run_dir),
+        "train_seconds": round(train_seconds, 2),
+        "peak_memory_mb": round(memory.mb, 1),
+        "fingerprint": config.fingerprint(run),
+    }
+    files.write_json(run_dir / "result.json", record)
+    log(f"{label}: accuracy {record['accuracy']:.4f}, sparsity {record['sparsity']:.3f}, "
+        f"TFLite {record['tflite_bytes'] / 1024:.0f} KiB, {record['latency_ms']:.3f} ms")
+    return record
+
+
+def measure(outcome: Outcome, data: Data, run_dir: Path) -> dict:
+    """The figures every method is judged by, taken the same way for all of them."""
+    model = outcome.model
+    with files.atomic_path(run_dir / "model.keras") as tmp:
+        model.save(tmp)
+    tflite = export.to_tflite(model, run_dir / "model.tflite", check_inputs=data.sample_inputs(32))
+    latency = benchmark.tflite_latency(tflite.path)
+    macs = metrics.count_macs(model)
+    return {
+        **metrics.evaluate(model, data.test),
+        "sparsity": round(metrics.global_sparsity(model), 5),
+        "layer_sparsity": {k: round(v, 5) for k, v in metrics.layer_sparsity(model).items()},
+        "params": metrics.count_params(model),
+        "nonzero_params": metrics.count_nonzero_params(model),
+        "macs": macs.dense,
+        "macs_effective": macs.effective,
+        "keras_bytes": metrics.file_bytes(run_dir / "model.keras"),
+        "tflite_bytes": tflite.bytes,
+        "tflite_gzip_bytes": metrics.gzip_bytes(tflite.path),
+        "tflite_max_abs_diff": tflite.max_abs_diff,
+        "latency_ms": round(latency.median_ms, 4),
+        "latency": latency.as_dict(),
+        "epochs": outcome.epochs,
+        "history": outcome.history,
+    }
+
+
+__all__ = ["run_experiment", "measure", "results_paths"]

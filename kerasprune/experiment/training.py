@@ -1,0 +1,64 @@
+"""Compile and fit a model as an experiment phase (``train`` or ``finetune``) describes it."""
+from __future__ import annotations
+
+import csv
+import shutil
+from pathlib import Path
+
+from ..backend import keras
+from ..callbacks import EpochProgress, SparsityHistory
+from ..data import Data
+from .config import TrainSpec
+
+
+def compile_for(model: keras.Model, spec: TrainSpec, steps_per_epoch: int) -> keras.Model:
+    """Compile with the phase's optimizer and schedule (cosine decays to 0 over the phase)."""
+    lr: float | keras.optimizers.schedules.LearningRateSchedule = spec.learning_rate
+    if spec.schedule == "cosine" and spec.epochs > 0:
+        lr = keras.optimizers.schedules.CosineDecay(spec.learning_rate, steps_per_epoch * spec.epochs)
+    if spec.optimizer == "sgd":
+        optimizer = keras.optimizers.SGD(lr, momentum=spec.momentum, nesterov=True,
+                                         weight_decay=spec.weight_decay or None)
+    elif spec.optimizer == "adamw":
+        optimizer = keras.optimizers.AdamW(lr, weight_decay=spec.weight_decay)
+    else:
+        optimizer = keras.optimizers.Adam(lr)
+    loss = keras.losses.SparseCategoricalCrossentropy()
+    model.compile(optimizer=optimizer, loss=loss, metrics=["accuracy"])
+    return model
+
+
+def steps_per_epoch(data: Data) -> int:
+    n = int(data.train.cardinality())
+    return n if n > 0 else sum(1 for _ in data.train)
+
+
+def fit(model: keras.Model, data: Data, spec: TrainSpec, *, label: str, run_dir: Path,
+        callbacks: list | None = None) -> dict[str, list[float]]:
+    """Train ``spec.epochs`` epochs in ``run_dir`` and return the per-epoch history.
+
+    A killed run resumes from its last finished epoch (``BackupAndRestore`` in
+    ``run_dir/backup``), and the history is appended to ``run_dir/history.csv`` so the
+    epochs before the kill are kept.  The backup is removed once training completes.
+    """
+    if spec.epochs == 0:
+        return {}
+    backup, log = run_dir / "backup", run_dir / "history.csv"
+    if not backup.exists():
+        log.unlink(missing_ok=True)  # a fresh start: drop the log of an abandoned run
+    cbs = [
+        SparsityHistory(), *(callbacks or []),
+        keras.callbacks.CSVLogger(str(log), append=True),
+        keras.callbacks.BackupAndRestore(str(backup), delete_checkpoint=True),
+        EpochProgress(label),
+    ]
+    model.fit(data.train, validation_data=data.val, epochs=spec.epochs, callbacks=cbs, verbose=0)
+    shutil.rmtree(backup, ignore_errors=True)
+    return read_history(log)
+
+
+def read_history(path: Path) -> dict[str, list[float]]:
+    """Columns of a CSVLogger file as lists of floats (the epoch column dropped)."""
+    with open(path, newline="") as f:
+        rows = list(csv.DictReader(f))
+    return {k: [float(r[k]) for r in rows] for k in (rows[0] if rows else {}) if k != "epoch"}

@@ -1,0 +1,120 @@
+"""An experiment runs end to end, writes the results schema and a report, and resumes."""
+from __future__ import annotations
+
+import json
+import textwrap
+
+import pytest
+
+from kerasprune.backend import keras
+from kerasprune.cli import main
+from kerasprune.experiment import run_experiment
+from kerasprune.experiment.config import TrainSpec
+from kerasprune.experiment.training import fit
+
+CONFIG = """
+experiment: tiny
+dataset: mnist
+model: lenet_300_100
+model_args: {width: 0.1}
+methods:
+  - method: tfmot_gmp
+    sparsity: 0.5
+    frequency: 1
+budgets:
+  cpu:
+    data: {batch_size: 8, max_train_examples: 32}
+    train: {epochs: 1}
+    finetune: {epochs: 2}
+"""
+
+RUN_FIELDS = ["method", "accuracy", "f1", "sparsity", "params", "nonzero_params", "macs",
+              "tflite_bytes", "tflite_gzip_bytes", "latency_ms", "train_seconds", "peak_memory_mb"]
+
+
+@pytest.fixture
+def tiny(tmp_path, mock_tfds):
+    config = tmp_path / "experiments" / "tiny.yaml"
+    config.parent.mkdir()
+    config.write_text(textwrap.dedent(CONFIG))
+    return config
+
+
+def _run(config, tmp_path, messages=None, **kwargs):
+    log = messages.append if messages is not None else (lambda m: None)
+    return run_experiment(config, out_dir=tmp_path / "out", data_dir="/unused", log=log, **kwargs)
+
+
+def test_results_json_has_the_schema_and_the_report_its_plots(tiny, tmp_path):
+    results = _run(tiny, tmp_path)
+    written = json.loads((tiny.parent / "results" / "tiny.json").read_text())
+    assert written == json.loads(json.dumps(results))
+    for key in ("experiment", "dataset", "model", "budget", "command", "environment", "runs"):
+        assert written[key] not in (None, "", [])
+    assert [r["method"] for r in written["runs"]] == ["dense", "tfmot_gmp"]
+    for run in written["runs"]:
+        assert all(run[k] is not None for k in RUN_FIELDS), run
+    pruned = written["runs"][1]
+    assert pruned["sparsity"] == pytest.approx(0.5, abs=0.02)
+    assert pruned["nonzero_params"] < written["runs"][0]["nonzero_params"]
+    assert pruned["macs_effective"] < pruned["macs"]
+    assert len(pruned["history"]["sparsity"]) == 2
+    report = (tiny.parent / "results" / "tiny.md").read_text()
+    assert "tfmot_gmp_frequency-1_sparsity-0.5" in report and "kerasprune experiment" in report
+    for plot in ("accuracy_vs_sparsity", "sparsity_over_epochs", "size", "latency"):
+        assert f"tiny/{plot}.png" in report
+        assert (tiny.parent / "results" / "tiny" / f"{plot}.png").stat().st_size > 1000
+    out = tmp_path / "out" / "tiny" / "cpu" / "tfmot_gmp_frequency-1_sparsity-0.5"
+    assert {"model.keras", "model.tflite", "result.json", "history.csv"} <= {p.name for p in out.iterdir()}
+    assert not (out / "backup").exists()
+
+
+def test_a_rerun_keeps_finished_runs_and_a_changed_config_reruns_them(tiny, tmp_path):
+    first = _run(tiny, tmp_path)
+    messages: list[str] = []
+    second = _run(tiny, tmp_path, messages)
+    assert sum("done earlier" in m for m in messages) == 2
+    assert [r["accuracy"] for r in second["runs"]] == [r["accuracy"] for r in first["runs"]]
+
+    tiny.write_text(tiny.read_text().replace("finetune: {epochs: 2}", "finetune: {epochs: 1}"))
+    messages.clear()
+    _run(tiny, tmp_path, messages)
+    assert any("tfmot_gmp_frequency-1_sparsity-0.5: running" in m for m in messages)
+    assert any("dense: done earlier" in m for m in messages)
+
+
+class _Crash(keras.callbacks.Callback):
+    def on_epoch_end(self, epoch, logs=None):
+        if epoch == 1:
+            raise KeyboardInterrupt("killed")
+
+
+def test_a_killed_training_resumes_from_its_last_epoch(tmp_path, mock_tfds):
+    from kerasprune import data, models
+    from kerasprune.experiment.training import compile_for
+
+    d = data.load("mnist", batch_size=8, max_train_examples=16, data_dir="/unused")
+    spec = TrainSpec(epochs=3)
+
+    def fresh_model():
+        model = models.build_for(d, "lenet_300_100", width=0.1)
+        return compile_for(model, spec, steps_per_epoch=2)
+
+    with pytest.raises(KeyboardInterrupt):
+        fit(fresh_model(), d, spec, label="t", run_dir=tmp_path, callbacks=[_Crash()])
+    assert (tmp_path / "backup").exists()
+    history = fit(fresh_model(), d, spec, label="t", run_dir=tmp_path)
+    assert len(history["loss"]) == 3  # epochs 1-2 from before the kill, 3 after it
+    assert not (tmp_path / "backup").exists()
+
+
+def test_cli_reports_input_errors_in_one_line(tmp_path, capsys):
+    assert main(["experiment", str(tmp_path / "missing.yaml")]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("kerasprune: error: experiment config") and "does not exist" in err
+    assert "Traceback" not in err
+
+
+def test_cli_lists_models_and_datasets(capsys):
+    assert main(["models"]) == 0 and "resnet20" in capsys.readouterr().out
+    assert main(["datasets"]) == 0 and "glue/sst2" in capsys.readouterr().out

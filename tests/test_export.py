@@ -1,0 +1,56 @@
+"""TFLite export is checked against Keras before anything is written."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from kerasprune import export, models
+from kerasprune.backend import keras
+from kerasprune.errors import ExportError, ModelError
+
+
+def test_export_matches_keras_and_writes_the_file(tmp_path):
+    model = models.build("lenet5", input_shape=(28, 28, 1), num_classes=10)
+    x = np.random.default_rng(1).standard_normal((5, 28, 28, 1)).astype("float32")
+    result = export.to_tflite(model, tmp_path / "m.tflite", check_inputs=x)
+    assert result.path.read_bytes() == result.content
+    assert result.max_abs_diff <= 1e-4 and result.checked_examples == 5
+    np.testing.assert_allclose(export.run_tflite(result.path, x), model.predict(x, verbose=0), atol=1e-5)
+
+
+def test_recurrent_models_export_with_builtin_ops():
+    model = models.build("bilstm", input_shape=(12,), num_classes=2, vocab_size=50, units=8)
+    result = export.to_tflite(model, atol=1e-2)  # fused LSTM kernels differ at ~1e-3
+    ops = {op["op_name"] for op in export.interpreter(result.content)._get_ops_details()}
+    assert "UNIDIRECTIONAL_SEQUENCE_LSTM" in ops and "FlexTensorListReserve" not in ops
+
+
+def test_a_disagreeing_conversion_raises_and_writes_nothing(tmp_path, monkeypatch):
+    model = models.build("lenet_300_100", input_shape=(28, 28, 1), num_classes=10, width=0.1)
+    monkeypatch.setattr(export, "run_tflite", lambda content, x: np.zeros((len(x), 10)))
+    with pytest.raises(ExportError, match="disagrees with Keras by up to"):
+        export.to_tflite(model, tmp_path / "m.tflite")
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_tfmot_wrappers_are_stripped_before_conversion():
+    import tensorflow_model_optimization as tfmot
+
+    model = models.build("lenet_300_100", input_shape=(28, 28, 1), num_classes=10, width=0.1)
+    pruned = tfmot.sparsity.keras.prune_low_magnitude(model)
+    ops = {op["op_name"] for op in export.interpreter(export.to_tflite(pruned).content)._get_ops_details()}
+    assert ops <= {"FULLY_CONNECTED", "RESHAPE", "SOFTMAX", "DELEGATE"}
+
+
+def test_keras3_models_are_refused():
+    import keras as keras3
+
+    with pytest.raises(ModelError, match="Keras 3"):
+        export.to_tflite(keras3.Sequential([keras3.Input((2,)), keras3.layers.Dense(1)]))
+
+
+def test_multi_output_models_are_refused_by_name():
+    inputs = keras.Input((2,))
+    model = keras.Model(inputs, [keras.layers.Dense(1)(inputs), keras.layers.Dense(1)(inputs)], name="two")
+    with pytest.raises(ExportError, match="'two' has 1 inputs and 2 outputs"):
+        export.to_tflite(model)
