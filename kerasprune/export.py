@@ -93,14 +93,19 @@ def to_tflite(
 
 
 def _convert(model: keras.Model) -> bytes:
-    """Convert with a dynamic batch; if that fails (recurrent layers' tensor lists), with batch 1.
+    """Convert with a dynamic batch, or with batch 1 where the graph has recurrent layers.
 
-    With a static batch the converter fuses LSTM/GRU into TFLite's sequence kernels, so
-    the model runs on builtin ops without the Flex (Select TF ops) delegate.
+    The converter cannot lower the tensor lists of Keras' RNN loops with a dynamic batch;
+    with a static batch it fuses LSTM/GRU into TFLite's sequence kernels, so the model
+    runs on builtin ops without the Flex (Select TF ops) delegate.
     """
+    from . import metrics
+
+    recurrent = any(isinstance(layer, (keras.layers.RNN, keras.layers.Bidirectional))
+                    for layer in metrics.leaf_layers(model))
     try:
-        return tf.lite.TFLiteConverter.from_keras_model(model).convert()
-    except Exception as dynamic_error:  # ConverterError carries an MLIR dump
+        if not recurrent:
+            return tf.lite.TFLiteConverter.from_keras_model(model).convert()
         spec = model.inputs[0]
 
         @tf.autograph.experimental.do_not_convert
@@ -109,13 +114,12 @@ def _convert(model: keras.Model) -> bytes:
 
         signature = tf.TensorSpec([1, *spec.shape[1:]], spec.dtype)
         concrete = tf.function(serve).get_concrete_function(signature)
-        try:
-            return tf.lite.TFLiteConverter.from_concrete_functions([concrete], model).convert()
-        except Exception as exc:
-            raise ExportError(
-                f"to_tflite: TFLite conversion of '{model.name}' failed with a dynamic batch "
-                f"({str(dynamic_error).splitlines()[0]}) and with batch 1: {exc}"
-            ) from exc
+        return tf.lite.TFLiteConverter.from_concrete_functions([concrete], model).convert()
+    except Exception as exc:  # ConverterError carries a long MLIR dump: keep its first line
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise ExportError(
+            f"to_tflite: the TFLite converter failed on '{model.name}': {first}"
+        ) from exc
 
 
 def _strip_tfmot(model: keras.Model) -> keras.Model:

@@ -118,3 +118,19 @@ def test_cli_reports_input_errors_in_one_line(tmp_path, capsys):
 def test_cli_lists_models_and_datasets(capsys):
     assert main(["models"]) == 0 and "resnet20" in capsys.readouterr().out
     assert main(["datasets"]) == 0 and "glue/sst2" in capsys.readouterr().out
+
+
+def test_history_keeps_one_row_per_epoch(tmp_path):
+    from kerasprune.experiment.training import read_history
+
+    log = tmp_path / "history.csv"
+    log.write_text("epoch,loss\n0,0.9\n1,0.5\n1,0.4\n2,0.3\n")  # epoch 1 redone after a kill
+    assert read_history(log) == {"loss": [0.9, 0.4, 0.3]}
+
+
+def test_cli_names_a_dataset_missing_from_the_data_dir(tmp_path, capsys):
+    config = tmp_path / "c.yaml"
+    config.write_text(textwrap.dedent(CONFIG).replace("dataset: mnist", "dataset: cifar10"))
+    assert main(["experiment", str(config), "--data-dir", str(tmp_path / "empty")]) == 2
+    err = capsys.readouterr().err
+    assert "dataset 'cifar10' is not prepared" in err and str(tmp_path / "empty") in err

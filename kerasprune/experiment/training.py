@@ -58,7 +58,11 @@ def fit(model: keras.Model, data: Data, spec: TrainSpec, *, label: str, run_dir:
 
 
 def read_history(path: Path) -> dict[str, list[float]]:
-    """Columns of a CSVLogger file as lists of floats (the epoch column dropped)."""
+    """Columns of a CSVLogger file as lists of floats, one entry per epoch.
+
+    An epoch logged twice (killed after its row was written but before its backup) keeps
+    the row of the run that completed it.
+    """
     with open(path, newline="") as f:
-        rows = list(csv.DictReader(f))
+        rows = list({int(r["epoch"]): r for r in csv.DictReader(f)}.values())
     return {k: [float(r[k]) for r in rows] for k in (rows[0] if rows else {}) if k != "epoch"}
