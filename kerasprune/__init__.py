@@ -8,10 +8,12 @@ from . import data, metrics, models
 from .errors import ConfigError, DataError, ExportError, KerasPruneError, ModelError
 from .experiment import run_experiment
 from .export import to_tflite
+from .pruning import prune, set_sparsity, strip
+from .wrapper import PruningWrapper
 
 __version__ = "0.1.0"
 
 __all__ = [
-    "ConfigError", "DataError", "ExportError", "KerasPruneError", "ModelError",
-    "data", "metrics", "models", "run_experiment", "to_tflite",
+    "ConfigError", "DataError", "ExportError", "KerasPruneError", "ModelError", "PruningWrapper",
+    "data", "metrics", "models", "prune", "run_experiment", "set_sparsity", "strip", "to_tflite",
 ]

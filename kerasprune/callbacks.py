@@ -43,3 +43,91 @@ class EpochProgress(keras.callbacks.Callback):
         shown = "  ".join(f"{k} {logs[k]:.4f}" for k in self.keys if k in logs)
         print(f"  {self.label} epoch {epoch + 1}/{total}  {shown}  {took:.1f}s  eta {eta:.0f}s",
               file=self.stream, flush=True)
+
+
+class AdaptivePruning(keras.callbacks.Callback):
+    """Prune a ``kerasprune.prune``-d model during ``fit``, paced by validation feedback.
+
+    At each epoch end the :class:`~kerasprune.schedules.FeedbackSchedule` reads the
+    monitored metric and steps sparsity up, holds it, or rolls the last step back (the
+    previous masks come back).  Masks are chosen by ``importance`` (Taylor scores collected
+    by the wrappers since the previous step, by default) over ``scope``.
+
+    Each decision is kept in ``decisions`` and added to the epoch logs as
+    ``pruning_target`` and ``pruning_action`` (0 none, 1 step, 2 hold, 3 rollback, 4 done),
+    so History, CSVLogger and TensorBoard record it: put this callback before them, and
+    before ``BackupAndRestore``/``ModelCheckpoint`` so the checkpoint holds the new masks.
+    The schedule state lives in the wrappers' weights, so a resumed run continues exactly.
+    """
+
+    def __init__(self, schedule=None, *, importance="taylor", scope="global",
+                 monitor: str = "val_accuracy", min_density: float = 0.005, verbose: int = 1,
+                 **schedule_args) -> None:
+        super().__init__()
+        from .schedules import FeedbackSchedule
+
+        if schedule is not None and schedule_args:
+            raise TypeError("pass either a FeedbackSchedule or its arguments, not both")
+        self.schedule = schedule or FeedbackSchedule(
+            higher_is_better="loss" not in monitor, **schedule_args)
+        self.importance, self.scope, self.min_density = importance, scope, min_density
+        self.monitor, self.verbose = monitor, verbose
+        self.decisions: list[dict] = []
+        self._state_loaded = False
+
+    def _wrappers(self):
+        from .errors import ModelError
+        from .pruning import wrappers
+
+        found = wrappers(self.model)
+        if not found:
+            raise ModelError("AdaptivePruning: the model has no pruning wrappers; fit the model "
+                             "returned by kerasprune.prune(model).")
+        return found
+
+    def on_train_begin(self, logs: dict | None = None) -> None:
+        self._wrappers()
+        self._state_loaded = False  # read after BackupAndRestore has restored the weights
+
+    def on_epoch_begin(self, epoch: int, logs: dict | None = None) -> None:
+        if not self._state_loaded:
+            from .schedules import FeedbackState
+
+            vector = self._wrappers()[0].state.numpy()[: len(FeedbackState().as_vector())]
+            if vector[0]:  # started: a resumed run, or a second fit() on the same model
+                self.schedule.state = FeedbackState.from_vector(vector)
+            self._state_loaded = True
+
+    def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
+        from .errors import ConfigError
+        from .pruning import set_sparsity
+        from .schedules import ACTION_CODES
+
+        logs = logs if logs is not None else {}
+        if self.monitor not in logs:
+            raise ConfigError(
+                f"AdaptivePruning monitors '{self.monitor}', which is not in the epoch logs "
+                f"({', '.join(sorted(logs)) or 'none'}); pass validation_data to fit() or "
+                "choose another monitor=."
+            )
+        found = self._wrappers()
+        decision = self.schedule.update(epoch, float(logs[self.monitor]), self.params.get("epochs"))
+        if decision.action == "step":
+            set_sparsity(self.model, decision.sparsity, self.importance, self.scope, self.min_density)
+        elif decision.action == "rollback":
+            for wrapper in found:
+                wrapper.restore_previous_masks()
+        if decision.action in ("step", "rollback"):
+            for wrapper in found:
+                wrapper.reset_scores()  # scores describe the network since the last change
+        vector = self.schedule.state.as_vector()
+        for wrapper in found:
+            padded = vector + [0.0] * (int(wrapper.state.shape[0]) - len(vector))
+            wrapper.state.assign(padded)
+        logs["pruning_target"] = decision.sparsity
+        logs["pruning_action"] = float(ACTION_CODES[decision.action])
+        self.decisions.append(decision.as_dict())
+        if self.verbose and decision.action not in ("none", "done"):
+            print(f"  AdaptivePruning epoch {epoch + 1}: {decision.action} -> sparsity "
+                  f"{decision.sparsity:.3f} ({self.monitor} {decision.metric:.4f}, reference "
+                  f"{decision.reference:.4f}; {decision.reason})", flush=True)

@@ -75,7 +75,7 @@ def to_tflite(
             f"to_tflite: model '{model.name}' has {len(model.inputs)} inputs and "
             f"{len(model.outputs)} outputs; the checked export handles one of each."
         )
-    model = _strip_tfmot(model)
+    model = _stripped(model)
     content = _convert(model)
 
     inputs = check_inputs if check_inputs is not None else _random_inputs(model, 8)
@@ -101,7 +101,7 @@ def _convert(model: keras.Model) -> bytes:
     """
     from . import metrics
 
-    recurrent = any(isinstance(layer, (keras.layers.RNN, keras.layers.Bidirectional))
+    recurrent = any(isinstance(metrics.unwrap(layer), (keras.layers.RNN, keras.layers.Bidirectional))
                     for layer in metrics.leaf_layers(model))
     try:
         if not recurrent:
@@ -122,13 +122,17 @@ def _convert(model: keras.Model) -> bytes:
         ) from exc
 
 
-def _strip_tfmot(model: keras.Model) -> keras.Model:
-    """Remove tfmot pruning wrappers so the converter sees plain (zero-filled) kernels."""
+def _stripped(model: keras.Model) -> keras.Model:
+    """Remove pruning wrappers (kerasprune's or tfmot's) so the converter sees plain kernels."""
     import tensorflow_model_optimization as tfmot
     from tensorflow_model_optimization.python.core.sparsity.keras.pruning_wrapper import (
         PruneLowMagnitude,
     )
 
+    from .pruning import strip, wrappers
+
+    if wrappers(model):
+        return strip(model)
     if any(isinstance(layer, PruneLowMagnitude) for layer in model.layers):
         return tfmot.sparsity.keras.strip_pruning(model)
     return model

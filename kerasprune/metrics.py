@@ -42,13 +42,13 @@ def unwrap(layer: keras.layers.Layer) -> keras.layers.Layer:
 
 
 def leaf_layers(model: keras.Model) -> Iterable[keras.layers.Layer]:
-    """Every layer of ``model`` with nested models flattened and wrappers removed."""
+    """Every layer of ``model`` with nested models flattened (wrappers kept)."""
     for layer in model.layers:
         inner = unwrap(layer)
         if isinstance(inner, keras.Model):
             yield from leaf_layers(inner)
         else:
-            yield inner
+            yield layer
 
 
 def prunable_weights(layer: keras.layers.Layer) -> list[tf.Variable]:
@@ -56,14 +56,31 @@ def prunable_weights(layer: keras.layers.Layer) -> list[tf.Variable]:
     return [w for w in unwrap(layer).trainable_weights if len(w.shape) >= 2]
 
 
+def effective_values(layer: keras.layers.Layer) -> Callable[[tf.Variable], np.ndarray]:
+    """A lookup from a weight of ``layer`` to the value the layer computes with.
+
+    A pruning wrapper that does not zero its variables (kerasprune's) says so through
+    ``effective_weights()``; every other weight is its variable's value.
+    """
+    known = {}
+    if hasattr(layer, "effective_weights"):
+        known = {id(v): value for v, value in layer.effective_weights()}
+    return lambda variable: known[id(variable)] if id(variable) in known else variable.numpy()
+
+
+def _prunable_arrays(layer: keras.layers.Layer) -> list[np.ndarray]:
+    value = effective_values(layer)
+    return [value(w) for w in prunable_weights(layer)]
+
+
 def layer_sparsity(model: keras.Model) -> dict[str, float]:
     """Fraction of zeros in each layer's prunable weights, for layers that have any."""
     result = {}
     for layer in leaf_layers(model):
-        arrays = [w.numpy() for w in prunable_weights(layer)]
+        arrays = _prunable_arrays(layer)
         total = sum(a.size for a in arrays)
         if total:
-            result[layer.name] = sum(int(np.count_nonzero(a == 0)) for a in arrays) / total
+            result[unwrap(layer).name] = sum(int(np.count_nonzero(a == 0)) for a in arrays) / total
     return result
 
 
@@ -71,30 +88,30 @@ def global_sparsity(model: keras.Model) -> float:
     """Fraction of zeros over all prunable weights of the model."""
     zeros = total = 0
     for layer in leaf_layers(model):
-        for w in prunable_weights(layer):
-            a = w.numpy()
+        for a in _prunable_arrays(layer):
             zeros += int(np.count_nonzero(a == 0))
             total += a.size
     return zeros / total if total else 0.0
 
 
-def _model_weights(model: keras.Model) -> list[tf.Variable]:
+def _model_weights(model: keras.Model) -> list[tuple[tf.Variable, Callable]]:
     seen, weights = set(), []
     for layer in leaf_layers(model):
-        for w in layer.weights:
+        value = effective_values(layer)
+        for w in unwrap(layer).weights:
             if id(w) not in seen:
                 seen.add(id(w))
-                weights.append(w)
+                weights.append((w, value))
     return weights
 
 
 def count_params(model: keras.Model) -> int:
     """Every weight entry once, without wrapper bookkeeping."""
-    return int(sum(np.prod(w.shape) for w in _model_weights(model)))
+    return int(sum(np.prod(w.shape) for w, _ in _model_weights(model)))
 
 
 def count_nonzero_params(model: keras.Model) -> int:
-    return int(sum(np.count_nonzero(w.numpy()) for w in _model_weights(model)))
+    return int(sum(np.count_nonzero(value(w)) for w, value in _model_weights(model)))
 
 
 # ---------------------------------------------------------------- MACs
@@ -109,9 +126,10 @@ class Macs:
     unknown_layers: list[str] = field(default_factory=list)
 
 
-# A rule maps (layer, node) to [(positions, kernel array)]: each kernel entry is used
-# once per position.  Extra weight-free MACs (attention) come back as an int.
-MacRule = Callable[[keras.layers.Layer, object], tuple[list[tuple[int, np.ndarray]], int]]
+# A rule maps (layer, node, value) to [(positions, kernel array)]: each kernel entry is
+# used once per position; ``value(variable)`` gives a weight as the layer computes with
+# it (masked under a pruning wrapper).  Weight-free MACs (attention) come back as an int.
+MacRule = Callable[[keras.layers.Layer, object, Callable], tuple[list[tuple[int, np.ndarray]], int]]
 MAC_RULES: dict[type, MacRule] = {}
 
 
@@ -136,46 +154,46 @@ def _positions(shape, where: str) -> int:
     return int(np.prod(dims)) if dims else 1
 
 
-def _kernels(layer) -> list[np.ndarray]:
-    return [w.numpy() for w in prunable_weights(layer)]
+def _kernels(layer, value) -> list[np.ndarray]:
+    return [value(w) for w in prunable_weights(layer)]
 
 
 @register_macs(keras.layers.Dense, keras.layers.Conv1D, keras.layers.Conv2D, keras.layers.Conv3D,
                keras.layers.DepthwiseConv2D, keras.layers.SeparableConv1D,
                keras.layers.SeparableConv2D)
-def _output_position_rule(layer, node):
+def _output_position_rule(layer, node, value):
     """Each kernel entry is used once per output position (spatial or time step)."""
     positions = _positions(node.output_shapes, layer.name)
-    return [(positions, k) for k in _kernels(layer)], 0
+    return [(positions, k) for k in _kernels(layer, value)], 0
 
 
 @register_macs(keras.layers.Conv2DTranspose, keras.layers.Conv1DTranspose, keras.layers.Conv3DTranspose)
-def _input_position_rule(layer, node):
+def _input_position_rule(layer, node, value):
     positions = _positions(node.input_shapes, layer.name)
-    return [(positions, k) for k in _kernels(layer)], 0
+    return [(positions, k) for k in _kernels(layer, value)], 0
 
 
 @register_macs(keras.layers.LSTM, keras.layers.GRU, keras.layers.SimpleRNN, keras.layers.Bidirectional)
-def _recurrent_rule(layer, node):
+def _recurrent_rule(layer, node, value):
     """Input and recurrent kernels are applied once per time step (both directions)."""
     steps = _positions(node.input_shapes, layer.name)  # (batch, time, features)
-    return [(steps, k) for k in _kernels(layer)], 0
+    return [(steps, k) for k in _kernels(layer, value)], 0
 
 
 @register_macs(keras.layers.MultiHeadAttention)
-def _attention_rule(layer, node):
+def _attention_rule(layer, node, value):
     """Q/K/V/output projections plus QK^T and attention-times-V."""
     query = node.call_args[0]
-    value = node.call_args[1] if len(node.call_args) > 1 else node.call_kwargs["value"]
-    key = node.call_kwargs.get("key", value)
+    source = node.call_args[1] if len(node.call_args) > 1 else node.call_kwargs["value"]
+    key = node.call_kwargs.get("key", source)
     t_q = _positions(query.shape, layer.name)
     t_k = _positions(key.shape, layer.name)
-    t_v = _positions(value.shape, layer.name)
+    t_v = _positions(source.shape, layer.name)
     uses = [
-        (t_q, layer._query_dense.kernel.numpy()),
-        (t_k, layer._key_dense.kernel.numpy()),
-        (t_v, layer._value_dense.kernel.numpy()),
-        (t_q, layer._output_dense.kernel.numpy()),
+        (t_q, value(layer._query_dense.kernel)),
+        (t_k, value(layer._key_dense.kernel)),
+        (t_v, value(layer._value_dense.kernel)),
+        (t_q, value(layer._output_dense.kernel)),
     ]
     heads = layer._num_heads
     extra = t_q * t_k * heads * layer._key_dim + t_q * t_k * heads * layer._value_dim
@@ -183,7 +201,7 @@ def _attention_rule(layer, node):
 
 
 @register_macs(keras.layers.Embedding)
-def _lookup_rule(layer, node):
+def _lookup_rule(layer, node, value):
     return [], 0  # a table lookup, no multiplications
 
 
@@ -234,8 +252,9 @@ def _accumulate_macs(model: keras.Model, macs: Macs) -> None:
                 macs.unknown_layers.append(layer.name)
             continue
         dense = effective = 0
+        value = effective_values(wrapper)
         for node in _nodes_in(model, wrapper):
-            uses, extra = rule(layer, node)
+            uses, extra = rule(layer, node, value)
             dense += sum(p * k.size for p, k in uses) + extra
             effective += sum(p * int(np.count_nonzero(k)) for p, k in uses) + extra
         macs.per_layer[layer.name] = (int(dense), int(effective))
@@ -347,5 +366,6 @@ def _current_rss_mb() -> float:
 __all__ = [
     "Macs", "PeakMemory", "classification_scores", "count_macs", "count_nonzero_params",
     "count_params", "evaluate", "file_bytes", "global_sparsity", "gzip_bytes",
-    "layer_sparsity", "leaf_layers", "prunable_weights", "register_macs", "unwrap",
+    "effective_values", "layer_sparsity", "leaf_layers", "prunable_weights", "register_macs",
+    "unwrap",
 ]

@@ -47,6 +47,7 @@ class Outcome:
     model: keras.Model  # plain tf_keras, ready to measure and export
     history: dict[str, list[float]]
     epochs: int
+    extra: dict[str, Any] = field(default_factory=dict)  # method-specific record fields
 
 
 @dataclass(frozen=True)
@@ -110,3 +111,31 @@ def tfmot_gmp(ctx: RunContext, params: dict[str, Any]) -> Outcome:
     pruned = tfmot.sparsity.keras.prune_low_magnitude(ctx.baseline(), pruning_schedule=schedule)
     history = ctx.train(pruned, "finetune", callbacks=[tfmot.sparsity.keras.UpdatePruningStep()])
     return Outcome(tfmot.sparsity.keras.strip_pruning(pruned), history, spec.epochs)
+
+
+@register_method(
+    "adaptive",
+    defaults={"sparsity": None, "initial": 0.2, "step": 0.1, "every": 5, "tolerance": 0.005,
+              "recovery_epochs": 2, "importance": "taylor", "scope": "global", "mode": "target",
+              "monitor": "val_accuracy", "min_density": 0.005},
+    required=("sparsity",),
+)
+def adaptive(ctx: RunContext, params: dict[str, Any]) -> Outcome:
+    """kerasprune's feedback-driven pruning: Taylor importance, stepped sparsity, rollback."""
+    from ..callbacks import AdaptivePruning
+    from ..pruning import prune, strip
+    from ..schedules import FeedbackSchedule
+
+    p = {**METHODS["adaptive"].defaults, **params}
+    schedule = FeedbackSchedule(
+        initial=min(float(p["initial"]), float(p["sparsity"])), final=float(p["sparsity"]),
+        step=float(p["step"]), every=int(p["every"]), tolerance=float(p["tolerance"]),
+        recovery_epochs=int(p["recovery_epochs"]), mode=p["mode"],
+        higher_is_better="loss" not in p["monitor"],
+    )
+    callback = AdaptivePruning(schedule, importance=p["importance"], scope=p["scope"],
+                               monitor=p["monitor"], min_density=float(p["min_density"]))
+    pruned = prune(ctx.baseline(), track_scores=p["importance"] == "taylor")
+    history = ctx.train(pruned, "finetune", callbacks=[callback])
+    return Outcome(strip(pruned), history, ctx.budget.finetune.epochs,
+                   extra={"decisions": callback.decisions})

@@ -79,6 +79,15 @@ def write_report(results: dict, path: Path) -> Path:
                 f"{r['latency_ms'] / dense['latency_ms']:.3f} |"
             )
         lines.append("")
+    for r in runs:
+        steps = [d for d in r.get("decisions", []) if d["action"] not in ("none", "done")]
+        if steps:
+            lines += [f"## Pruning decisions of `{r['run']}`", "",
+                      "| epoch | action | target sparsity | metric | reference | why |",
+                      "|---|---|---|---|---|---|"]
+            lines += [f"| {d['epoch'] + 1} | {d['action']} | {d['sparsity']:.3f} | "
+                      f"{d['metric']:.4f} | {d['reference']:.4f} | {d['reason']} |" for d in steps]
+            lines.append("")
     if plots:
         lines += ["## Plots", ""]
         lines += [f"![{p.stem}]({path.stem}/{p.name})" for p in plots]

@@ -170,6 +170,7 @@ def measure(outcome: Outcome, data: Data, run_dir: Path) -> dict:
         "latency": latency.as_dict(),
         "epochs": outcome.epochs,
         "history": outcome.history,
+        **outcome.extra,
     }
 
 

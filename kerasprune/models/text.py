@@ -27,7 +27,7 @@ class PositionEmbedding(layers.Layer):
 
 
 @register_macs(PositionEmbedding)
-def _position_macs(layer, node):
+def _position_macs(layer, node, value):
     return [], 0  # an elementwise add, not a multiply-accumulate
 
 

@@ -1,0 +1,117 @@
+"""Unstructured pruning of a whole model: wrap, set sparsity, strip.
+
+    pruned = kerasprune.prune(model)                     # masks all ones: same outputs
+    kerasprune.set_sparsity(pruned, 0.8, "taylor")       # or let AdaptivePruning do it in fit
+    plain = kerasprune.strip(pruned)                     # tf_keras model, zeros baked in
+
+Like tfmot's ``prune_low_magnitude``, the pruned model reuses the original layers (and
+so shares their weights); ``strip`` returns an independent copy.
+"""
+from __future__ import annotations
+
+from typing import Callable, Iterable
+
+import numpy as np
+
+from . import registry
+from .allocation import Scope, allocate
+from .backend import keras, require_tf_keras_model
+from .errors import ConfigError, ModelError
+from .importance import ImportanceLike
+from .wrapper import PruningWrapper
+
+LayerSelection = Iterable[str] | Callable[[keras.layers.Layer], bool] | None
+
+
+def prune(model: keras.Model, *, layers: LayerSelection = None,
+          track_scores: bool = True) -> keras.Model:
+    """``model`` with every prunable layer (or the selected ones) in a PruningWrapper.
+
+    ``layers`` is a list of layer names or a predicate; by default every layer with
+    weights in tfmot's registry (plus Bidirectional) is wrapped.  Masks start at ones, so
+    the pruned model computes exactly what ``model`` does until sparsity is set.
+    """
+    model = _graph_model(model, "prune")
+    if any(isinstance(layer, PruningWrapper) for layer in model.layers):
+        raise ModelError("prune: the model is already pruned; strip() it first or keep using it.")
+    chosen = _selector(model, layers)
+
+    def wrap(layer: keras.layers.Layer) -> keras.layers.Layer:
+        if chosen(layer):
+            return PruningWrapper(layer, track_scores=track_scores)
+        return layer
+
+    return keras.models.clone_model(model, clone_function=wrap)
+
+
+def wrappers(model: keras.Model) -> list[PruningWrapper]:
+    """The pruning wrappers of ``model``, in layer order."""
+    return [layer for layer in model.layers if isinstance(layer, PruningWrapper)]
+
+
+def set_sparsity(model: keras.Model, sparsity: float, importance: ImportanceLike = "magnitude",
+                 scope: Scope = "global", min_density: float = 0.005) -> float:
+    """Mask the model to ``sparsity`` by ``importance``; returns the sparsity reached.
+
+    The previous masks are kept in the wrappers, so the step can be rolled back.
+    """
+    found = wrappers(model)
+    if not found:
+        raise ModelError("set_sparsity: the model has no pruning wrappers; call kerasprune.prune(model) first.")
+    for wrapper, masks in zip(found, allocate(found, sparsity, importance, scope, min_density)):
+        wrapper.set_masks(masks)
+    return model_sparsity(model)
+
+
+def model_sparsity(model: keras.Model) -> float:
+    """Fraction of masked entries over all wrapped prunable weights."""
+    found = wrappers(model)
+    total = sum(int(np.prod(m.shape)) for w in found for m in w.masks)
+    zeros = sum(int(np.sum(m.numpy() == 0)) for w in found for m in w.masks)
+    return zeros / total if total else 0.0
+
+
+def strip(model: keras.Model) -> keras.Model:
+    """A plain tf_keras copy of ``model`` without wrappers, masked weights set to zero."""
+    model = _graph_model(model, "strip")
+
+    def unwrap(layer: keras.layers.Layer) -> keras.layers.Layer:
+        inner = layer.layer if isinstance(layer, PruningWrapper) else layer
+        return inner.__class__.from_config(inner.get_config())
+
+    stripped = keras.models.clone_model(model, clone_function=unwrap)
+    for old, new in zip(model.layers, stripped.layers):
+        if isinstance(old, PruningWrapper):
+            new.set_weights([value for _, value in old.effective_weights()])
+        else:
+            new.set_weights(old.get_weights())
+    return stripped
+
+
+def _graph_model(model: object, where: str) -> keras.Model:
+    model = require_tf_keras_model(model, where)
+    if not getattr(model, "_is_graph_network", False) and not isinstance(model, keras.Sequential):
+        raise ModelError(
+            f"{where}: model '{model.name}' is subclassed; pruning needs a functional or "
+            "Sequential model (its layers and their connections must be known)."
+        )
+    return model
+
+
+def _selector(model: keras.Model, layers: LayerSelection) -> Callable[[keras.layers.Layer], bool]:
+    def prunable(layer: keras.layers.Layer) -> bool:
+        return registry.supports(layer) and bool(registry.prunable_weights(layer))
+
+    if layers is None:
+        return prunable
+    if callable(layers):
+        return lambda layer: bool(layers(layer)) and prunable(layer)
+    names = set(layers)
+    unknown = names - {layer.name for layer in model.layers}
+    if unknown:
+        raise ConfigError(f"prune: no layer(s) named {', '.join(sorted(unknown))} in model '{model.name}'.")
+    for layer in model.layers:
+        if layer.name in names and not registry.prunable_weights(layer):  # may raise, specifically
+            raise ModelError(f"prune: layer '{layer.name}' ({type(layer).__name__}) is not prunable: "
+                             "it has no prunable weights.")
+    return lambda layer: layer.name in names and prunable(layer)

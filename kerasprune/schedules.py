@@ -1,0 +1,179 @@
+"""Feedback-driven sparsity schedules: step up, hold, roll back, by validation feedback.
+
+tfmot's schedules are open-loop (sparsity is a function of the step alone).  The
+:class:`FeedbackSchedule` here is a small state machine driven once per epoch by the
+monitored validation metric:
+
+* **step** up by ``step`` (to at most ``final``) every ``every`` epochs, or early, after
+  at least one epoch, when the metric is within ``early_margin`` of the reference;
+* **hold** (do not step) while the metric is more than ``tolerance`` below the reference,
+  for up to ``recovery_epochs`` epochs;
+* **roll back** to the previous level (the previous masks) when it has not recovered by
+  then, and retry later with half the step.
+
+With ``mode="guard"`` the accuracy bound wins: pruning stops where the step size would
+fall below ``min_step``.  With ``mode="target"`` the final sparsity wins: when the epochs
+left before the last ``recovery_epochs`` are just enough for the remaining steps, steps
+are taken regardless of feedback.
+
+The state is a fixed-length float vector (``as_vector``/``from_vector``) so it can live in
+model weights and survive ``BackupAndRestore`` and ``ModelCheckpoint``.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Literal
+
+from .errors import ConfigError
+
+Action = Literal["none", "step", "hold", "rollback", "done"]
+ACTION_CODES = {"none": 0, "step": 1, "hold": 2, "rollback": 3, "done": 4}
+
+
+@dataclass
+class FeedbackState:
+    """Where the schedule is; every field is a float so it fits a weight vector."""
+
+    started: float = 0.0  # 1 once the first epoch has been seen
+    level: float = 0.0  # current target sparsity
+    previous_level: float = 0.0
+    reference: float = math.nan  # the metric the drop is measured against
+    epochs_since_step: float = 0.0
+    held: float = 0.0  # epochs held since the last step
+    step_size: float = 0.0
+    finished: float = 0.0
+    steps: float = 0.0
+    rollbacks: float = 0.0
+    epoch: float = -1.0  # last epoch decided (a resumed run continues after it)
+
+    def as_vector(self) -> list[float]:
+        return [getattr(self, f) for f in self.__dataclass_fields__]
+
+    @classmethod
+    def from_vector(cls, values) -> "FeedbackState":
+        names = list(cls.__dataclass_fields__)
+        return cls(**{n: float(v) for n, v in zip(names, values)})
+
+
+@dataclass
+class Decision:
+    epoch: int
+    action: Action
+    sparsity: float
+    metric: float
+    reference: float
+    reason: str
+
+    def as_dict(self) -> dict:
+        return dict(self.__dict__)
+
+
+@dataclass
+class FeedbackSchedule:
+    """The plan's defaults: 20% -> 80%, +10% every 5 epochs, half a point of tolerance."""
+
+    initial: float = 0.2
+    final: float = 0.8
+    step: float = 0.1
+    every: int = 5
+    tolerance: float = 0.005
+    recovery_epochs: int = 2
+    early_margin: float | None = None  # default: tolerance / 2
+    min_step: float = 0.0125
+    begin_epoch: int = 1  # epochs before the first step: the reference and Taylor scores
+    mode: Literal["target", "guard"] = "target"
+    higher_is_better: bool = True
+    state: FeedbackState = field(default_factory=FeedbackState)
+
+    def __post_init__(self) -> None:
+        if not 0.0 < self.initial <= self.final < 1.0:
+            raise ConfigError(f"need 0 < initial <= final < 1, got initial={self.initial}, final={self.final}.")
+        if self.step <= 0 or self.every < 1 or self.recovery_epochs < 0 or self.tolerance < 0:
+            raise ConfigError("step and tolerance must be positive, every >= 1, recovery_epochs >= 0.")
+        if self.mode not in ("target", "guard"):
+            raise ConfigError(f"mode must be 'target' or 'guard', got {self.mode!r}.")
+        if self.begin_epoch < 1:
+            raise ConfigError("begin_epoch must be >= 1: the first epoch measures the reference "
+                              "and collects the first importance scores.")
+        if self.early_margin is None:
+            self.early_margin = self.tolerance / 2
+
+    def _drop(self, metric: float) -> float:
+        """How far the metric is below the reference (positive = worse)."""
+        sign = 1.0 if self.higher_is_better else -1.0
+        return sign * (self.state.reference - metric)
+
+    def update(self, epoch: int, metric: float, total_epochs: int | None = None) -> Decision:
+        """Decide at the end of ``epoch``; the caller applies the resulting ``state.level``."""
+        s = self.state
+        s.epoch = float(epoch)
+        if not s.started:
+            s.started, s.step_size = 1.0, self.step
+        if math.isnan(metric):
+            return self._decide(epoch, "hold", metric, "the monitored metric is NaN")
+        if epoch + 1 < self.begin_epoch:
+            s.reference = metric if math.isnan(s.reference) else self._better(s.reference, metric)
+            return self._decide(epoch, "none", metric, "before the first step")
+        if math.isnan(s.reference):
+            s.reference = metric
+        if s.finished:
+            return self._decide(epoch, "done", metric, "schedule finished")
+        if s.level == 0.0:
+            return self._step_to(epoch, self.initial, metric, "first step")
+
+        s.epochs_since_step += 1
+        drop = self._drop(metric)
+        suffering = drop > self.tolerance
+        forced = self._forced(epoch, total_epochs)
+        if suffering and not forced:
+            if s.held < self.recovery_epochs:
+                s.held += 1
+                return self._decide(epoch, "hold", metric,
+                                    f"{drop:.4f} below the reference (tolerance {self.tolerance})")
+            return self._rollback(epoch, metric, drop)
+        s.held = 0.0
+        if s.level >= self.final:
+            s.finished = 1.0
+            return self._decide(epoch, "done", metric, "final sparsity reached and held")
+        due = s.epochs_since_step >= self.every
+        early = drop <= self.early_margin and s.epochs_since_step >= 1
+        if due or early or forced:
+            if forced and (suffering or not (due or early)):
+                why = "forced by the deadline"
+            else:
+                why = "scheduled" if due else f"early: within {self.early_margin} of the reference"
+            return self._step_to(epoch, min(self.final, s.level + s.step_size), metric, why)
+        return self._decide(epoch, "none", metric, "waiting for the next step")
+
+    def _better(self, a: float, b: float) -> float:
+        return max(a, b) if self.higher_is_better else min(a, b)
+
+    def _forced(self, epoch: int, total_epochs: int | None) -> bool:
+        """Target mode: step now if the epochs left are just enough for the steps left."""
+        if self.mode != "target" or total_epochs is None or self.state.level >= self.final:
+            return False
+        steps_left = math.ceil(round((self.final - self.state.level) / self.state.step_size, 6))
+        epochs_left = total_epochs - (epoch + 1) - self.recovery_epochs
+        return epochs_left <= steps_left
+
+    def _step_to(self, epoch: int, level: float, metric: float, why: str) -> Decision:
+        s = self.state
+        s.previous_level, s.level = s.level, round(level, 6)
+        s.epochs_since_step, s.held, s.steps = 0.0, 0.0, s.steps + 1
+        return self._decide(epoch, "step", metric, why)
+
+    def _rollback(self, epoch: int, metric: float, drop: float) -> Decision:
+        s = self.state
+        s.level, s.rollbacks = s.previous_level, s.rollbacks + 1
+        s.epochs_since_step, s.held = 0.0, 0.0
+        s.step_size /= 2
+        if s.step_size < self.min_step:
+            if self.mode == "guard":
+                s.finished = 1.0
+            s.step_size = self.min_step
+        return self._decide(epoch, "rollback", metric,
+                            f"{drop:.4f} below the reference after {self.recovery_epochs} recovery epochs")
+
+    def _decide(self, epoch: int, action: Action, metric: float, reason: str) -> Decision:
+        return Decision(epoch, action, self.state.level, metric, self.state.reference, reason)

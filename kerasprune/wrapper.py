@@ -1,0 +1,144 @@
+"""``PruningWrapper``: masks a layer's prunable weights and records their Taylor scores.
+
+The wrapper hands the layer ``weight * mask`` under the attribute the layer reads (see
+:mod:`kerasprune.registry`), so any registry layer works unchanged, ``Bidirectional``
+and ``MultiHeadAttention`` included.  The weight variables themselves are not zeroed:
+a pruned weight keeps its last value, so rolling a pruning step back restores it.
+
+While training, the gradient of the loss with respect to the masked weight passes
+through the wrapper, which adds ``|w * dL/dw|`` (first-order Taylor importance, Molchanov
+et al. 2019) to a per-weight sum, at the cost of one elementwise product per step.  The
+gradient reaching the variable is masked, so pruned weights stay where they are.
+
+Masks, scores and a small state vector for controllers (:mod:`kerasprune.callbacks`) are
+layer weights: they are saved with the model (``.keras``, SavedModel, h5) and restored
+by ``BackupAndRestore`` and ``ModelCheckpoint``.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from . import registry
+from .backend import keras, tf
+
+STATE_SIZE = 16  # floats of controller state per wrapper; see callbacks.AdaptivePruning
+
+
+@keras.utils.register_keras_serializable(package="kerasprune")
+class PruningWrapper(keras.layers.Wrapper):
+    """Wrap ``layer`` so that its prunable weights are multiplied by non-trainable masks.
+
+    ``track_scores=False`` skips the Taylor accumulation (for magnitude-only pruning).
+    """
+
+    def __init__(self, layer: keras.layers.Layer, track_scores: bool = True, **kwargs) -> None:
+        if not registry.supports(layer):
+            registry.prunable_weights(layer)  # raises the specific ModelError
+        kwargs.setdefault("name", f"prune_{layer.name}")
+        super().__init__(layer, **kwargs)
+        self.track_scores = track_scores
+        self.prunable: list[registry.PrunableWeight] = []
+
+    def build(self, input_shape=None) -> None:
+        if not self.layer.built:
+            self.layer.build(input_shape)
+        self.prunable = registry.prunable_weights(self.layer)
+        self.masks, self.previous_masks, self.scores, self.score_counts = [], [], [], []
+        sync = {"synchronization": tf.VariableSynchronization.ON_READ,
+                "aggregation": tf.VariableAggregation.SUM}  # per-replica sums under tf.distribute
+        for i, weight in enumerate(self.prunable):
+            shape = weight.variable.shape
+            self.masks.append(self.add_weight(f"mask{i}", shape, initializer="ones", trainable=False))
+            self.previous_masks.append(
+                self.add_weight(f"previous_mask{i}", shape, initializer="ones", trainable=False))
+            self.scores.append(
+                self.add_weight(f"taylor_sum{i}", shape, initializer="zeros", trainable=False, **sync))
+            self.score_counts.append(
+                self.add_weight(f"taylor_count{i}", (), initializer="zeros", trainable=False, **sync))
+        self.state = self.add_weight("pruning_state", (STATE_SIZE,), initializer="zeros",
+                                     trainable=False)
+        super().build(input_shape)
+
+    def call(self, inputs, *args, training=None, **kwargs):
+        # object.__setattr__ bypasses Keras' attribute tracking: the swap must not change
+        # the layer's weight list (its order is what h5 files and set_weights rely on).
+        for i, weight in enumerate(self.prunable):
+            object.__setattr__(weight.owner, weight.attribute, self._masked(i))
+        try:
+            if self.layer._call_spec.expects_training_arg:
+                kwargs["training"] = training
+            return self.layer.call(inputs, *args, **kwargs)
+        finally:
+            for weight in self.prunable:
+                object.__setattr__(weight.owner, weight.attribute, weight.variable)
+
+    def _masked(self, i: int) -> tf.Tensor:
+        weight, mask = self.prunable[i].variable, self.masks[i]
+        score, count = self.scores[i], self.score_counts[i]
+        track = self.track_scores
+
+        @tf.custom_gradient
+        def masked(w):
+            def grad(upstream):
+                upstream = tf.convert_to_tensor(upstream)
+                if not track:
+                    return upstream * mask
+                updates = [score.assign_add(tf.abs(w * upstream)), count.assign_add(1.0)]
+                with tf.control_dependencies(updates):
+                    return upstream * mask
+
+            return w * mask, grad
+
+        value = masked(weight)
+        compute_dtype = self.prunable[i].owner.compute_dtype
+        if value.dtype.is_floating and compute_dtype and value.dtype != compute_dtype:
+            value = tf.cast(value, compute_dtype)  # mixed precision: the layer expects its dtype
+        return value
+
+    def compute_mask(self, inputs, mask=None):
+        return self.layer.compute_mask(inputs, mask)
+
+    def compute_output_shape(self, input_shape):
+        return self.layer.compute_output_shape(input_shape)
+
+    def get_config(self) -> dict:
+        return {**super().get_config(), "track_scores": self.track_scores}
+
+    # -- what pruning algorithms read and write (outside the training graph) --
+
+    def masked_values(self) -> list[np.ndarray]:
+        """The prunable weights as the layer computes with them (zeros where masked)."""
+        return [w.variable.numpy() * m.numpy() for w, m in zip(self.prunable, self.masks)]
+
+    def effective_weights(self) -> list[tuple[tf.Variable, np.ndarray]]:
+        """Every weight of the wrapped layer with the value it computes with (for metrics)."""
+        masked = {id(w.variable): value for w, value in zip(self.prunable, self.masked_values())}
+        return [(v, masked.get(id(v), v.numpy())) for v in self.layer.weights]
+
+    def taylor_scores(self) -> list[np.ndarray | None]:
+        """Mean ``|w * dL/dw|`` per weight since the last reset (None before any batch)."""
+        out = []
+        for score, count in zip(self.scores, self.score_counts):
+            n = float(count.numpy())
+            out.append(score.numpy() / n if n > 0 else None)
+        return out
+
+    def reset_scores(self) -> None:
+        for score, count in zip(self.scores, self.score_counts):
+            score.assign(tf.zeros_like(score))
+            count.assign(0.0)
+
+    def set_masks(self, masks: list[np.ndarray]) -> None:
+        """Install new masks, keeping the current ones as ``previous_masks`` for a rollback."""
+        for mask, previous, new in zip(self.masks, self.previous_masks, masks):
+            previous.assign(mask)
+            mask.assign(new.astype(mask.dtype.as_numpy_dtype))
+
+    def restore_previous_masks(self) -> None:
+        for mask, previous in zip(self.masks, self.previous_masks):
+            mask.assign(previous)
+
+    def sparsity(self) -> float:
+        total = sum(int(np.prod(m.shape)) for m in self.masks)
+        zeros = sum(int(np.sum(m.numpy() == 0)) for m in self.masks)
+        return zeros / total if total else 0.0

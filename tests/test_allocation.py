@@ -1,0 +1,80 @@
+"""Masks reach the requested sparsity exactly, per layer or globally, by importance."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from kerasprune import prune, set_sparsity
+from kerasprune.allocation import allocate
+from kerasprune.backend import keras
+from kerasprune.pruning import wrappers
+
+
+def _pruned(sizes=((20, 30), (30, 7), (7, 3))):
+    inputs = keras.Input((sizes[0][0],))
+    x = inputs
+    for i, (_, units) in enumerate(sizes):
+        x = keras.layers.Dense(units, name=f"d{i}")(x)
+    model = keras.Model(inputs, x)
+    rng = np.random.default_rng(0)
+    for layer in model.layers[1:]:
+        layer.kernel.assign(rng.standard_normal(layer.kernel.shape).astype("float32"))
+    return prune(model)
+
+
+def _zeros(wrapper):
+    return sum(int(np.sum(m.numpy() == 0)) for m in wrapper.masks)
+
+
+@pytest.mark.parametrize("sparsity", [0.2, 0.5, 0.8, 0.95])
+def test_every_layer_reaches_exactly_its_sparsity_in_layer_scope(sparsity):
+    model = _pruned()
+    set_sparsity(model, sparsity, scope="layer")
+    for w in wrappers(model):
+        n = int(np.prod(w.masks[0].shape))
+        assert _zeros(w) == round(sparsity * n)
+
+
+@pytest.mark.parametrize("sparsity", [0.5, 0.9, 0.98])
+def test_global_scope_reaches_the_total_exactly_and_keeps_every_layer_alive(sparsity):
+    model = _pruned()
+    reached = set_sparsity(model, sparsity, scope="global")
+    total = sum(int(np.prod(m.shape)) for w in wrappers(model) for m in w.masks)
+    assert reached * total == pytest.approx(round(sparsity * total))
+    assert all(_zeros(w) < int(np.prod(w.masks[0].shape)) for w in wrappers(model))
+
+
+def test_magnitude_prunes_the_smallest_weights():
+    model = _pruned()
+    set_sparsity(model, 0.5, "magnitude", scope="layer")
+    for w in wrappers(model):
+        kernel, mask = np.abs(w.prunable[0].variable.numpy()), w.masks[0].numpy()
+        assert kernel[mask == 0].max() <= kernel[mask == 1].min()
+
+
+def test_raising_sparsity_never_revives_and_lowering_revives_the_best_pruned_weights():
+    model = _pruned()
+    set_sparsity(model, 0.5, scope="layer")
+    at_50 = [w.masks[0].numpy().copy() for w in wrappers(model)]
+    for w in wrappers(model):  # make the weights pruned at 50% look important now
+        v = w.prunable[0].variable
+        v.assign(np.where(w.masks[0].numpy() == 0, 100.0, v.numpy()))
+    set_sparsity(model, 0.7, scope="layer")
+    at_70 = [w.masks[0].numpy().copy() for w in wrappers(model)]
+    for new, old in zip(at_70, at_50):
+        assert np.all(new <= old)  # pruned stay pruned, however important they look
+    set_sparsity(model, 0.3, scope="layer")
+    for w, old in zip(wrappers(model), at_70):
+        new = w.masks[0].numpy()
+        assert np.all(new >= old)  # live weights stay live
+        revived = (new == 1) & (old == 0)
+        assert revived.any() and np.all(w.prunable[0].variable.numpy()[revived] == 100.0)
+
+
+def test_custom_importance_is_used():
+    model = _pruned()
+    first = wrappers(model)[0]
+    order = np.arange(first.masks[0].numpy().size, dtype=float).reshape(first.masks[0].shape)
+    masks = allocate([first], 0.5, lambda w, taylor, name: order, scope="layer")
+    flat = masks[0][0].ravel()
+    assert flat[: flat.size // 2].sum() == 0 and flat[flat.size // 2:].all()

@@ -1,0 +1,108 @@
+"""AdaptivePruning inside fit: exact sparsity, feedback, logging, kill-and-resume."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from kerasprune import prune, strip
+from kerasprune.backend import keras, tf
+from kerasprune.callbacks import AdaptivePruning
+from kerasprune.errors import ConfigError, ModelError
+from kerasprune.pruning import wrappers
+
+RNG = np.random.default_rng(0)
+X = RNG.standard_normal((64, 12)).astype("float32")
+Y = (X[:, :3].sum(axis=1) > 0).astype("int32")
+
+
+def _model(seed: int = 0):
+    keras.utils.set_random_seed(seed)
+    inputs = keras.Input((12,))
+    x = keras.layers.Dense(16, activation="relu", name="a")(inputs)
+    x = keras.layers.Dense(8, activation="relu", name="b")(x)
+    model = prune(keras.Model(inputs, keras.layers.Dense(2, activation="softmax", name="c")(x)))
+    model.compile(keras.optimizers.SGD(0.05), "sparse_categorical_crossentropy", metrics=["accuracy"])
+    return model
+
+
+def _fit(model, callbacks, epochs):
+    return model.fit(X, Y, validation_data=(X, Y), epochs=epochs, batch_size=16, shuffle=False,
+                     verbose=0, callbacks=callbacks)
+
+
+class _ForceMetric(keras.callbacks.Callback):
+    """Replaces the monitored metric, to drive the feedback loop deterministically."""
+
+    def __init__(self, values):
+        super().__init__()
+        self.values = values
+
+    def on_epoch_end(self, epoch, logs=None):
+        logs["val_accuracy"] = self.values[epoch]
+
+
+def test_each_layer_reaches_exactly_its_scheduled_sparsity():
+    model = _model()
+    pruning = AdaptivePruning(initial=0.5, final=0.75, step=0.25, every=1, scope="layer")
+    history = _fit(model, [_ForceMetric([0.9] * 4), pruning], epochs=4)
+    for w in wrappers(model):
+        n = int(np.prod(w.masks[0].shape))
+        assert int(np.sum(w.masks[0].numpy() == 0)) == round(0.75 * n)
+    assert history.history["pruning_target"] == [0.5, 0.75, 0.75, 0.75]
+    assert history.history["pruning_action"][:2] == [1.0, 1.0]
+
+
+def test_feedback_holds_then_rolls_back_the_masks_on_a_forced_drop():
+    model = _model()
+    pruning = AdaptivePruning(initial=0.3, final=0.9, step=0.3, every=1, recovery_epochs=2,
+                              mode="guard", scope="layer")
+    masks_at_30 = []
+
+    class Snapshot(keras.callbacks.Callback):
+        def on_epoch_end(self, epoch, logs=None):
+            if epoch == 0:
+                masks_at_30.extend(w.masks[0].numpy().copy() for w in wrappers(self.model))
+
+    _fit(model, [_ForceMetric([0.9, 0.9, 0.5, 0.5, 0.5]), pruning, Snapshot()], epochs=5)
+    assert [d["action"] for d in pruning.decisions] == ["step", "step", "hold", "hold", "rollback"]
+    for w, before in zip(wrappers(model), masks_at_30):
+        np.testing.assert_array_equal(w.masks[0].numpy(), before)
+
+
+def test_kill_and_resume_reproduces_the_masks(tmp_path):
+    tf.config.experimental.enable_op_determinism()
+
+    def run(directory, crash_at=None):
+        class Crash(keras.callbacks.Callback):
+            def on_epoch_end(self, epoch, logs=None):
+                if epoch == crash_at:
+                    raise KeyboardInterrupt
+
+        model = _model()
+        callbacks = [AdaptivePruning(initial=0.3, final=0.8, step=0.1, every=1, verbose=0),
+                     keras.callbacks.BackupAndRestore(str(directory)), Crash()]
+        _fit(model, callbacks, epochs=6)
+        return model
+
+    uninterrupted = run(tmp_path / "a")
+    with pytest.raises(KeyboardInterrupt):
+        run(tmp_path / "b", crash_at=2)
+    resumed = run(tmp_path / "b")
+    for a, b in zip(wrappers(uninterrupted), wrappers(resumed)):
+        np.testing.assert_array_equal(a.masks[0].numpy(), b.masks[0].numpy())
+        np.testing.assert_array_equal(a.state.numpy(), b.state.numpy())
+
+
+def test_the_stripped_model_computes_what_the_masked_model_does():
+    model = _model()
+    _fit(model, [AdaptivePruning(initial=0.5, final=0.8, every=1, verbose=0)], epochs=3)
+    np.testing.assert_allclose(strip(model).predict(X, verbose=0), model.predict(X, verbose=0), atol=1e-6)
+
+
+def test_a_missing_monitor_and_an_unpruned_model_get_specific_errors():
+    with pytest.raises(ConfigError, match="monitors 'val_auc'.*validation_data"):
+        _fit(_model(), [AdaptivePruning(monitor="val_auc")], epochs=1)
+    plain = keras.Sequential([keras.Input((12,)), keras.layers.Dense(2)])
+    plain.compile("sgd", "mse")
+    with pytest.raises(ModelError, match="kerasprune.prune"):
+        plain.fit(X, np.zeros((64, 2)), epochs=1, verbose=0, callbacks=[AdaptivePruning()])

@@ -1,0 +1,76 @@
+"""The feedback schedule steps, holds and rolls back as validation feedback says."""
+from __future__ import annotations
+
+import math
+
+import pytest
+
+from kerasprune.errors import ConfigError
+from kerasprune.schedules import FeedbackSchedule, FeedbackState
+
+REF = 0.99
+
+
+def _run(schedule, metrics, total=None):
+    return [schedule.update(e, m, total) for e, m in enumerate(metrics)]
+
+
+def test_plan_defaults_step_ten_points_every_five_epochs_when_within_tolerance():
+    schedule = FeedbackSchedule(mode="guard")  # 20% -> 80%, +10% every 5 epochs
+    decisions = _run(schedule, [REF] + [REF - 0.004] * 40)  # inside tolerance, not comfortably
+    steps = [(d.epoch, d.sparsity) for d in decisions if d.action == "step"]
+    assert steps == [(0, 0.2), (5, 0.3), (10, 0.4), (15, 0.5), (20, 0.6), (25, 0.7), (30, 0.8)]
+    assert decisions[-1].action == "done"
+
+
+def test_comfortably_inside_tolerance_it_steps_early():
+    decisions = _run(FeedbackSchedule(every=5), [REF] * 8)
+    assert [d.sparsity for d in decisions if d.action == "step"] == [0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8]
+
+
+def test_a_drop_is_held_then_rolled_back_with_a_smaller_step():
+    schedule = FeedbackSchedule(every=1, recovery_epochs=2, mode="guard")
+    decisions = _run(schedule, [REF, REF, REF - 0.02, REF - 0.02, REF - 0.02, REF])
+    assert [d.action for d in decisions] == ["step", "step", "hold", "hold", "rollback", "step"]
+    assert decisions[4].sparsity == pytest.approx(0.2)  # back to the level before the step
+    assert decisions[5].sparsity == pytest.approx(0.25)  # retried with half the step
+    assert schedule.state.rollbacks == 1
+
+
+def test_recovery_within_the_hold_keeps_the_level():
+    decisions = _run(FeedbackSchedule(every=1), [REF, REF, REF - 0.02, REF - 0.001])
+    assert [d.action for d in decisions] == ["step", "step", "hold", "step"]
+
+
+def test_guard_mode_stops_where_the_step_would_get_too_small():
+    schedule = FeedbackSchedule(every=1, recovery_epochs=0, step=0.1, min_step=0.05, mode="guard")
+    decisions = _run(schedule, [REF, REF, REF - 0.1, REF, REF - 0.1, REF])
+    assert decisions[-1].action == "done" and decisions[-1].sparsity == pytest.approx(0.2)
+
+
+def test_target_mode_reaches_the_final_sparsity_by_the_deadline_whatever_the_feedback():
+    schedule = FeedbackSchedule(initial=0.5, final=0.9, every=1, recovery_epochs=1)
+    total = 8
+    decisions = _run(schedule, [REF] + [REF - 0.05] * (total - 1), total=total)
+    assert decisions[-2].sparsity == pytest.approx(0.9)  # reached before the last recovery epoch
+    assert "forced by the deadline" in {d.reason for d in decisions}
+
+
+def test_loss_monitors_count_a_rise_as_a_drop():
+    schedule = FeedbackSchedule(every=1, higher_is_better=False, mode="guard")
+    decisions = _run(schedule, [0.10, 0.10, 0.20])
+    assert decisions[-1].action == "hold"
+
+
+def test_state_round_trips_through_a_float_vector():
+    schedule = FeedbackSchedule()
+    _run(schedule, [REF, REF - 0.004, REF - 0.02])
+    restored = FeedbackState.from_vector(schedule.state.as_vector())
+    assert restored == schedule.state and not math.isnan(restored.reference)
+
+
+@pytest.mark.parametrize("kwargs", [dict(initial=0.9, final=0.8), dict(initial=0.0), dict(step=0),
+                                    dict(mode="fast"), dict(begin_epoch=0)])
+def test_invalid_settings_are_refused(kwargs):
+    with pytest.raises(ConfigError):
+        FeedbackSchedule(**kwargs)
