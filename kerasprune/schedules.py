@@ -139,11 +139,15 @@ class FeedbackSchedule:
         due = s.epochs_since_step >= self.every
         early = drop <= self.early_margin and s.epochs_since_step >= 1
         if due or early or forced:
+            increment = s.step_size
+            if forced:  # big enough steps to arrive before the final recovery epochs
+                steps_available = max(1, total_epochs - epoch - self.recovery_epochs)
+                increment = max(increment, (self.final - s.level) / steps_available)
             if forced and (suffering or not (due or early)):
                 why = "forced by the deadline"
             else:
                 why = "scheduled" if due else f"early: within {self.early_margin} of the reference"
-            return self._step_to(epoch, min(self.final, s.level + s.step_size), metric, why)
+            return self._step_to(epoch, min(self.final, s.level + increment), metric, why)
         return self._decide(epoch, "none", metric, "waiting for the next step")
 
     def _better(self, a: float, b: float) -> float:

@@ -79,3 +79,11 @@ def test_every_shipped_config_is_valid_for_every_budget():
     for path in configs:
         for budget in yaml.safe_load(path.read_text())["budgets"]:
             load_config(path, budget)
+
+
+def test_a_budget_can_tailor_method_settings(tmp_path):
+    text = BASE.replace("    finetune: {epochs: 1}", "    finetune: {epochs: 1}\n    method_args: {tfmot_gmp: {frequency: 7}}")
+    config = load_config(_write(tmp_path, text))
+    assert {r.params.get("frequency") for r in config.runs if r.method == "tfmot_gmp"} == {7}
+    with pytest.raises(ConfigError, match="method_args.tfmot_gmp: unknown key 'freq'"):
+        load_config(_write(tmp_path, text.replace("frequency: 7", "freq: 7")))

@@ -21,6 +21,9 @@ methods:
   - method: tfmot_gmp
     sparsity: 0.5
     frequency: 1
+  - method: adaptive
+    sparsity: 0.5
+    every: 1
 budgets:
   cpu:
     data: {batch_size: 8, max_train_examples: 32}
@@ -51,7 +54,7 @@ def test_results_json_has_the_schema_and_the_report_its_plots(tiny, tmp_path):
     assert written == json.loads(json.dumps(results))
     for key in ("experiment", "dataset", "model", "budget", "command", "environment", "runs"):
         assert written[key] not in (None, "", [])
-    assert [r["method"] for r in written["runs"]] == ["dense", "tfmot_gmp"]
+    assert [r["method"] for r in written["runs"]] == ["dense", "tfmot_gmp", "adaptive"]
     for run in written["runs"]:
         assert all(run[k] is not None for k in RUN_FIELDS), run
     pruned = written["runs"][1]
@@ -59,12 +62,17 @@ def test_results_json_has_the_schema_and_the_report_its_plots(tiny, tmp_path):
     assert pruned["nonzero_params"] < written["runs"][0]["nonzero_params"]
     assert pruned["macs_effective"] < pruned["macs"]
     assert len(pruned["history"]["sparsity"]) == 2
+    adaptive = written["runs"][2]
+    assert adaptive["sparsity"] == pytest.approx(0.5, abs=0.01)
+    assert [d["action"] for d in adaptive["decisions"]][0] == "step"
+    assert adaptive["history"]["pruning_target"] == [0.2, 0.5]  # initial step, then the deadline
     report = (tiny.parent / "results" / "tiny.md").read_text()
-    assert "tfmot_gmp_frequency-1_sparsity-0.5" in report and "kerasprune experiment" in report
+    assert "Pruning decisions of `adaptive" in report
+    assert "tfmot_gmp_sparsity-0.5" in report and "kerasprune experiment" in report
     for plot in ("accuracy_vs_sparsity", "sparsity_over_epochs", "size", "latency"):
         assert f"tiny/{plot}.png" in report
         assert (tiny.parent / "results" / "tiny" / f"{plot}.png").stat().st_size > 1000
-    out = tmp_path / "out" / "tiny" / "cpu" / "tfmot_gmp_frequency-1_sparsity-0.5"
+    out = tmp_path / "out" / "tiny" / "cpu" / "tfmot_gmp_sparsity-0.5"
     assert {"model.keras", "model.tflite", "result.json", "history.csv"} <= {p.name for p in out.iterdir()}
     assert not (out / "backup").exists()
 
@@ -73,13 +81,13 @@ def test_a_rerun_keeps_finished_runs_and_a_changed_config_reruns_them(tiny, tmp_
     first = _run(tiny, tmp_path)
     messages: list[str] = []
     second = _run(tiny, tmp_path, messages)
-    assert sum("done earlier" in m for m in messages) == 2
+    assert sum("done earlier" in m for m in messages) == 3
     assert [r["accuracy"] for r in second["runs"]] == [r["accuracy"] for r in first["runs"]]
 
     tiny.write_text(tiny.read_text().replace("finetune: {epochs: 2}", "finetune: {epochs: 1}"))
     messages.clear()
     _run(tiny, tmp_path, messages)
-    assert any("tfmot_gmp_frequency-1_sparsity-0.5: running" in m for m in messages)
+    assert any("tfmot_gmp_sparsity-0.5: running" in m for m in messages)
     assert any("dense: done earlier" in m for m in messages)
 
 

@@ -17,6 +17,7 @@ method parameters expand into one run per value::
         data: {batch_size: 128}
         train: {epochs: 12, learning_rate: 0.001}
         finetune: {epochs: 10, learning_rate: 0.0005}
+        method_args: {tfmot_gmp: {frequency: 50}}   # per-budget method settings
 """
 from __future__ import annotations
 
@@ -58,15 +59,23 @@ class Budget:
 
 @dataclass(frozen=True)
 class RunSpec:
-    """One run: a method with one value per parameter."""
+    """One run: a method with one value per parameter, and its name in results."""
 
     method: str
     params: dict[str, Any]
+    run_id: str = ""
 
-    @property
-    def run_id(self) -> str:
-        parts = [f"{k}-{v}" for k, v in sorted(self.params.items()) if not isinstance(v, (dict, list))]
-        return "_".join([self.method, *parts])
+
+def _name_runs(runs: list[RunSpec]) -> list[RunSpec]:
+    """Name each run by its method, its sparsity and the parameters that vary between its runs."""
+    named = []
+    for run in runs:
+        siblings = [r for r in runs if r.method == run.method]
+        shown = [k for k in sorted(run.params)
+                 if k == "sparsity" or len({repr(r.params.get(k)) for r in siblings}) > 1]
+        parts = [f"{k}-{run.params[k]}" for k in shown]
+        named.append(RunSpec(run.method, run.params, "_".join([run.method, *parts])))
+    return named
 
 
 @dataclass(frozen=True)
@@ -98,7 +107,7 @@ class ExperimentConfig:
 
 
 _TOP_KEYS = {"experiment", "description", "dataset", "model", "model_args", "seed", "methods", "budgets"}
-_BUDGET_KEYS = {"model", "model_args", "data", "train", "finetune"}
+_BUDGET_KEYS = {"model", "model_args", "data", "train", "finetune", "method_args"}
 _DATA_KEYS = {"batch_size", "eval_batch_size", "val_fraction", "max_train_examples",
               "seq_len", "vocab_size", "augment"}
 _OPTIMIZERS = {"adam", "adamw", "sgd"}
@@ -149,18 +158,25 @@ def load_config(path: str | os.PathLike, budget: str = "cpu") -> ExperimentConfi
         dataset=str(raw["dataset"]),
         seed=seed,
         budget=spec,
-        runs=_expand_methods(raw["methods"], where),
+        runs=_expand_methods(raw["methods"], where,
+                             _mapping(section.get("method_args", {}), f"{where}: budgets.{budget}.method_args")),
         path=path,
         description=str(raw.get("description", "")).strip(),
         raw=raw,
     )
 
 
-def _expand_methods(methods: Any, where: str) -> list[RunSpec]:
+def _expand_methods(methods: Any, where: str, budget_args: dict) -> list[RunSpec]:
+    """One run per method entry and value combination; a budget's ``method_args`` override."""
     from .methods import METHODS  # the registry validates names and parameters
 
     if not isinstance(methods, list) or not methods:
         raise ConfigError(f"{where}: 'methods' must be a non-empty list of {{method: NAME, ...}}.")
+    for name, args in budget_args.items():
+        if name not in METHODS:
+            raise ConfigError(f"{where}: method_args names unknown method {name!r}.")
+        _check_keys(_mapping(args, f"{where}: method_args.{name}"), set(METHODS[name].defaults),
+                    f"{where}: method_args.{name}")
     runs: list[RunSpec] = []
     for i, entry in enumerate(methods):
         here = f"{where}: methods[{i}]"
@@ -168,21 +184,23 @@ def _expand_methods(methods: Any, where: str) -> list[RunSpec]:
         name = entry.get("method")
         if name not in METHODS:
             raise ConfigError(f"{here}: unknown method {name!r}; known: {', '.join(sorted(METHODS))}.")
-        params = {k: v for k, v in entry.items() if k != "method"}
         method = METHODS[name]
-        _check_keys(params, set(method.defaults), f"{here} ({name})")
+        _check_keys({k: v for k, v in entry.items() if k != "method"}, set(method.defaults),
+                    f"{here} ({name})")
+        params = {**{k: v for k, v in entry.items() if k != "method"}, **budget_args.get(name, {})}
         grid = {k: v if isinstance(v, list) else [v] for k, v in params.items()}
         for values in itertools.product(*grid.values()):
             chosen = dict(zip(grid, values))
             method.validate(chosen, here)
             runs.append(RunSpec(name, chosen))
+    runs = _name_runs(runs)
     ids = [r.run_id for r in runs]
     duplicated = sorted({i for i in ids if ids.count(i) > 1})
     if duplicated:
         raise ConfigError(f"{where}: runs listed twice: {', '.join(duplicated)}.")
     # The dense baseline is what every other method starts from: it runs first, always.
     if "dense" not in {r.method for r in runs}:
-        runs.insert(0, RunSpec("dense", {}))
+        runs.insert(0, RunSpec("dense", {}, "dense"))
     return sorted(runs, key=lambda r: r.method != "dense")
 
 
