@@ -5,15 +5,18 @@ Importing kerasprune binds tf_keras (Keras 2) before TensorFlow is used; see
 """
 from . import backend  # noqa: F401  (must come first: binds tf.keras to tf_keras)
 from . import data, metrics, models
+from .callbacks import AdaptivePruning
 from .errors import ConfigError, DataError, ExportError, KerasPruneError, ModelError
 from .experiment import run_experiment
 from .export import to_tflite
 from .pruning import prune, set_sparsity, strip
+from .schedules import FeedbackSchedule
 from .wrapper import PruningWrapper
 
 __version__ = "0.1.0"
 
 __all__ = [
-    "ConfigError", "DataError", "ExportError", "KerasPruneError", "ModelError", "PruningWrapper",
+    "AdaptivePruning", "ConfigError", "DataError", "ExportError", "FeedbackSchedule",
+    "KerasPruneError", "ModelError", "PruningWrapper",
     "data", "metrics", "models", "prune", "run_experiment", "set_sparsity", "strip", "to_tflite",
 ]

@@ -34,7 +34,7 @@ def allocate(
     if scope not in ("global", "layer"):
         raise ConfigError(f"scope must be 'global' or 'layer', got {scope!r}.")
     scorer = get(importance)
-    ranked = _rank_keys(wrappers, [scorer.scores(w) for w in wrappers])
+    ranked = _rank_keys(wrappers, scorer.scores(wrappers))
     sizes = [keys.size for keys in ranked]
     if scope == "layer":
         keeps = [n - int(round(sparsity * n)) for n in sizes]

@@ -1,6 +1,7 @@
 """Keras callbacks that observe training: sparsity per epoch and a compact progress line."""
 from __future__ import annotations
 
+import statistics
 import sys
 import time
 from typing import TextIO
@@ -15,6 +16,36 @@ class SparsityHistory(keras.callbacks.Callback):
     def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
         if logs is not None:
             logs["sparsity"] = metrics.global_sparsity(self.model)
+
+
+class StepTimer(keras.callbacks.Callback):
+    """Wall time of every training step (ms), for side-by-side step-time ratios.
+
+    The first ``skip`` steps of each ``fit`` (tracing, warm-up) are left out; the median
+    is robust to the occasional slow step of a shared machine.
+    """
+
+    def __init__(self, skip: int = 5) -> None:
+        super().__init__()
+        self.skip = skip
+        self.times_ms: list[float] = []
+        self._seen = 0
+        self._start = 0.0
+
+    def on_train_begin(self, logs: dict | None = None) -> None:
+        self._seen = 0
+
+    def on_train_batch_begin(self, batch: int, logs: dict | None = None) -> None:
+        self._start = time.perf_counter()
+
+    def on_train_batch_end(self, batch: int, logs: dict | None = None) -> None:
+        self._seen += 1
+        if self._seen > self.skip:
+            self.times_ms.append((time.perf_counter() - self._start) * 1000.0)
+
+    @property
+    def median_ms(self) -> float | None:
+        return float(statistics.median(self.times_ms)) if self.times_ms else None
 
 
 class EpochProgress(keras.callbacks.Callback):
@@ -61,15 +92,15 @@ class AdaptivePruning(keras.callbacks.Callback):
     """
 
     def __init__(self, schedule=None, *, importance="taylor", scope="global",
-                 monitor: str = "val_accuracy", min_density: float = 0.005, verbose: int = 1,
-                 **schedule_args) -> None:
+                 monitor: str = "val_accuracy", monitor_mode: str = "auto",
+                 min_density: float = 0.005, verbose: int = 1, **schedule_args) -> None:
         super().__init__()
-        from .schedules import FeedbackSchedule
+        from .schedules import FeedbackSchedule, higher_is_better
 
         if schedule is not None and schedule_args:
             raise TypeError("pass either a FeedbackSchedule or its arguments, not both")
         self.schedule = schedule or FeedbackSchedule(
-            higher_is_better="loss" not in monitor, **schedule_args)
+            higher_is_better=higher_is_better(monitor, monitor_mode), **schedule_args)
         self.importance, self.scope, self.min_density = importance, scope, min_density
         self.monitor, self.verbose = monitor, verbose
         self.decisions: list[dict] = []
@@ -94,8 +125,10 @@ class AdaptivePruning(keras.callbacks.Callback):
             from .schedules import FeedbackState
 
             vector = self._wrappers()[0].state.numpy()[: len(FeedbackState().as_vector())]
-            if vector[0]:  # started: a resumed run, or a second fit() on the same model
-                self.schedule.state = FeedbackState.from_vector(vector)
+            # The model's weights say where the schedule is: started (a resumed run, or a
+            # second fit() of the same model) or fresh (then forget any earlier model's run).
+            self.schedule.state = FeedbackState.from_vector(vector) if vector[0] else FeedbackState()
+            self.decisions = []
             self._state_loaded = True
 
     def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:

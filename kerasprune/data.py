@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import Callable, Literal
 
 import numpy as np
 
@@ -57,7 +57,7 @@ class Data:
     """A dataset ready for ``model.fit``: batched train/val/test pipelines and their shape."""
 
     name: str
-    train: tf.data.Dataset
+    make_train: Callable[[], tf.data.Dataset] = field(repr=False)
     val: tf.data.Dataset
     test: tf.data.Dataset
     num_classes: int
@@ -66,6 +66,15 @@ class Data:
     test_split: str
     train_examples: int
     vocabulary: list[str] | None = field(default=None, repr=False)
+
+    @property
+    def train(self) -> tf.data.Dataset:
+        """A new training pipeline over the cached split, with the same seeded shuffles.
+
+        Each access starts the same sequence of epoch orders, so every method of an
+        experiment sees the same data in the same order, wherever it stands in the list.
+        """
+        return self.make_train()
 
     @property
     def kind(self) -> str:
@@ -147,7 +156,7 @@ def load(
     options.autotune.enabled = False
     options.deterministic = True
 
-    def pipeline(ds: tf.data.Dataset, training: bool) -> tf.data.Dataset:
+    def cached(ds: tf.data.Dataset) -> tf.data.Dataset:
         # Text is vectorized once before caching; images are cached as uint8 (4x smaller).
         if ds_spec.kind == "text":
             ds = ds.batch(1024).map(prepare, num_parallel_calls=AUTOTUNE_OFF).unbatch()
@@ -155,20 +164,27 @@ def load(
         # Fill the cache now: in TF 2.21 a first pass that stops early (take(), a partial
         # epoch) leaves a truncated cache behind, which would silently shrink the split.
         ds.reduce(np.int64(0), lambda count, _: count + 1)
+        return ds
+
+    def batches(ds: tf.data.Dataset, training: bool) -> tf.data.Dataset:
         if training:
             ds = ds.shuffle(min(train_examples, 20000), seed=seed, reshuffle_each_iteration=True)
             if augment_fn is not None:
-                ds = ds.map(augment_fn, num_parallel_calls=AUTOTUNE_OFF)
+                # Stateless ops fed by a seeded random stream: new crops every epoch, and the
+                # same sequence of crops for every pipeline built with this seed.
+                seeds = tf.data.Dataset.random(seed=seed, rerandomize_each_iteration=True).batch(2)
+                ds = tf.data.Dataset.zip((seeds, ds)).map(augment_fn, num_parallel_calls=AUTOTUNE_OFF)
         ds = ds.batch(batch_size if training else eval_batch_size)
         if ds_spec.kind == "image":
             ds = ds.map(prepare, num_parallel_calls=AUTOTUNE_OFF)
         return ds.prefetch(2).with_options(options)
 
+    train = cached(raw["train"])
     return Data(
         name=key,
-        train=pipeline(raw["train"], training=True),
-        val=pipeline(raw["val"], training=False),
-        test=pipeline(raw["test"], training=False),
+        make_train=lambda: batches(train, training=True),
+        val=batches(cached(raw["val"]), training=False),
+        test=batches(cached(raw["test"]), training=False),
         num_classes=ds_spec.num_classes,
         input_shape=input_shape,
         input_dtype=tf.float32 if ds_spec.kind == "image" else tf.int32,
@@ -214,12 +230,13 @@ def _image_transform(ds_spec: DatasetSpec):
     return prepare
 
 
-def _augment_images(x, y):
+def _augment_images(seed_pair, example):
     """Pad by 4 pixels, crop back at random and flip left-right (the CIFAR recipe)."""
+    x, y = example
     shape = tf.shape(x)
     x = tf.image.pad_to_bounding_box(x, 4, 4, shape[0] + 8, shape[1] + 8)
-    x = tf.image.random_crop(x, shape)
-    return tf.image.random_flip_left_right(x), y
+    x = tf.image.stateless_random_crop(x, shape, seed=seed_pair)
+    return tf.image.stateless_random_flip_left_right(x, seed=seed_pair[::-1]), y
 
 
 def _standardize(text: tf.Tensor) -> tf.Tensor:

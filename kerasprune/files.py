@@ -28,7 +28,9 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     try:
         yield tmp
         if path.is_dir() and not path.is_symlink():
-            shutil.rmtree(path)  # os.replace cannot replace a non-empty folder
+            # os.replace cannot replace a non-empty folder: move the old one aside first,
+            # so a kill between the two renames leaves the old folder, not nothing.
+            os.replace(path, tmp_dir / ".old")
         os.replace(tmp, path)
     finally:
         shutil.rmtree(tmp_dir, ignore_errors=True)

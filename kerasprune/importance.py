@@ -10,7 +10,8 @@
 """
 from __future__ import annotations
 
-from typing import Callable, Protocol, Union
+import warnings
+from typing import Callable, Protocol, Sequence, Union
 
 import numpy as np
 
@@ -21,24 +22,46 @@ from .wrapper import PruningWrapper
 class Importance(Protocol):
     name: str
 
-    def scores(self, wrapper: PruningWrapper) -> list[np.ndarray]:
-        """One score array per prunable weight of ``wrapper``, shaped like the weight."""
+    def scores(self, wrappers: Sequence[PruningWrapper]) -> list[list[np.ndarray]]:
+        """Per wrapper, one score array per prunable weight, shaped like the weight.
+
+        Scores of all wrappers are taken together because a global ranking compares them.
+        """
 
 
 class Magnitude:
     name = "magnitude"
 
-    def scores(self, wrapper: PruningWrapper) -> list[np.ndarray]:
-        return [np.abs(w.variable.numpy()) for w in wrapper.prunable]
+    def scores(self, wrappers: Sequence[PruningWrapper]) -> list[list[np.ndarray]]:
+        return [[np.abs(w.variable.numpy()) for w in wrapper.prunable] for wrapper in wrappers]
 
 
 class Taylor:
+    """Taylor scores; magnitude for every layer if any layer has none yet.
+
+    Mixing the two would compare numbers of unrelated scales in a global ranking, so a
+    layer without scores (no batch yet, frozen, no gradient) switches all to magnitude,
+    with a warning once training has started.
+    """
+
     name = "taylor"
 
-    def scores(self, wrapper: PruningWrapper) -> list[np.ndarray]:
-        taylor = wrapper.taylor_scores()
-        return [t if t is not None else np.abs(w.variable.numpy())
-                for t, w in zip(taylor, wrapper.prunable)]
+    def scores(self, wrappers: Sequence[PruningWrapper]) -> list[list[np.ndarray]]:
+        untracked = [w.layer.name for w in wrappers if not w.track_scores]
+        if untracked:
+            raise ConfigError(
+                f"importance 'taylor' needs the scores of layers {', '.join(untracked)}, which "
+                "were wrapped with track_scores=False; use prune(model) (the default) or "
+                "importance='magnitude'."
+            )
+        taylor = [wrapper.taylor_scores() for wrapper in wrappers]
+        missing = [w.layer.name for w, ts in zip(wrappers, taylor) if any(t is None for t in ts)]
+        if missing:
+            if len(missing) < len(wrappers):
+                warnings.warn(f"no Taylor scores for {', '.join(missing)} (frozen or without "
+                              "gradient?); ranking every layer by magnitude instead.", stacklevel=3)
+            return Magnitude().scores(wrappers)
+        return taylor
 
 
 class Custom:
@@ -48,18 +71,19 @@ class Custom:
         self.fn = fn
         self.name = getattr(fn, "__name__", "custom")
 
-    def scores(self, wrapper: PruningWrapper) -> list[np.ndarray]:
-        out = []
-        for w, t in zip(wrapper.prunable, wrapper.taylor_scores()):
-            value = w.variable.numpy()
-            score = np.asarray(self.fn(value, t, w.name), dtype=np.float64)
-            if score.shape != value.shape:
-                raise ConfigError(
-                    f"importance '{self.name}' returned shape {score.shape} for weight "
-                    f"'{w.name}' of shape {value.shape}; return one score per weight entry."
-                )
-            out.append(score)
-        return out
+    def scores(self, wrappers: Sequence[PruningWrapper]) -> list[list[np.ndarray]]:
+        return [[self._score(w, t) for w, t in zip(wrapper.prunable, wrapper.taylor_scores())]
+                for wrapper in wrappers]
+
+    def _score(self, weight, taylor) -> np.ndarray:
+        value = weight.variable.numpy()
+        score = np.asarray(self.fn(value, taylor, weight.name), dtype=np.float64)
+        if score.shape != value.shape:
+            raise ConfigError(
+                f"importance '{self.name}' returned shape {score.shape} for weight "
+                f"'{weight.name}' of shape {value.shape}; return one score per weight entry."
+            )
+        return score
 
 
 ImportanceLike = Union[str, Importance, Callable]

@@ -2,9 +2,11 @@
 
 Counting conventions (the same for every method, so figures compare):
 
-* **Prunable weights** are the trainable weights of rank >= 2 (kernels, embeddings,
-  attention projections); biases and normalization vectors are not.  *Sparsity* is the
-  fraction of zeros among them, per layer and globally.
+* **Prunable weights** are the weights of rank >= 2 (kernels, embeddings, attention
+  projections); biases and normalization vectors are not.  *Sparsity* is the fraction of
+  zeros among them, per layer and globally.  This is a property of the model, not of a
+  method: it includes rank-2 weights a method leaves alone (tfmot and kerasprune do not
+  prune depthwise kernels or position embeddings), so it can read below a method's target.
 * **Params** count every weight of the model once, without pruning bookkeeping (masks,
   thresholds, step counters of tfmot or kerasprune wrappers); *nonzero params* count
   the nonzero entries of the same weights.
@@ -52,8 +54,8 @@ def leaf_layers(model: keras.Model) -> Iterable[keras.layers.Layer]:
 
 
 def prunable_weights(layer: keras.layers.Layer) -> list[tf.Variable]:
-    """The weights of ``layer`` that sparsity is measured on (trainable, rank >= 2)."""
-    return [w for w in unwrap(layer).trainable_weights if len(w.shape) >= 2]
+    """The weights of ``layer`` that sparsity is measured on (rank >= 2, frozen or not)."""
+    return [w for w in unwrap(layer).weights if len(w.shape) >= 2]
 
 
 def effective_values(layer: keras.layers.Layer) -> Callable[[tf.Variable], np.ndarray]:
@@ -68,8 +70,8 @@ def effective_values(layer: keras.layers.Layer) -> Callable[[tf.Variable], np.nd
     return lambda variable: known[id(variable)] if id(variable) in known else variable.numpy()
 
 
-def _prunable_arrays(layer: keras.layers.Layer) -> list[np.ndarray]:
-    value = effective_values(layer)
+def _prunable_arrays(layer: keras.layers.Layer, value: Callable | None = None) -> list[np.ndarray]:
+    value = value or effective_values(layer)
     return [value(w) for w in prunable_weights(layer)]
 
 
@@ -154,30 +156,26 @@ def _positions(shape, where: str) -> int:
     return int(np.prod(dims)) if dims else 1
 
 
-def _kernels(layer, value) -> list[np.ndarray]:
-    return [value(w) for w in prunable_weights(layer)]
-
-
 @register_macs(keras.layers.Dense, keras.layers.Conv1D, keras.layers.Conv2D, keras.layers.Conv3D,
                keras.layers.DepthwiseConv2D, keras.layers.SeparableConv1D,
                keras.layers.SeparableConv2D)
 def _output_position_rule(layer, node, value):
     """Each kernel entry is used once per output position (spatial or time step)."""
     positions = _positions(node.output_shapes, layer.name)
-    return [(positions, k) for k in _kernels(layer, value)], 0
+    return [(positions, k) for k in _prunable_arrays(layer, value)], 0
 
 
 @register_macs(keras.layers.Conv2DTranspose, keras.layers.Conv1DTranspose, keras.layers.Conv3DTranspose)
 def _input_position_rule(layer, node, value):
     positions = _positions(node.input_shapes, layer.name)
-    return [(positions, k) for k in _kernels(layer, value)], 0
+    return [(positions, k) for k in _prunable_arrays(layer, value)], 0
 
 
 @register_macs(keras.layers.LSTM, keras.layers.GRU, keras.layers.SimpleRNN, keras.layers.Bidirectional)
 def _recurrent_rule(layer, node, value):
     """Input and recurrent kernels are applied once per time step (both directions)."""
     steps = _positions(node.input_shapes, layer.name)  # (batch, time, features)
-    return [(steps, k) for k in _kernels(layer, value)], 0
+    return [(steps, k) for k in _prunable_arrays(layer, value)], 0
 
 
 @register_macs(keras.layers.MultiHeadAttention)

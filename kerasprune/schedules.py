@@ -28,6 +28,15 @@ from typing import Literal
 from .errors import ConfigError
 
 Action = Literal["none", "step", "hold", "rollback", "done"]
+
+
+def higher_is_better(monitor: str, mode: str = "auto") -> bool:
+    """``max``/``min``, or ``auto`` as Keras' EarlyStopping does: accuracies and AUCs up, the rest down."""
+    if mode not in ("auto", "max", "min"):
+        raise ConfigError(f"mode must be 'auto', 'max' or 'min', got {mode!r}.")
+    if mode != "auto":
+        return mode == "max"
+    return any(key in monitor for key in ("acc", "auc", "precision", "recall", "f1"))
 ACTION_CODES = {"none": 0, "step": 1, "hold": 2, "rollback": 3, "done": 4}
 
 
@@ -45,7 +54,6 @@ class FeedbackState:
     finished: float = 0.0
     steps: float = 0.0
     rollbacks: float = 0.0
-    epoch: float = -1.0  # last epoch decided (a resumed run continues after it)
 
     def as_vector(self) -> list[float]:
         return [getattr(self, f) for f in self.__dataclass_fields__]
@@ -83,7 +91,7 @@ class FeedbackSchedule:
     min_step: float = 0.0125
     begin_epoch: int = 1  # epochs before the first step: the reference and Taylor scores
     mode: Literal["target", "guard"] = "target"
-    higher_is_better: bool = True
+    higher_is_better: bool = True  # see higher_is_better(monitor, mode)
     state: FeedbackState = field(default_factory=FeedbackState)
 
     def __post_init__(self) -> None:
@@ -107,27 +115,28 @@ class FeedbackSchedule:
     def update(self, epoch: int, metric: float, total_epochs: int | None = None) -> Decision:
         """Decide at the end of ``epoch``; the caller applies the resulting ``state.level``."""
         s = self.state
-        s.epoch = float(epoch)
         if not s.started:
             s.started, s.step_size = 1.0, self.step
-        if math.isnan(metric):
-            return self._decide(epoch, "hold", metric, "the monitored metric is NaN")
         if epoch + 1 < self.begin_epoch:
-            s.reference = metric if math.isnan(s.reference) else self._better(s.reference, metric)
+            if not math.isnan(metric):
+                s.reference = metric if math.isnan(s.reference) else self._better(s.reference, metric)
             return self._decide(epoch, "none", metric, "before the first step")
         if math.isnan(s.reference):
             s.reference = metric
         if s.finished:
             return self._decide(epoch, "done", metric, "schedule finished")
-        if s.level == 0.0:
-            return self._step_to(epoch, self.initial, metric, "first step")
+        forced = self._forced(epoch, total_epochs)
+        if s.steps == 0:
+            return self._step_to(epoch, self._next_level(epoch, total_epochs, forced, self.initial),
+                                 metric, "first step")
 
         s.epochs_since_step += 1
-        drop = self._drop(metric)
+        drop = math.inf if math.isnan(metric) else self._drop(metric)  # NaN counts as a drop
         suffering = drop > self.tolerance
-        forced = self._forced(epoch, total_epochs)
+        # Target mode keeps the final level once reached: there is nothing to retry.
+        keep = self.mode == "target" and s.level >= self.final
         if suffering and not forced:
-            if s.held < self.recovery_epochs:
+            if s.held < self.recovery_epochs or keep:
                 s.held += 1
                 return self._decide(epoch, "hold", metric,
                                     f"{drop:.4f} below the reference (tolerance {self.tolerance})")
@@ -137,18 +146,23 @@ class FeedbackSchedule:
             s.finished = 1.0
             return self._decide(epoch, "done", metric, "final sparsity reached and held")
         due = s.epochs_since_step >= self.every
-        early = drop <= self.early_margin and s.epochs_since_step >= 1
+        early = drop <= self.early_margin
         if due or early or forced:
-            increment = s.step_size
-            if forced:  # big enough steps to arrive before the final recovery epochs
-                steps_available = max(1, total_epochs - epoch - self.recovery_epochs)
-                increment = max(increment, (self.final - s.level) / steps_available)
             if forced and (suffering or not (due or early)):
                 why = "forced by the deadline"
             else:
                 why = "scheduled" if due else f"early: within {self.early_margin} of the reference"
-            return self._step_to(epoch, min(self.final, s.level + increment), metric, why)
+            level = self._next_level(epoch, total_epochs, forced, s.level + s.step_size)
+            return self._step_to(epoch, level, metric, why)
         return self._decide(epoch, "none", metric, "waiting for the next step")
+
+    def _next_level(self, epoch: int, total_epochs: int | None, forced: bool, planned: float) -> float:
+        """``planned``, or more when forced: enough to arrive before the final recovery epochs."""
+        level = planned
+        if forced:
+            steps_available = max(1, total_epochs - epoch - self.recovery_epochs)
+            level = max(level, self.state.level + (self.final - self.state.level) / steps_available)
+        return min(self.final, level)
 
     def _better(self, a: float, b: float) -> float:
         return max(a, b) if self.higher_is_better else min(a, b)
@@ -157,7 +171,8 @@ class FeedbackSchedule:
         """Target mode: step now if the epochs left are just enough for the steps left."""
         if self.mode != "target" or total_epochs is None or self.state.level >= self.final:
             return False
-        steps_left = math.ceil(round((self.final - self.state.level) / self.state.step_size, 6))
+        step = self.state.step_size or self.step
+        steps_left = math.ceil(round((self.final - self.state.level) / step, 6))
         epochs_left = total_epochs - (epoch + 1) - self.recovery_epochs
         return epochs_left <= steps_left
 

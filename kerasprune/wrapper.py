@@ -3,12 +3,15 @@
 The wrapper hands the layer ``weight * mask`` under the attribute the layer reads (see
 :mod:`kerasprune.registry`), so any registry layer works unchanged, ``Bidirectional``
 and ``MultiHeadAttention`` included.  The weight variables themselves are not zeroed:
-a pruned weight keeps its last value, so rolling a pruning step back restores it.
+a pruned weight keeps its value, so rolling a pruning step back brings it back.
 
 While training, the gradient of the loss with respect to the masked weight passes
 through the wrapper, which adds ``|w * dL/dw|`` (first-order Taylor importance, Molchanov
-et al. 2019) to a per-weight sum, at the cost of one elementwise product per step.  The
-gradient reaching the variable is masked, so pruned weights stay where they are.
+et al. 2019) to a per-weight sum, at the cost of one elementwise product per step (rows
+only, for an embedding's sparse gradient).  The gradient reaching the variable is
+masked: with plain SGD a pruned weight stays put; optimizers with momentum or decoupled
+weight decay still move it a little, so a rollback restores a slightly drifted value.
+Under mixed precision the scores include the loss scale, which rescales every score alike.
 
 Masks, scores and a small state vector for controllers (:mod:`kerasprune.callbacks`) are
 layer weights: they are saved with the model (``.keras``, SavedModel, h5) and restored
@@ -59,7 +62,7 @@ class PruningWrapper(keras.layers.Wrapper):
                                      trainable=False)
         super().build(input_shape)
 
-    def call(self, inputs, *args, training=None, **kwargs):
+    def call(self, inputs, *args, training=None, mask=None, **kwargs):
         # object.__setattr__ bypasses Keras' attribute tracking: the swap must not change
         # the layer's weight list (its order is what h5 files and set_weights rely on).
         for i, weight in enumerate(self.prunable):
@@ -67,6 +70,8 @@ class PruningWrapper(keras.layers.Wrapper):
         try:
             if self.layer._call_spec.expects_training_arg:
                 kwargs["training"] = training
+            if self.layer._call_spec.expects_mask_arg and mask is not None:
+                kwargs["mask"] = mask  # e.g. from Embedding(mask_zero=True), for layers that take one
             return self.layer.call(inputs, *args, **kwargs)
         finally:
             for weight in self.prunable:
@@ -80,12 +85,19 @@ class PruningWrapper(keras.layers.Wrapper):
         @tf.custom_gradient
         def masked(w):
             def grad(upstream):
-                upstream = tf.convert_to_tensor(upstream)
+                if isinstance(upstream, tf.IndexedSlices):  # an embedding's looked-up rows
+                    rows = upstream.indices
+                    masked_grad = tf.IndexedSlices(upstream.values * tf.gather(mask, rows), rows,
+                                                   upstream.dense_shape)
+                    taylor = tf.IndexedSlices(tf.abs(tf.gather(w, rows) * upstream.values), rows)
+                    updates = [score.scatter_add(taylor)] if track else []
+                else:
+                    masked_grad = upstream * mask
+                    updates = [score.assign_add(tf.abs(w * upstream))] if track else []
                 if not track:
-                    return upstream * mask
-                updates = [score.assign_add(tf.abs(w * upstream)), count.assign_add(1.0)]
-                with tf.control_dependencies(updates):
-                    return upstream * mask
+                    return masked_grad
+                with tf.control_dependencies([*updates, count.assign_add(1.0)]):
+                    return tf.nest.map_structure(tf.identity, masked_grad, expand_composites=True)
 
             return w * mask, grad
 
@@ -137,8 +149,3 @@ class PruningWrapper(keras.layers.Wrapper):
     def restore_previous_masks(self) -> None:
         for mask, previous in zip(self.masks, self.previous_masks):
             mask.assign(previous)
-
-    def sparsity(self) -> float:
-        total = sum(int(np.prod(m.shape)) for m in self.masks)
-        zeros = sum(int(np.sum(m.numpy() == 0)) for m in self.masks)
-        return zeros / total if total else 0.0

@@ -35,10 +35,15 @@ def test_lists_expand_into_runs_after_the_dense_baseline(tmp_path):
     assert config.budget.model == "lenet5"
 
 
-def test_fingerprints_differ_between_runs_and_budgets(tmp_path):
+def test_fingerprints_follow_what_each_run_depends_on(tmp_path):
     config = load_config(_write(tmp_path, BASE))
-    prints = {config.fingerprint(r) for r in config.runs}
-    assert len(prints) == 3
+    dense, pruned = config.runs[0], config.runs[1]
+    assert len({config.fingerprint(r) for r in config.runs}) == 3
+    finetune_changed = load_config(_write(tmp_path, BASE.replace("finetune: {epochs: 1}", "finetune: {epochs: 2}")))
+    assert finetune_changed.fingerprint(dense) == config.fingerprint(dense)  # dense never fine-tunes
+    assert finetune_changed.fingerprint(pruned) != config.fingerprint(pruned)
+    train_changed = load_config(_write(tmp_path, BASE.replace("epochs: 2,", "epochs: 3,")))
+    assert train_changed.fingerprint(pruned) != config.fingerprint(pruned)  # through its baseline
 
 
 @pytest.mark.parametrize("edit, message", [
@@ -48,13 +53,35 @@ def test_fingerprints_differ_between_runs_and_budgets(tmp_path):
     (("method: tfmot_gmp", "method: tfmot_gpm"), "unknown method 'tfmot_gpm'"),
     (("    sparsity: [0.8, 0.9]\n", ""), "method 'tfmot_gmp' needs 'sparsity'"),
     (("learning_rate: 1e-3", "learning_rate: fast"), "learning_rate must be a number"),
+    (("learning_rate: 1e-3", "learning_rate: 1e-3, weight_decay: 0.1"), "adam does not use weight_decay"),
+    (("model: lenet5", "model: lenet6"), "unknown model 'lenet6'"),
+    (("model: lenet5", "model: lenet5\nmodel_args: {depth: 3}"), "no argument.*depth"),
+    (("sparsity: [0.8, 0.9]", "sparsity: 0.8\n    frequency: 0"), "frequency >= 1"),
+    (("method: tfmot_gmp", "method: adaptive"), None),
     (("dataset: mnist\n", ""), "missing required key 'dataset'"),
 ])
 def test_mistakes_are_named_with_file_and_key(tmp_path, edit, message):
     path = _write(tmp_path, BASE.replace(*edit))
+    if message is None:  # a correct edit, for contrast
+        load_config(path)
+        return
     with pytest.raises(ConfigError, match=message) as info:
         load_config(path)
     assert str(path) in str(info.value)
+
+
+@pytest.mark.parametrize("setting, message", [
+    ("scope: layers", "scope must be 'global' or 'layer'"),
+    ("importance: fisher", "unknown importance 'fisher'"),
+    ("mode: strict", "mode must be 'target' or 'guard'"),
+    ("every: 0", "every >= 1"),
+    ("monitor_mode: up", "mode must be 'auto', 'max' or 'min'"),
+])
+def test_adaptive_settings_are_checked_before_anything_trains(tmp_path, setting, message):
+    text = BASE.replace("method: tfmot_gmp\n    sparsity: [0.8, 0.9]",
+                        f"method: adaptive\n    sparsity: 0.8\n    {setting}")
+    with pytest.raises(ConfigError, match=message):
+        load_config(_write(tmp_path, text))
 
 
 def test_missing_budget_lists_the_defined_ones(tmp_path):

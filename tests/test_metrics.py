@@ -113,12 +113,11 @@ def test_unknown_layers_with_kernels_are_reported_not_silently_zero():
 def test_registered_custom_layers_are_counted():
     inputs = keras.Input((3,))
     model = keras.Model(inputs, _Scale(name="custom")(inputs))
-    rule = metrics.register_macs(_Scale)(lambda layer, node, value: ([(1, value(layer.kernel))], 0))
+    metrics.register_macs(_Scale)(lambda layer, node, value: ([(1, value(layer.kernel))], 0))
     try:
         assert metrics.count_macs(model).dense == 9
     finally:
         metrics.MAC_RULES.pop(_Scale)
-    assert rule is not None
 
 
 def test_pruning_wrappers_are_not_counted_as_params():

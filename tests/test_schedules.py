@@ -74,3 +74,34 @@ def test_state_round_trips_through_a_float_vector():
 def test_invalid_settings_are_refused(kwargs):
     with pytest.raises(ConfigError):
         FeedbackSchedule(**kwargs)
+
+
+def test_target_mode_keeps_the_final_level_instead_of_rolling_back():
+    schedule = FeedbackSchedule(initial=0.5, final=0.7, every=1, recovery_epochs=1)
+    decisions = _run(schedule, [REF, REF, REF, REF - 0.05, REF - 0.05, REF - 0.05], total=6)
+    assert all(d.action != "rollback" for d in decisions)
+    assert decisions[-1].sparsity == pytest.approx(0.7)
+
+
+def test_with_one_epoch_target_mode_goes_straight_to_the_final_level():
+    decisions = _run(FeedbackSchedule(initial=0.2, final=0.8, recovery_epochs=0), [REF], total=1)
+    assert decisions[0].sparsity == pytest.approx(0.8)
+
+
+def test_rolling_back_the_first_step_retries_with_half_the_step():
+    schedule = FeedbackSchedule(initial=0.4, step=0.4, every=1, recovery_epochs=0, mode="guard")
+    decisions = _run(schedule, [REF, REF - 0.1, REF])
+    assert [(d.action, d.sparsity) for d in decisions] == [("step", 0.4), ("rollback", 0.0), ("step", 0.2)]
+
+
+def test_a_nan_metric_counts_as_a_drop():
+    decisions = _run(FeedbackSchedule(every=1, recovery_epochs=1, mode="guard"), [REF, float("nan"), float("nan")])
+    assert [d.action for d in decisions] == ["step", "hold", "rollback"]
+
+
+@pytest.mark.parametrize("monitor, mode, up", [("val_accuracy", "auto", True), ("val_mae", "auto", False),
+                                               ("val_loss", "auto", False), ("val_mae", "max", True)])
+def test_metric_direction_follows_earlystopping(monitor, mode, up):
+    from kerasprune.schedules import higher_is_better
+
+    assert higher_is_better(monitor, mode) is up

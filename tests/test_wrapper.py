@@ -92,3 +92,30 @@ def test_rollback_restores_the_previous_masks_and_weights():
     for w in wrappers(model):
         w.restore_previous_masks()
     np.testing.assert_allclose(model.predict(x, verbose=0), at_25, atol=1e-6)
+
+
+def test_embedding_rows_get_sparse_gradients_and_scores():
+    inputs = keras.Input((4,), dtype="int32")
+    x = L.GlobalAveragePooling1D()(L.Embedding(10, 3, name="emb")(inputs))
+    model = prune(keras.Model(inputs, L.Dense(1, name="out")(x)), layers=["emb"])
+    wrapper = wrappers(model)[0]
+    table = wrapper.prunable[0].variable
+    wrapper.masks[0].assign(np.where(np.arange(10)[:, None] == 2, 0.0, 1.0) * np.ones((10, 3)))
+    before = table.numpy().copy()
+    model.compile(keras.optimizers.SGD(0.5), "mse")
+    tokens = np.array([[1, 2, 3, 1]] * 8, dtype="int32")  # rows 1-3 only; row 2 is masked
+    model.fit(tokens, np.ones((8, 1)), epochs=1, batch_size=4, verbose=0)
+    changed = np.any(table.numpy() != before, axis=1)
+    assert changed.tolist() == [False, True, False, True] + [False] * 6
+    (taylor,) = wrapper.taylor_scores()
+    assert np.all(taylor[[0, 4, 5]] == 0) and np.all(taylor[[1, 3]] > 0)
+
+
+def test_masks_from_embeddings_reach_only_layers_that_take_them():
+    inputs = keras.Input((5,), dtype="int32")
+    x = L.Embedding(10, 4, mask_zero=True, name="emb")(inputs)
+    x = L.Dense(4, name="dense")(x)  # takes no mask argument
+    x = L.LSTM(3, name="lstm")(x)  # does
+    model = keras.Model(inputs, x)
+    tokens = np.array([[1, 2, 0, 0, 0], [3, 4, 5, 0, 0]], dtype="int32")
+    np.testing.assert_allclose(prune(model).predict(tokens, verbose=0), model.predict(tokens, verbose=0), atol=1e-6)

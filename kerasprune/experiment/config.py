@@ -97,12 +97,18 @@ class ExperimentConfig:
         """
         from .methods import METHODS
 
+        from .. import __version__
+
+        method = METHODS[run.method]
         budget = asdict(self.budget)
         budget.pop("name")
-        if not METHODS[run.method].from_baseline:
-            budget.pop("finetune")
         key = {"dataset": self.dataset, "seed": self.seed, "method": run.method,
-               "params": run.params, "budget": budget}
+               "params": {**method.defaults, **run.params}, "kerasprune": __version__}
+        if method.from_baseline:
+            key["baseline"] = self.fingerprint(RunSpec("dense", {}, "dense"))
+        else:
+            budget.pop("finetune")
+        key["budget"] = budget
         return hashlib.sha256(json.dumps(key, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 
@@ -150,6 +156,7 @@ def load_config(path: str | os.PathLike, budget: str = "cpu") -> ExperimentConfi
         train=_train_spec(section.get("train", {}), f"{where}: budgets.{budget}.train"),
         finetune=_train_spec(section.get("finetune", {}), f"{where}: budgets.{budget}.finetune"),
     )
+    _check_model(spec, f"{where}: budgets.{budget}")
     seed = raw.get("seed", 0)
     if not isinstance(seed, int):
         raise ConfigError(f"{where}: seed must be an integer, got {seed!r}.")
@@ -204,6 +211,16 @@ def _expand_methods(methods: Any, where: str, budget_args: dict) -> list[RunSpec
     return sorted(runs, key=lambda r: r.method != "dense")
 
 
+def _check_model(budget: Budget, where: str) -> None:
+    """The model exists and takes these arguments (before any data is loaded)."""
+    from ..models import check_arguments
+
+    try:
+        check_arguments(budget.model, budget.model_args)
+    except ConfigError as exc:
+        raise ConfigError(f"{where}: {exc}") from None
+
+
 def _train_spec(section: Any, where: str) -> TrainSpec:
     section = _mapping(section, where)
     allowed = {f.name for f in fields(TrainSpec)}
@@ -223,6 +240,8 @@ def _train_spec(section: Any, where: str) -> TrainSpec:
         raise ConfigError(f"{where}: schedule {spec.schedule!r} is not one of {sorted(_SCHEDULES)}.")
     if not (isinstance(spec.learning_rate, (int, float)) and spec.learning_rate > 0):
         raise ConfigError(f"{where}: learning_rate must be a positive number, got {spec.learning_rate!r}.")
+    if spec.optimizer == "adam" and spec.weight_decay:
+        raise ConfigError(f"{where}: adam does not use weight_decay; use optimizer: adamw (or sgd).")
     return spec
 
 

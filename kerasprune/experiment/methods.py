@@ -58,25 +58,41 @@ class Method:
     required: tuple[str, ...] = ()
     from_baseline: bool = True
 
+    check: Callable[[dict[str, Any]], None] | None = None  # raises ConfigError on bad values
+
     def validate(self, params: dict[str, Any], where: str) -> None:
+        """Check a run's parameters when the config is read, before anything trains."""
         for key in self.required:
             if key not in params:
                 raise ConfigError(f"{where}: method '{self.name}' needs '{key}'.")
         sparsity = params.get("sparsity")
         if sparsity is not None and not (isinstance(sparsity, (int, float)) and 0 < sparsity < 1):
             raise ConfigError(f"{where}: sparsity must be a fraction in (0, 1), got {sparsity!r}.")
+        if self.check is not None:
+            try:
+                self.check({**self.defaults, **params})
+            except (ConfigError, TypeError, ValueError) as exc:
+                raise ConfigError(f"{where} ({self.name}): {exc}") from None
 
 
 METHODS: dict[str, Method] = {}
 
 
 def register_method(name: str, defaults: dict[str, Any] | None = None,
-                    required: tuple[str, ...] = (), from_baseline: bool = True):
+                    required: tuple[str, ...] = (), from_baseline: bool = True,
+                    check: Callable[[dict[str, Any]], None] | None = None):
     def decorator(run: Callable[[RunContext, dict[str, Any]], Outcome]):
-        METHODS[name] = Method(name, run, dict(defaults or {}), required, from_baseline)
+        METHODS[name] = Method(name, run, dict(defaults or {}), required, from_baseline, check)
         return run
 
     return decorator
+
+
+def _check_gmp(p: dict[str, Any]) -> None:
+    if not 0 <= float(p["initial_sparsity"]) < float(p["sparsity"]):
+        raise ConfigError("initial_sparsity must be in [0, sparsity).")
+    if not 0 < float(p["end_fraction"]) <= 1 or int(p["frequency"]) < 1:
+        raise ConfigError("end_fraction must be in (0, 1] and frequency >= 1.")
 
 
 @register_method("dense", from_baseline=False)
@@ -90,7 +106,7 @@ def dense(ctx: RunContext, params: dict[str, Any]) -> Outcome:
 @register_method(
     "tfmot_gmp",
     defaults={"sparsity": None, "initial_sparsity": 0.0, "end_fraction": 0.7, "frequency": 100},
-    required=("sparsity",),
+    required=("sparsity",), check=_check_gmp,
 )
 def tfmot_gmp(ctx: RunContext, params: dict[str, Any]) -> Outcome:
     """tfmot's ``prune_low_magnitude`` with ``PolynomialDecay`` (Zhu & Gupta 2017): the peer.
@@ -113,28 +129,38 @@ def tfmot_gmp(ctx: RunContext, params: dict[str, Any]) -> Outcome:
     return Outcome(tfmot.sparsity.keras.strip_pruning(pruned), history, spec.epochs)
 
 
-@register_method(
-    "adaptive",
-    defaults={"sparsity": None, "initial": 0.2, "step": 0.1, "every": 5, "tolerance": 0.005,
-              "recovery_epochs": 2, "importance": "taylor", "scope": "global", "mode": "target",
-              "monitor": "val_accuracy", "min_density": 0.005},
-    required=("sparsity",),
-)
-def adaptive(ctx: RunContext, params: dict[str, Any]) -> Outcome:
-    """kerasprune's feedback-driven pruning: Taylor importance, stepped sparsity, rollback."""
+def _adaptive_parts(p: dict[str, Any]):
+    """The schedule and callback an ``adaptive`` run uses (also what validates its settings)."""
     from ..callbacks import AdaptivePruning
-    from ..pruning import prune, strip
-    from ..schedules import FeedbackSchedule
+    from ..importance import get
+    from ..schedules import FeedbackSchedule, higher_is_better
 
-    p = {**METHODS["adaptive"].defaults, **params}
+    if p["scope"] not in ("global", "layer"):
+        raise ConfigError(f"scope must be 'global' or 'layer', got {p['scope']!r}.")
+    get(p["importance"])
     schedule = FeedbackSchedule(
         initial=min(float(p["initial"]), float(p["sparsity"])), final=float(p["sparsity"]),
         step=float(p["step"]), every=int(p["every"]), tolerance=float(p["tolerance"]),
         recovery_epochs=int(p["recovery_epochs"]), mode=p["mode"],
-        higher_is_better="loss" not in p["monitor"],
+        higher_is_better=higher_is_better(p["monitor"], p["monitor_mode"]),
     )
-    callback = AdaptivePruning(schedule, importance=p["importance"], scope=p["scope"],
-                               monitor=p["monitor"], min_density=float(p["min_density"]))
+    return AdaptivePruning(schedule, importance=p["importance"], scope=p["scope"],
+                           monitor=p["monitor"], min_density=float(p["min_density"]))
+
+
+@register_method(
+    "adaptive",
+    defaults={"sparsity": None, "initial": 0.2, "step": 0.1, "every": 5, "tolerance": 0.005,
+              "recovery_epochs": 2, "importance": "taylor", "scope": "global", "mode": "target",
+              "monitor": "val_accuracy", "monitor_mode": "auto", "min_density": 0.005},
+    required=("sparsity",), check=_adaptive_parts,
+)
+def adaptive(ctx: RunContext, params: dict[str, Any]) -> Outcome:
+    """kerasprune's feedback-driven pruning: Taylor importance, stepped sparsity, rollback."""
+    from ..pruning import prune, strip
+
+    p = {**METHODS["adaptive"].defaults, **params}
+    callback = _adaptive_parts(p)
     pruned = prune(ctx.baseline(), track_scores=p["importance"] == "taylor")
     history = ctx.train(pruned, "finetune", callbacks=[callback])
     return Outcome(strip(pruned), history, ctx.budget.finetune.epochs,

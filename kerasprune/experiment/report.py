@@ -30,8 +30,14 @@ _COLUMNS = [
     ("gzip KiB", lambda r: f"{r['tflite_gzip_bytes'] / 1024:.1f}"),
     ("latency ms (p90)", lambda r: f"{r['latency_ms']:.3f} ({r['latency']['p90_ms']:.3f})"),
     ("train s", lambda r: f"{r['train_seconds']:.0f}"),
+    ("step ms", lambda r: f"{r['train_step_ms']:.1f}" if r.get("train_step_ms") else "-"),
     ("peak MiB", lambda r: f"{r['peak_memory_mb']:.0f}"),
 ]
+
+
+def _ratio(run: dict, base: dict, key: str) -> str:
+    a, b = run.get(key), base.get(key)
+    return f"{a / b:.3f}" if a and b else "-"
 
 
 def write_report(results: dict, path: Path) -> Path:
@@ -68,15 +74,15 @@ def write_report(results: dict, path: Path) -> Path:
     dense = next((r for r in runs if r["method"] == "dense"), None)
     if dense is not None and len(runs) > 1:
         lines += ["## Against the dense baseline", "",
-                  "| run | accuracy change (points) | size ratio (gzip) | latency ratio |",
-                  "|---|---|---|---|"]
+                  "| run | accuracy change (points) | size ratio (gzip) | latency ratio | train step ratio |",
+                  "|---|---|---|---|---|"]
         for r in runs:
             if r is dense:
                 continue
             lines.append(
                 f"| `{r['run']}` | {100 * (r['accuracy'] - dense['accuracy']):+.2f} | "
                 f"{r['tflite_gzip_bytes'] / dense['tflite_gzip_bytes']:.3f} | "
-                f"{r['latency_ms'] / dense['latency_ms']:.3f} |"
+                f"{r['latency_ms'] / dense['latency_ms']:.3f} | {_ratio(r, dense, 'train_step_ms')} |"
             )
         lines.append("")
     for r in runs:

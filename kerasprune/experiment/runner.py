@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import os
 import shlex
+import shutil
 import time
 from pathlib import Path
 from typing import Callable
@@ -18,6 +19,7 @@ from .. import benchmark, export, files, metrics
 from ..backend import keras
 from ..data import Data, load
 from ..environment import environment
+from ..errors import ConfigError
 from .config import ExperimentConfig, RunSpec, load_config
 from .methods import METHODS, Outcome, RunContext
 from .report import write_report
@@ -75,18 +77,27 @@ def run_experiment(
         "runs": [],
     }
     wanted = set(only) if only else None
+    unknown = (wanted or set()) - {r.run_id for r in config.runs}
+    if unknown:
+        raise ConfigError(f"--only: no run(s) {', '.join(sorted(unknown))} in {config.path}; "
+                          f"the runs are {', '.join(r.run_id for r in config.runs)}.")
     baseline_dir = root / "dense"
+    baseline_retrained = False
     for index, run in enumerate(config.runs, 1):
         run_dir = root / run.run_id
         label = f"[{index}/{len(config.runs)}] {run.run_id}"
         selected = wanted is None or run.run_id in wanted
-        cached = _cached(run_dir, config.fingerprint(run))
+        stale = baseline_retrained and METHODS[run.method].from_baseline
+        cached = None if stale else _cached(run_dir, config.fingerprint(run))
         if cached and not (fresh and selected):
             log(f"{label}: done earlier, kept ({run_dir / 'result.json'})")
             results["runs"].append(cached)
             continue
         if not (selected or run.method == "dense"):  # the baseline is every method's start
+            if stale:
+                log(f"{label}: left out: the baseline it started from was retrained")
             continue
+        baseline_retrained |= run.method == "dense"
         log(f"{label}: running")
         record = _run_one(config, run, data, run_dir, baseline_dir, label, log)
         results["runs"].append(record)
@@ -116,10 +127,21 @@ def _cached(run_dir: Path, fingerprint: str) -> dict | None:
     return record if record.get("fingerprint") == fingerprint else None
 
 
+def _forget_other_config(run_dir: Path, fingerprint: str, log: Log, label: str) -> None:
+    """Drop a killed run's backup and history if they were made with another config."""
+    marker = run_dir / "fingerprint"
+    if marker.is_file() and marker.read_text().strip() != fingerprint:
+        log(f"{label}: the config changed since the interrupted run; starting it afresh")
+        shutil.rmtree(run_dir / "backup", ignore_errors=True)
+        (run_dir / "history.csv").unlink(missing_ok=True)
+    files.write_text(marker, fingerprint + "\n")
+
+
 def _run_one(config: ExperimentConfig, run: RunSpec, data: Data, run_dir: Path,
              baseline_dir: Path, label: str, log: Log) -> dict:
     method = METHODS[run.method]
     run_dir.mkdir(parents=True, exist_ok=True)
+    _forget_other_config(run_dir, config.fingerprint(run), log, label)
     keras.utils.set_random_seed(config.seed)
 
     def baseline() -> keras.Model:
@@ -169,6 +191,7 @@ def measure(outcome: Outcome, data: Data, run_dir: Path) -> dict:
         "latency_ms": round(latency.median_ms, 4),
         "latency": latency.as_dict(),
         "epochs": outcome.epochs,
+        "train_step_ms": (outcome.history.get("step_ms") or [None])[0],
         "history": outcome.history,
         **outcome.extra,
     }

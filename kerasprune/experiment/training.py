@@ -6,7 +6,7 @@ import shutil
 from pathlib import Path
 
 from ..backend import keras
-from ..callbacks import EpochProgress, SparsityHistory
+from ..callbacks import EpochProgress, SparsityHistory, StepTimer
 from ..data import Data
 from .config import TrainSpec
 
@@ -40,9 +40,11 @@ def fit(model: keras.Model, data: Data, spec: TrainSpec, *, label: str, run_dir:
     A killed run resumes from its last finished epoch (``BackupAndRestore`` in
     ``run_dir/backup``), and the history is appended to ``run_dir/history.csv`` so the
     epochs before the kill are kept.  The backup is removed once training completes.
+    The history's ``step_ms`` holds the median training step time of this phase.
     """
     if spec.epochs == 0:
         return {}
+    timer = StepTimer()
     backup, log = run_dir / "backup", run_dir / "history.csv"
     if not backup.exists():
         log.unlink(missing_ok=True)  # a fresh start: drop the log of an abandoned run
@@ -50,11 +52,11 @@ def fit(model: keras.Model, data: Data, spec: TrainSpec, *, label: str, run_dir:
         SparsityHistory(), *(callbacks or []),
         keras.callbacks.CSVLogger(str(log), append=True),
         keras.callbacks.BackupAndRestore(str(backup), delete_checkpoint=True),
-        EpochProgress(label),
+        EpochProgress(label), timer,
     ]
     model.fit(data.train, validation_data=data.val, epochs=spec.epochs, callbacks=cbs, verbose=0)
     shutil.rmtree(backup, ignore_errors=True)
-    return read_history(log)
+    return {**read_history(log), "step_ms": [timer.median_ms] if timer.median_ms else []}
 
 
 def read_history(path: Path) -> dict[str, list[float]]:

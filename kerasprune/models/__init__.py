@@ -47,7 +47,7 @@ def build(
 ) -> keras.Model:
     """Build zoo model ``name``; text models take ``input_shape=(seq_len,)`` and ``vocab_size``."""
     entry = _entry(name)
-    _check_kwargs(name, entry, kwargs)
+    check_arguments(name, kwargs)
     if entry.kind == "text":
         if vocab_size is None or len(input_shape) != 1:
             raise ConfigError(
@@ -78,7 +78,9 @@ def _entry(name: str) -> ZooEntry:
     return ZOO[name]
 
 
-def _check_kwargs(name: str, entry: ZooEntry, kwargs: dict) -> None:
+def check_arguments(name: str, kwargs: dict) -> None:
+    """ConfigError unless ``name`` is in the zoo and takes every keyword in ``kwargs``."""
+    entry = _entry(name)
     fixed = {"input_shape", "num_classes", "seq_len", "vocab_size"}
     accepted = [p for p in inspect.signature(entry.build).parameters if p not in fixed]
     unknown = sorted(set(kwargs) - set(accepted))
@@ -89,4 +91,4 @@ def _check_kwargs(name: str, entry: ZooEntry, kwargs: dict) -> None:
         )
 
 
-__all__ = ["ZOO", "build", "build_for", "PositionEmbedding"]
+__all__ = ["ZOO", "PositionEmbedding", "build", "build_for", "check_arguments"]
