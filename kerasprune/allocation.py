@@ -3,7 +3,10 @@
 ``scope="layer"`` gives every wrapped layer the target sparsity (rounded to whole
 weights); ``scope="global"`` ranks all prunable weights of the model together, so layers
 that matter less give up more, while each layer keeps at least ``min_density`` of its
-weights (and at least one), so no layer is cut off entirely.
+weights (and at least one), so no layer is cut off entirely.  With ``normalize`` (the
+default) each layer's scores are divided by their root mean square over its live weights
+before the global ranking (Molchanov et al. 2017): raw scores shrink with layer size, and
+unnormalized ranking strips the largest layers first.
 
 Weights pruned earlier rank below every live weight: raising sparsity never revives a
 pruned weight, and lowering it revives the best-scored pruned ones first.
@@ -27,6 +30,7 @@ def allocate(
     importance: ImportanceLike = "magnitude",
     scope: Scope = "global",
     min_density: float = 0.005,
+    normalize: bool = True,
 ) -> list[list[np.ndarray]]:
     """New masks (one list per wrapper, one array per prunable weight) at ``sparsity``."""
     if not 0.0 <= sparsity < 1.0:
@@ -34,13 +38,23 @@ def allocate(
     if scope not in ("global", "layer"):
         raise ConfigError(f"scope must be 'global' or 'layer', got {scope!r}.")
     scorer = get(importance)
-    ranked = _rank_keys(wrappers, scorer.scores(wrappers))
+    scores = scorer.scores(wrappers)
+    if scope == "global" and normalize:
+        scores = [_layer_normalized(w, layer_scores) for w, layer_scores in zip(wrappers, scores)]
+    ranked = _rank_keys(wrappers, scores)
     sizes = [keys.size for keys in ranked]
     if scope == "layer":
         keeps = [n - int(round(sparsity * n)) for n in sizes]
     else:
         keeps = _global_keeps(ranked, sum(sizes) - int(round(sparsity * sum(sizes))), min_density)
     return [_masks_from_keep(w, keys, keep) for w, keys, keep in zip(wrappers, ranked, keeps)]
+
+
+def _layer_normalized(wrapper: PruningWrapper, scores: list[np.ndarray]) -> list[np.ndarray]:
+    live = np.concatenate([np.asarray(sc, dtype=np.float64)[m.numpy() != 0]
+                           for sc, m in zip(scores, wrapper.masks)])
+    rms = float(np.sqrt(np.mean(live ** 2))) if live.size else 0.0
+    return [np.asarray(sc, dtype=np.float64) / rms for sc in scores] if rms > 0 else scores
 
 
 def _rank_keys(wrappers: Sequence[PruningWrapper], scores: list[list[np.ndarray]]) -> list[np.ndarray]:

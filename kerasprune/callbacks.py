@@ -93,7 +93,8 @@ class AdaptivePruning(keras.callbacks.Callback):
 
     def __init__(self, schedule=None, *, importance="taylor", scope="global",
                  monitor: str = "val_accuracy", monitor_mode: str = "auto",
-                 min_density: float = 0.005, verbose: int = 1, **schedule_args) -> None:
+                 min_density: float = 0.005, normalize: bool = True, verbose: int = 1,
+                 **schedule_args) -> None:
         super().__init__()
         from .schedules import FeedbackSchedule, higher_is_better
 
@@ -101,7 +102,8 @@ class AdaptivePruning(keras.callbacks.Callback):
             raise TypeError("pass either a FeedbackSchedule or its arguments, not both")
         self.schedule = schedule or FeedbackSchedule(
             higher_is_better=higher_is_better(monitor, monitor_mode), **schedule_args)
-        self.importance, self.scope, self.min_density = importance, scope, min_density
+        self.importance, self.scope = importance, scope
+        self.min_density, self.normalize = min_density, normalize
         self.monitor, self.verbose = monitor, verbose
         self.decisions: list[dict] = []
         self._state_loaded = False
@@ -146,7 +148,8 @@ class AdaptivePruning(keras.callbacks.Callback):
         found = self._wrappers()
         decision = self.schedule.update(epoch, float(logs[self.monitor]), self.params.get("epochs"))
         if decision.action == "step":
-            set_sparsity(self.model, decision.sparsity, self.importance, self.scope, self.min_density)
+            set_sparsity(self.model, decision.sparsity, self.importance, self.scope,
+                         self.min_density, self.normalize)
         elif decision.action == "rollback":
             for wrapper in found:
                 wrapper.restore_previous_masks()

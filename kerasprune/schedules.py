@@ -12,9 +12,11 @@ monitored validation metric:
   then, and retry later with half the step.
 
 With ``mode="guard"`` the accuracy bound wins: pruning stops where the step size would
-fall below ``min_step``.  With ``mode="target"`` the final sparsity wins: when the epochs
-left before the last ``recovery_epochs`` are just enough for the remaining steps, steps
-are taken regardless of feedback.
+fall below ``min_step``.  With ``mode="target"`` the final sparsity wins: sparsity never
+falls behind a floor that rises linearly from ``initial`` to ``final`` by the end of the
+first ``finish_fraction`` of the epochs (tfmot's GMP ends its ramp the same way), so the
+feedback can only run ahead of it, hold or roll back above it, and the remaining epochs
+recover at the final level.
 
 The state is a fixed-length float vector (``as_vector``/``from_vector``) so it can live in
 model weights and survive ``BackupAndRestore`` and ``ModelCheckpoint``.
@@ -91,6 +93,7 @@ class FeedbackSchedule:
     min_step: float = 0.0125
     begin_epoch: int = 1  # epochs before the first step: the reference and Taylor scores
     mode: Literal["target", "guard"] = "target"
+    finish_fraction: float = 0.7  # target mode: the floor reaches `final` by this share of epochs
     higher_is_better: bool = True  # see higher_is_better(monitor, mode)
     state: FeedbackState = field(default_factory=FeedbackState)
 
@@ -101,6 +104,8 @@ class FeedbackSchedule:
             raise ConfigError("step and tolerance must be positive, every >= 1, recovery_epochs >= 0.")
         if self.mode not in ("target", "guard"):
             raise ConfigError(f"mode must be 'target' or 'guard', got {self.mode!r}.")
+        if not 0.0 < self.finish_fraction <= 1.0:
+            raise ConfigError(f"finish_fraction must be in (0, 1], got {self.finish_fraction}.")
         if self.begin_epoch < 1:
             raise ConfigError("begin_epoch must be >= 1: the first epoch measures the reference "
                               "and collects the first importance scores.")
@@ -125,16 +130,16 @@ class FeedbackSchedule:
             s.reference = metric
         if s.finished:
             return self._decide(epoch, "done", metric, "schedule finished")
-        forced = self._forced(epoch, total_epochs)
+        floor = self._floor(epoch, total_epochs)
+        forced = s.level < floor - 1e-9
         if s.steps == 0:
-            return self._step_to(epoch, self._next_level(epoch, total_epochs, forced, self.initial),
-                                 metric, "first step")
+            return self._step_to(epoch, max(self.initial, floor), metric, "first step")
 
         s.epochs_since_step += 1
         drop = math.inf if math.isnan(metric) else self._drop(metric)  # NaN counts as a drop
         suffering = drop > self.tolerance
-        # Target mode keeps the final level once reached: there is nothing to retry.
-        keep = self.mode == "target" and s.level >= self.final
+        # Target mode never rolls back below its floor: it holds there instead.
+        keep = s.previous_level < floor - 1e-9
         if suffering and not forced:
             if s.held < self.recovery_epochs or keep:
                 s.held += 1
@@ -152,29 +157,23 @@ class FeedbackSchedule:
                 why = "forced by the deadline"
             else:
                 why = "scheduled" if due else f"early: within {self.early_margin} of the reference"
-            level = self._next_level(epoch, total_epochs, forced, s.level + s.step_size)
-            return self._step_to(epoch, level, metric, why)
+            planned = s.level + s.step_size if (due or early) else floor
+            return self._step_to(epoch, min(self.final, max(planned, floor)), metric, why)
         return self._decide(epoch, "none", metric, "waiting for the next step")
 
-    def _next_level(self, epoch: int, total_epochs: int | None, forced: bool, planned: float) -> float:
-        """``planned``, or more when forced: enough to arrive before the final recovery epochs."""
-        level = planned
-        if forced:
-            steps_available = max(1, total_epochs - epoch - self.recovery_epochs)
-            level = max(level, self.state.level + (self.final - self.state.level) / steps_available)
-        return min(self.final, level)
+    def _floor(self, epoch: int, total_epochs: int | None) -> float:
+        """Target mode: the least sparsity allowed after ``epoch`` (0 in guard mode)."""
+        if self.mode != "target" or total_epochs is None:
+            return 0.0
+        first = self.begin_epoch - 1  # the epoch that ends with the first step
+        last = max(first, math.ceil(self.finish_fraction * total_epochs) - 1)
+        if last == first:
+            return self.final
+        progress = min(1.0, max(0.0, (epoch - first) / (last - first)))
+        return self.initial + (self.final - self.initial) * progress
 
     def _better(self, a: float, b: float) -> float:
         return max(a, b) if self.higher_is_better else min(a, b)
-
-    def _forced(self, epoch: int, total_epochs: int | None) -> bool:
-        """Target mode: step now if the epochs left are just enough for the steps left."""
-        if self.mode != "target" or total_epochs is None or self.state.level >= self.final:
-            return False
-        step = self.state.step_size or self.step
-        steps_left = math.ceil(round((self.final - self.state.level) / step, 6))
-        epochs_left = total_epochs - (epoch + 1) - self.recovery_epochs
-        return epochs_left <= steps_left
 
     def _step_to(self, epoch: int, level: float, metric: float, why: str) -> Decision:
         s = self.state

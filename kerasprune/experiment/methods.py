@@ -142,17 +142,20 @@ def _adaptive_parts(p: dict[str, Any]):
         initial=min(float(p["initial"]), float(p["sparsity"])), final=float(p["sparsity"]),
         step=float(p["step"]), every=int(p["every"]), tolerance=float(p["tolerance"]),
         recovery_epochs=int(p["recovery_epochs"]), mode=p["mode"],
+        finish_fraction=float(p["finish_fraction"]),
         higher_is_better=higher_is_better(p["monitor"], p["monitor_mode"]),
     )
     return AdaptivePruning(schedule, importance=p["importance"], scope=p["scope"],
-                           monitor=p["monitor"], min_density=float(p["min_density"]))
+                           monitor=p["monitor"], min_density=float(p["min_density"]),
+                           normalize=bool(p["normalize"]))
 
 
 @register_method(
     "adaptive",
     defaults={"sparsity": None, "initial": 0.2, "step": 0.1, "every": 5, "tolerance": 0.005,
               "recovery_epochs": 2, "importance": "taylor", "scope": "global", "mode": "target",
-              "monitor": "val_accuracy", "monitor_mode": "auto", "min_density": 0.005},
+              "finish_fraction": 0.7, "monitor": "val_accuracy", "monitor_mode": "auto",
+              "min_density": 0.005, "normalize": True},
     required=("sparsity",), check=_adaptive_parts,
 )
 def adaptive(ctx: RunContext, params: dict[str, Any]) -> Outcome:
