@@ -81,8 +81,11 @@ class AdaptivePruning(keras.callbacks.Callback):
 
     At each epoch end the :class:`~kerasprune.schedules.FeedbackSchedule` reads the
     monitored metric and steps sparsity up, holds it, or rolls the last step back (the
-    previous masks come back).  Masks are chosen by ``importance`` (Taylor scores collected
-    by the wrappers since the previous step, by default) over ``scope``.
+    previous masks come back).  A step is not taken at once: the masks move toward the
+    new level every ``frequency`` batches of the next epoch and reach it at its end, since
+    removing many weights in one jump costs accuracy that small steps do not.  Masks are
+    chosen by ``importance`` (Taylor scores collected by the wrappers since the previous
+    mask change, by default) over ``scope``.
 
     Each decision is kept in ``decisions`` and added to the epoch logs as
     ``pruning_target`` and ``pruning_action`` (0 none, 1 step, 2 hold, 3 rollback, 4 done),
@@ -93,8 +96,8 @@ class AdaptivePruning(keras.callbacks.Callback):
 
     def __init__(self, schedule=None, *, importance="taylor", scope="global",
                  monitor: str = "val_accuracy", monitor_mode: str = "auto",
-                 min_density: float = 0.005, normalize: bool = True, verbose: int = 1,
-                 **schedule_args) -> None:
+                 min_density: float = 0.005, normalize: bool = False, frequency: int = 100,
+                 verbose: int = 1, **schedule_args) -> None:
         super().__init__()
         from .schedules import FeedbackSchedule, higher_is_better
 
@@ -104,9 +107,11 @@ class AdaptivePruning(keras.callbacks.Callback):
             higher_is_better=higher_is_better(monitor, monitor_mode), **schedule_args)
         self.importance, self.scope = importance, scope
         self.min_density, self.normalize = min_density, normalize
-        self.monitor, self.verbose = monitor, verbose
+        self.monitor, self.verbose, self.frequency = monitor, verbose, max(1, int(frequency))
         self.decisions: list[dict] = []
         self._state_loaded = False
+        self._ramp: tuple[float, float] | None = None  # (from, to) sparsity over this epoch
+        self._batches = 0
 
     def _wrappers(self):
         from .errors import ModelError
@@ -132,10 +137,40 @@ class AdaptivePruning(keras.callbacks.Callback):
             self.schedule.state = FeedbackState.from_vector(vector) if vector[0] else FeedbackState()
             self.decisions = []
             self._state_loaded = True
+        # The masks lag the decided level while a step ramps in, also after a resume.
+        from .pruning import model_sparsity
+
+        current, target = model_sparsity(self.model), self.schedule.state.level
+        self._ramp = (current, target) if current < target - 1e-6 else None
+        self._batches = 0
+
+    def on_train_batch_end(self, batch: int, logs: dict | None = None) -> None:
+        if self._ramp is None:
+            return
+        self._batches += 1
+        steps = self.params.get("steps")
+        if steps and self._batches % self.frequency == 0 and self._batches < steps:
+            start, end = self._ramp
+            self._mask_to(start + (end - start) * self._batches / steps)
+
+    def on_train_end(self, logs: dict | None = None) -> None:
+        self._finish_ramp()  # the model ends at the level last decided
+
+    def _finish_ramp(self) -> None:
+        if self._ramp is not None:
+            self._mask_to(self._ramp[1])
+            self._ramp = None
+
+    def _mask_to(self, level: float) -> None:
+        from .pruning import set_sparsity
+
+        set_sparsity(self.model, level, self.importance, self.scope, self.min_density,
+                     self.normalize, keep_previous=False)
+        for wrapper in self._wrappers():
+            wrapper.reset_scores()  # scores describe the network since the last change
 
     def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
         from .errors import ConfigError
-        from .pruning import set_sparsity
         from .schedules import ACTION_CODES
 
         logs = logs if logs is not None else {}
@@ -146,16 +181,19 @@ class AdaptivePruning(keras.callbacks.Callback):
                 "choose another monitor=."
             )
         found = self._wrappers()
+        self._finish_ramp()  # the metric was measured with these masks
         decision = self.schedule.update(epoch, float(logs[self.monitor]), self.params.get("epochs"))
         if decision.action == "step":
-            set_sparsity(self.model, decision.sparsity, self.importance, self.scope,
-                         self.min_density, self.normalize)
+            for wrapper in found:
+                wrapper.remember_masks()  # the rollback point
+            if self.params.get("steps", 0) > self.frequency:
+                self._ramp = (self.schedule.state.previous_level, decision.sparsity)
+            else:  # too few batches to ramp: step at once
+                self._mask_to(decision.sparsity)
         elif decision.action == "rollback":
             for wrapper in found:
                 wrapper.restore_previous_masks()
-        if decision.action in ("step", "rollback"):
-            for wrapper in found:
-                wrapper.reset_scores()  # scores describe the network since the last change
+                wrapper.reset_scores()
         vector = self.schedule.state.as_vector()
         for wrapper in found:
             padded = vector + [0.0] * (int(wrapper.state.shape[0]) - len(vector))

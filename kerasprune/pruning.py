@@ -50,18 +50,20 @@ def wrappers(model: keras.Model) -> list[PruningWrapper]:
 
 
 def set_sparsity(model: keras.Model, sparsity: float, importance: ImportanceLike = "magnitude",
-                 scope: Scope = "global", min_density: float = 0.005, normalize: bool = True) -> float:
+                 scope: Scope = "global", min_density: float = 0.005, normalize: bool = False,
+                 keep_previous: bool = True) -> float:
     """Mask the model to ``sparsity`` by ``importance``; returns the sparsity reached.
 
-    The previous masks are kept in the wrappers, so the step can be rolled back.  See
-    :func:`kerasprune.allocation.allocate` for ``scope``, ``min_density`` and ``normalize``.
+    With ``keep_previous`` the masks before the call are kept in the wrappers, so the step
+    can be rolled back.  See :func:`kerasprune.allocation.allocate` for ``scope``,
+    ``min_density`` and ``normalize``.
     """
     found = wrappers(model)
     if not found:
         raise ModelError("set_sparsity: the model has no pruning wrappers; call kerasprune.prune(model) first.")
     masks_per_layer = allocate(found, sparsity, importance, scope, min_density, normalize)
     for wrapper, masks in zip(found, masks_per_layer):
-        wrapper.set_masks(masks)
+        wrapper.set_masks(masks, keep_previous)
     return model_sparsity(model)
 
 

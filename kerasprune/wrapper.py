@@ -140,11 +140,17 @@ class PruningWrapper(keras.layers.Wrapper):
             score.assign(tf.zeros_like(score))
             count.assign(0.0)
 
-    def set_masks(self, masks: list[np.ndarray]) -> None:
-        """Install new masks, keeping the current ones as ``previous_masks`` for a rollback."""
-        for mask, previous, new in zip(self.masks, self.previous_masks, masks):
-            previous.assign(mask)
+    def set_masks(self, masks: list[np.ndarray], keep_previous: bool = True) -> None:
+        """Install new masks; with ``keep_previous`` the current ones become the rollback point."""
+        if keep_previous:
+            self.remember_masks()
+        for mask, new in zip(self.masks, masks):
             mask.assign(new.astype(mask.dtype.as_numpy_dtype))
+
+    def remember_masks(self) -> None:
+        """Make the current masks the ones :meth:`restore_previous_masks` goes back to."""
+        for mask, previous in zip(self.masks, self.previous_masks):
+            previous.assign(mask)
 
     def restore_previous_masks(self) -> None:
         for mask, previous in zip(self.masks, self.previous_masks):

@@ -80,12 +80,12 @@ def test_custom_importance_is_used():
     assert flat[: flat.size // 2].sum() == 0 and flat[flat.size // 2:].all()
 
 
-def test_global_normalization_stops_big_layers_from_being_stripped_first():
+def test_global_normalization_evens_out_sparsity_across_layers():
     model = _pruned(sizes=((40, 60), (60, 4)))
     big, small = wrappers(model)
     big.prunable[0].variable.assign(big.prunable[0].variable.numpy() * 0.01)  # small scores
-    raw = allocate([big, small], 0.5, scope="global", normalize=False)
-    normalized = allocate([big, small], 0.5, scope="global")
+    raw = allocate([big, small], 0.5, scope="global")
+    normalized = allocate([big, small], 0.5, scope="global", normalize=True)
     assert raw[1][0].mean() == 1.0  # unnormalized: the small layer keeps everything
     assert 0.3 < normalized[1][0].mean() < 0.7 and normalized[0][0].mean() > raw[0][0].mean()
     total = sum(m[0].size for m in normalized)

@@ -60,7 +60,7 @@ def test_feedback_holds_then_rolls_back_the_masks_on_a_forced_drop():
 
     class Snapshot(keras.callbacks.Callback):
         def on_epoch_end(self, epoch, logs=None):
-            if epoch == 0:
+            if epoch == 0:  # the 30% masks (4 batches an epoch: steps apply at once)
                 masks_at_30.extend(w.masks[0].numpy().copy() for w in wrappers(self.model))
 
     _fit(model, [_ForceMetric([0.9, 0.9, 0.5, 0.5, 0.5]), pruning, Snapshot()], epochs=5)
@@ -106,3 +106,23 @@ def test_a_missing_monitor_and_an_unpruned_model_get_specific_errors():
     plain.compile("sgd", "mse")
     with pytest.raises(ModelError, match="kerasprune.prune"):
         plain.fit(X, np.zeros((64, 2)), epochs=1, verbose=0, callbacks=[AdaptivePruning()])
+
+
+def test_a_step_ramps_in_over_the_next_epoch_and_lands_exactly():
+    model = _model()
+    seen = []
+
+    class Watch(keras.callbacks.Callback):
+        def on_train_batch_end(self, batch, logs=None):
+            from kerasprune.pruning import model_sparsity
+
+            seen.append(round(model_sparsity(self.model), 3))
+
+    pruning = AdaptivePruning(initial=0.4, final=0.8, step=0.4, every=1, frequency=1, scope="layer")
+    model.fit(X, Y, validation_data=(X, Y), epochs=3, batch_size=4, shuffle=False, verbose=0,
+              callbacks=[_ForceMetric([0.9] * 3), pruning, Watch()])
+    epoch2 = seen[16:32]  # 16 batches an epoch; the step to 0.4 ramps in during epoch 2
+    assert epoch2[0] < epoch2[7] < epoch2[14] < 0.4 + 1e-3 and len(set(epoch2)) > 8
+    for w in wrappers(model):
+        n = int(np.prod(w.masks[0].shape))
+        assert int(np.sum(w.masks[0].numpy() == 0)) == round(0.8 * n)  # exact after the last ramp
