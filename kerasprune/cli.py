@@ -2,6 +2,7 @@
 
     kerasprune experiment experiments/mnist_lenet5.yaml [--budget cpu|full] [--data-dir D]
     kerasprune demo [--data-dir D]
+    kerasprune report experiments/results/<name>.json
     kerasprune models | datasets
 
 Input errors print one line (what, where, how to fix) and exit with status 2; an
@@ -39,6 +40,9 @@ def _parser() -> argparse.ArgumentParser:
     demo = sub.add_parser("demo", help="the main job: MNIST LeNet-5, pruned, exported, timed")
     common(demo)
 
+    report = sub.add_parser("report", help="rebuild the Markdown report and plots of a results JSON")
+    report.add_argument("results", nargs="+", help="experiments/results/<name>.json")
+
     sub.add_parser("models", help="list the model zoo")
     sub.add_parser("datasets", help="list the supported datasets")
     return parser
@@ -69,6 +73,13 @@ def _dispatch(args: argparse.Namespace, argv: list[str]) -> int:
         for name, spec in sorted(DATASETS.items()):
             print(f"{name:8} tfds '{spec.tfds_name}', {spec.kind}, {spec.num_classes} classes, "
                   f"reported split '{spec.test_split}'")
+        return 0
+
+    if args.command == "report":
+        from .experiment.report import rebuild_report
+
+        for path in args.results:
+            print(f"kerasprune: wrote {rebuild_report(path)}")
         return 0
 
     from .experiment import run_experiment

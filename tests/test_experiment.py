@@ -142,3 +142,22 @@ def test_cli_names_a_dataset_missing_from_the_data_dir(tmp_path, capsys):
     assert main(["experiment", str(config), "--data-dir", str(tmp_path / "empty")]) == 2
     err = capsys.readouterr().err
     assert "dataset 'cifar10' is not prepared" in err and str(tmp_path / "empty") in err
+
+
+def test_the_report_compares_each_method_with_tfmot_at_the_same_sparsity(tmp_path):
+    from kerasprune.experiment.report import write_report
+
+    def run(name, method, accuracy, macs):
+        return {"run": name, "method": method, "settings": {"sparsity": 0.9} if method != "dense" else {},
+                "accuracy": accuracy, "f1": accuracy, "sparsity": 0.9, "params": 10, "nonzero_params": 1,
+                "macs": 100, "macs_effective": macs, "tflite_bytes": 1000, "tflite_gzip_bytes": 500,
+                "latency_ms": 0.1, "latency": {"p90_ms": 0.2}, "train_seconds": 1.0,
+                "train_step_ms": 2.0, "peak_memory_mb": 1.0}
+
+    results = {"experiment": "x", "description": "", "dataset": "mnist", "model": "m", "budget": "cpu",
+               "command": "c", "evaluated_on": "test",
+               "environment": {"cpu": "c", "cores": 2, "gpus": [], "packages": {}, "git_commit": "g"},
+               "runs": [run("dense", "dense", 0.99, 100), run("tfmot", "tfmot_gmp", 0.95, 10),
+                        run("ours", "adaptive", 0.97, 20)]}
+    text = write_report(results, tmp_path / "x.md").read_text()
+    assert "| `ours` | `tfmot` | +2.00 | 2.00 | 1.000 |" in text

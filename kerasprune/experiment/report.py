@@ -35,6 +35,20 @@ _COLUMNS = [
 ]
 
 
+def rebuild_report(results_json: str | Path) -> Path:
+    """Write the report (and plots) of a results JSON next to it, without rerunning anything."""
+    import json
+
+    from ..errors import ConfigError
+
+    path = Path(results_json)
+    try:
+        results = json.loads(path.read_text())
+    except (OSError, ValueError) as exc:
+        raise ConfigError(f"cannot read results file '{path}': {exc}") from exc
+    return write_report(results, path.with_suffix(".md"))
+
+
 def _ratio(run: dict, base: dict, key: str) -> str:
     a, b = run.get(key), base.get(key)
     return f"{a / b:.3f}" if a and b else "-"
@@ -67,8 +81,11 @@ def write_report(results: dict, path: Path) -> Path:
         "",
         "Accuracy and macro F1 on the reported split; sparsity over prunable weights "
         "(kernels, embeddings); MACs per example (effective: nonzero weights only); latency "
-        "is the LiteRT interpreter's batch-1 median on one thread; train seconds are the "
-        "run's own phase (pruning methods fine-tune the trained dense baseline).",
+        "is the LiteRT interpreter's batch-1 median on one thread (each run is timed at its "
+        "own moment: on a shared machine sub-0.1 ms figures move between runs by more than "
+        "their CV says, so compare latencies of small models with care); train seconds are "
+        "the run's own phase (pruning methods fine-tune the trained dense baseline) and step "
+        "ms its median training step.",
         "",
     ]
     dense = next((r for r in runs if r["method"] == "dense"), None)
@@ -85,6 +102,7 @@ def write_report(results: dict, path: Path) -> Path:
                 f"{r['latency_ms'] / dense['latency_ms']:.3f} | {_ratio(r, dense, 'train_step_ms')} |"
             )
         lines.append("")
+    lines += _peer_table(runs)
     for r in runs:
         steps = [d for d in r.get("decisions", []) if d["action"] not in ("none", "done")]
         if steps:
@@ -99,6 +117,23 @@ def write_report(results: dict, path: Path) -> Path:
         lines += [f"![{p.stem}]({path.stem}/{p.name})" for p in plots]
         lines.append("")
     return files.write_text(path, "\n".join(lines))
+
+
+def _peer_table(runs: list[dict]) -> list[str]:
+    """Each kerasprune run against tfmot's run at the same target sparsity, if there is one."""
+    peers = {r["settings"].get("sparsity"): r for r in runs if r["method"] == "tfmot_gmp"}
+    rows = [(r, peers[r["settings"].get("sparsity")]) for r in runs
+            if r["method"] not in ("dense", "tfmot_gmp") and r["settings"].get("sparsity") in peers]
+    if not rows:
+        return []
+    lines = ["## Against tfmot at the same sparsity", "",
+             "| run | tfmot run | accuracy change (points) | effective MACs ratio | train step ratio |",
+             "|---|---|---|---|---|"]
+    for r, peer in rows:
+        lines.append(f"| `{r['run']}` | `{peer['run']}` | {100 * (r['accuracy'] - peer['accuracy']):+.2f} | "
+                     f"{r['macs_effective'] / peer['macs_effective']:.2f} | "
+                     f"{_ratio(r, peer, 'train_step_ms')} |")
+    return lines + [""]
 
 
 def write_plots(results: dict, folder: Path) -> list[Path]:
