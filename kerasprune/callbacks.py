@@ -112,6 +112,7 @@ class AdaptivePruning(keras.callbacks.Callback):
         self._state_loaded = False
         self._ramp: tuple[float, float] | None = None  # (from, to) sparsity over this epoch
         self._batches = 0
+        self._epoch_length = 0  # batches of the longest epoch seen, when Keras does not know
 
     def _wrappers(self):
         from .errors import ModelError
@@ -144,12 +145,16 @@ class AdaptivePruning(keras.callbacks.Callback):
         self._ramp = (current, target) if current < target - 1e-6 else None
         self._batches = 0
 
+    def _steps(self) -> int:
+        """Batches per epoch: from Keras, or counted in the epochs seen so far."""
+        return self.params.get("steps") or self._epoch_length
+
     def on_train_batch_end(self, batch: int, logs: dict | None = None) -> None:
-        if self._ramp is None:
-            return
         self._batches += 1
-        steps = self.params.get("steps")
-        if steps and self._batches % self.frequency == 0 and self._batches < steps:
+        steps = self._steps()
+        if self._ramp is None or not steps:
+            return
+        if self._batches % self.frequency == 0 and self._batches < steps:
             start, end = self._ramp
             self._mask_to(start + (end - start) * self._batches / steps)
 
@@ -181,12 +186,13 @@ class AdaptivePruning(keras.callbacks.Callback):
                 "choose another monitor=."
             )
         found = self._wrappers()
+        self._epoch_length = max(self._epoch_length, self._batches)
         self._finish_ramp()  # the metric was measured with these masks
         decision = self.schedule.update(epoch, float(logs[self.monitor]), self.params.get("epochs"))
         if decision.action == "step":
             for wrapper in found:
                 wrapper.remember_masks()  # the rollback point
-            if self.params.get("steps", 0) > self.frequency:
+            if self._steps() > self.frequency:
                 self._ramp = (self.schedule.state.previous_level, decision.sparsity)
             else:  # too few batches to ramp: step at once
                 self._mask_to(decision.sparsity)

@@ -159,7 +159,9 @@ def load(
     def cached(ds: tf.data.Dataset) -> tf.data.Dataset:
         # Text is vectorized once before caching; images are cached as uint8 (4x smaller).
         if ds_spec.kind == "text":
+            n = _count(ds)
             ds = ds.batch(1024).map(prepare, num_parallel_calls=AUTOTUNE_OFF).unbatch()
+            ds = ds.apply(tf.data.experimental.assert_cardinality(n))  # unbatch() forgets it
         ds = ds.cache()
         # Fill the cache now: in TF 2.21 a first pass that stops early (take(), a partial
         # epoch) leaves a truncated cache behind, which would silently shrink the split.

@@ -126,3 +126,30 @@ def test_a_step_ramps_in_over_the_next_epoch_and_lands_exactly():
     for w in wrappers(model):
         n = int(np.prod(w.masks[0].shape))
         assert int(np.sum(w.masks[0].numpy() == 0)) == round(0.8 * n)  # exact after the last ramp
+
+
+def test_adaptive_pruning_runs_under_a_distribution_strategy():
+    strategy = tf.distribute.MirroredStrategy(["/cpu:0"])
+    with strategy.scope():
+        model = _model()
+    pruning = AdaptivePruning(initial=0.5, final=0.75, step=0.25, every=1, scope="layer", verbose=0)
+    _fit(model, [_ForceMetric([0.9] * 3), pruning], epochs=3)
+    for w in wrappers(model):  # the last epoch (4 batches) came after the last mask change
+        assert float(w.score_counts[0].numpy()) == 4 and w.taylor_scores()[0].sum() > 0
+    for w in wrappers(model):
+        n = int(np.prod(w.masks[0].shape))
+        assert int(np.sum(w.masks[0].numpy() == 0)) == round(0.75 * n)
+
+
+def test_steps_ramp_in_when_keras_does_not_know_the_epoch_length():
+    model = _model()
+    unknown = tf.data.Dataset.from_tensor_slices((X, Y)).filter(lambda x, y: True).batch(4)
+    assert int(unknown.cardinality()) < 0
+    pruning = AdaptivePruning(initial=0.4, final=0.8, step=0.4, every=1, frequency=2, scope="layer",
+                              verbose=0)
+    model.fit(unknown, validation_data=(X, Y), epochs=3, verbose=0,
+              callbacks=[_ForceMetric([0.9] * 3), pruning])
+    assert pruning._epoch_length == 16
+    for w in wrappers(model):
+        n = int(np.prod(w.masks[0].shape))
+        assert int(np.sum(w.masks[0].numpy() == 0)) == round(0.8 * n)

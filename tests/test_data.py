@@ -46,6 +46,7 @@ def test_text_becomes_fixed_length_token_ids(mock_tfds, name, split):
     assert x.shape[1:] == (12,) and x.dtype == tf.int32 and y.dtype == tf.int32
     assert d.kind == "text" and d.test_split == split and d.num_classes == 2
     assert 3 <= len(d.vocabulary) <= 50 and int(tf.reduce_max(x)) < len(d.vocabulary)
+    assert int(d.train.cardinality()) == 40 // 8  # known, so Keras knows the epoch length
 
 
 def test_vocabulary_is_adapted_on_the_training_split_only(mock_tfds):
