@@ -168,7 +168,7 @@ class FeedbackSchedule:
         first = self.begin_epoch - 1  # the epoch that ends with the first step
         # A step decided at the end of an epoch ramps in during the next one, so the last
         # decision comes one epoch before the share of epochs given by finish_fraction ends.
-        last = max(first, math.ceil(self.finish_fraction * total_epochs) - 2)
+        last = max(first, round(self.finish_fraction * total_epochs) - 2)
         if last == first:
             return self.final
         progress = min(1.0, max(0.0, (epoch - first) / (last - first)))

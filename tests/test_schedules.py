@@ -105,3 +105,11 @@ def test_metric_direction_follows_earlystopping(monitor, mode, up):
     from kerasprune.schedules import higher_is_better
 
     assert higher_is_better(monitor, mode) is up
+
+
+@pytest.mark.parametrize("total, last_decision", [(3, 0), (4, 1), (10, 5)])
+def test_the_final_level_is_decided_early_enough_to_ramp_in_and_recover(total, last_decision):
+    schedule = FeedbackSchedule(initial=0.5, final=0.9, every=total, recovery_epochs=0)
+    decisions = _run(schedule, [REF] + [REF - 0.004] * (total - 1), total=total)  # never comfortably inside
+    reached = next(d.epoch for d in decisions if d.sparsity == pytest.approx(0.9))
+    assert reached == last_decision  # ramps in during the next epoch; the rest recover
