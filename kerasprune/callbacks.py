@@ -84,8 +84,8 @@ class AdaptivePruning(keras.callbacks.Callback):
     previous masks come back).  A step is not taken at once: the masks move toward the
     new level every ``frequency`` batches of the next epoch and reach it at its end, since
     removing many weights in one jump costs accuracy that small steps do not.  Masks are
-    chosen by ``importance`` (Taylor scores collected by the wrappers since the previous
-    mask change, by default) over ``scope``.
+    chosen by ``importance`` (Taylor scores collected by the wrappers, weighted toward the
+    last epoch, by default) over ``scope``.
 
     Each decision is kept in ``decisions`` and added to the epoch logs as
     ``pruning_target`` and ``pruning_action`` (0 none, 1 step, 2 hold, 3 rollback, 4 done),
@@ -171,8 +171,6 @@ class AdaptivePruning(keras.callbacks.Callback):
 
         set_sparsity(self.model, level, self.importance, self.scope, self.min_density,
                      self.normalize, keep_previous=False)
-        for wrapper in self._wrappers():
-            wrapper.reset_scores()  # scores describe the network since the last change
 
     def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
         from .errors import ConfigError
@@ -199,7 +197,11 @@ class AdaptivePruning(keras.callbacks.Callback):
         elif decision.action == "rollback":
             for wrapper in found:
                 wrapper.restore_previous_masks()
-                wrapper.reset_scores()
+        for wrapper in found:
+            # Scores are an exponentially weighted mean with a half-life of one epoch: recent
+            # enough to follow the network, long enough that every row of an embedding seen
+            # in the last epoch has one (a window of a few batches would prune unseen words).
+            wrapper.decay_scores(0.5)
         vector = self.schedule.state.as_vector()
         for wrapper in found:
             padded = vector + [0.0] * (int(wrapper.state.shape[0]) - len(vector))

@@ -128,7 +128,7 @@ class PruningWrapper(keras.layers.Wrapper):
         return [(v, masked.get(id(v), v.numpy())) for v in self.layer.weights]
 
     def taylor_scores(self) -> list[np.ndarray | None]:
-        """Mean ``|w * dL/dw|`` per weight since the last reset (None before any batch)."""
+        """Weighted mean ``|w * dL/dw|`` per weight (None before any batch)."""
         out = []
         for score, count in zip(self.scores, self.score_counts):
             n = float(count.numpy())
@@ -136,9 +136,13 @@ class PruningWrapper(keras.layers.Wrapper):
         return out
 
     def reset_scores(self) -> None:
+        self.decay_scores(0.0)
+
+    def decay_scores(self, factor: float) -> None:
+        """Scale the score sums and counts: older batches weigh less, the mean stays a mean."""
         for score, count in zip(self.scores, self.score_counts):
-            score.assign(tf.zeros_like(score))
-            count.assign(0.0)
+            score.assign(score * factor)
+            count.assign(count * factor)
 
     def set_masks(self, masks: list[np.ndarray], keep_previous: bool = True) -> None:
         """Install new masks; with ``keep_previous`` the current ones become the rollback point."""

@@ -121,8 +121,8 @@ def test_a_step_ramps_in_over_the_next_epoch_and_lands_exactly():
     pruning = AdaptivePruning(initial=0.4, final=0.8, step=0.4, every=1, frequency=1, scope="layer")
     model.fit(X, Y, validation_data=(X, Y), epochs=3, batch_size=4, shuffle=False, verbose=0,
               callbacks=[_ForceMetric([0.9] * 3), pruning, Watch()])
-    epoch2 = seen[16:32]  # 16 batches an epoch; the step to 0.4 ramps in during epoch 2
-    assert epoch2[0] < epoch2[7] < epoch2[14] < 0.4 + 1e-3 and len(set(epoch2)) > 8
+    epoch2 = seen[16:32]  # 16 batches an epoch; 3 epochs: the first step goes to the final 0.8
+    assert epoch2[0] < epoch2[7] < epoch2[14] < 0.8 and len(set(epoch2)) > 8
     for w in wrappers(model):
         n = int(np.prod(w.masks[0].shape))
         assert int(np.sum(w.masks[0].numpy() == 0)) == round(0.8 * n)  # exact after the last ramp
@@ -134,8 +134,8 @@ def test_adaptive_pruning_runs_under_a_distribution_strategy():
         model = _model()
     pruning = AdaptivePruning(initial=0.5, final=0.75, step=0.25, every=1, scope="layer", verbose=0)
     _fit(model, [_ForceMetric([0.9] * 3), pruning], epochs=3)
-    for w in wrappers(model):  # the last epoch (4 batches) came after the last mask change
-        assert float(w.score_counts[0].numpy()) == 4 and w.taylor_scores()[0].sum() > 0
+    for w in wrappers(model):  # 4 batches an epoch, halved at each epoch end: ((4/2 + 4)/2 + 4)/2
+        assert float(w.score_counts[0].numpy()) == 3.5 and w.taylor_scores()[0].sum() > 0
     for w in wrappers(model):
         n = int(np.prod(w.masks[0].shape))
         assert int(np.sum(w.masks[0].numpy() == 0)) == round(0.75 * n)
