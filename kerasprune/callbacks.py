@@ -8,6 +8,9 @@ from typing import TextIO
 
 from . import metrics
 from .backend import keras
+from .errors import ConfigError, ModelError
+from .pruning import model_sparsity, set_sparsity, wrappers
+from .schedules import ACTION_CODES, FeedbackSchedule, FeedbackState, higher_is_better
 
 
 class SparsityHistory(keras.callbacks.Callback):
@@ -99,8 +102,6 @@ class AdaptivePruning(keras.callbacks.Callback):
                  min_density: float = 0.005, normalize: bool = False, frequency: int = 100,
                  verbose: int = 1, **schedule_args) -> None:
         super().__init__()
-        from .schedules import FeedbackSchedule, higher_is_better
-
         if schedule is not None and schedule_args:
             raise TypeError("pass either a FeedbackSchedule or its arguments, not both")
         self.schedule = schedule or FeedbackSchedule(
@@ -115,9 +116,6 @@ class AdaptivePruning(keras.callbacks.Callback):
         self._epoch_length = 0  # batches of the longest epoch seen, when Keras does not know
 
     def _wrappers(self):
-        from .errors import ModelError
-        from .pruning import wrappers
-
         found = wrappers(self.model)
         if not found:
             raise ModelError("AdaptivePruning: the model has no pruning wrappers; fit the model "
@@ -130,8 +128,6 @@ class AdaptivePruning(keras.callbacks.Callback):
 
     def on_epoch_begin(self, epoch: int, logs: dict | None = None) -> None:
         if not self._state_loaded:
-            from .schedules import FeedbackState
-
             vector = self._wrappers()[0].state.numpy()[: len(FeedbackState().as_vector())]
             # The model's weights say where the schedule is: started (a resumed run, or a
             # second fit() of the same model) or fresh (then forget any earlier model's run).
@@ -139,8 +135,6 @@ class AdaptivePruning(keras.callbacks.Callback):
             self.decisions = []
             self._state_loaded = True
         # The masks lag the decided level while a step ramps in, also after a resume.
-        from .pruning import model_sparsity
-
         current, target = model_sparsity(self.model), self.schedule.state.level
         self._ramp = (current, target) if current < target - 1e-6 else None
         self._batches = 0
@@ -167,15 +161,10 @@ class AdaptivePruning(keras.callbacks.Callback):
             self._ramp = None
 
     def _mask_to(self, level: float) -> None:
-        from .pruning import set_sparsity
-
         set_sparsity(self.model, level, self.importance, self.scope, self.min_density,
                      self.normalize, keep_previous=False)
 
     def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
-        from .errors import ConfigError
-        from .schedules import ACTION_CODES
-
         logs = logs if logs is not None else {}
         if self.monitor not in logs:
             raise ConfigError(

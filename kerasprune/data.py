@@ -156,10 +156,10 @@ def load(
     options.autotune.enabled = False
     options.deterministic = True
 
-    def cached(ds: tf.data.Dataset) -> tf.data.Dataset:
+    def cached(ds: tf.data.Dataset, n: int | None = None) -> tf.data.Dataset:
         # Text is vectorized once before caching; images are cached as uint8 (4x smaller).
         if ds_spec.kind == "text":
-            n = _count(ds)
+            n = _count(ds) if n is None else n
             ds = ds.batch(1024).map(prepare, num_parallel_calls=AUTOTUNE_OFF).unbatch()
             ds = ds.apply(tf.data.experimental.assert_cardinality(n))  # unbatch() forgets it
         ds = ds.cache()
@@ -181,7 +181,7 @@ def load(
             ds = ds.map(prepare, num_parallel_calls=AUTOTUNE_OFF)
         return ds.prefetch(2).with_options(options)
 
-    train = cached(raw["train"])
+    train = cached(raw["train"], train_examples)
     return Data(
         name=key,
         make_train=lambda: batches(train, training=True),
