@@ -3,6 +3,8 @@
     kerasprune experiment experiments/mnist_lenet5.yaml [--budget cpu|full] [--data-dir D]
     kerasprune demo [--data-dir D]
     kerasprune report experiments/results/<name>.json
+    kerasprune sparse-study [--sparsity 0.9]
+    kerasprune bench MODEL... [--target tf-cpu tflite ...] [--baseline NAME] [--json OUT]
     kerasprune models | datasets
 
 Input errors print one line (what, where, how to fix) and exit with status 2; an
@@ -16,7 +18,7 @@ import sys
 from importlib import resources
 from pathlib import Path
 
-from .errors import KerasPruneError
+from .errors import ConfigError, KerasPruneError
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -42,6 +44,30 @@ def _parser() -> argparse.ArgumentParser:
 
     report = sub.add_parser("report", help="rebuild the Markdown report and plots of a results JSON")
     report.add_argument("results", nargs="+", help="experiments/results/<name>.json")
+
+    bench = sub.add_parser("bench", help="time models side by side (Keras, SavedModel, .tflite)")
+    bench.add_argument("models", nargs="+", metavar="MODEL",
+                       help="a .keras/.h5/.tflite file or SavedModel dir, optionally NAME=PATH")
+    bench.add_argument("--target", nargs="+", default=None, metavar="T",
+                       help="tf-cpu, tf-gpu, tflite[@threads], tflite-sparse[@threads], "
+                            "android[@threads] (default: tf-cpu tf-gpu tflite)")
+    bench.add_argument("--baseline", help="model the ratios are taken to (default: the first)")
+    bench.add_argument("--json", help="write OUT.json, OUT.md and OUT.png (default: print Markdown)")
+    bench.add_argument("--rounds", type=int, default=7, help="interleaved rounds (default: 7)")
+    bench.add_argument("--block-seconds", type=float, default=0.1,
+                       help="minimum seconds per model per round (default: 0.1)")
+    bench.add_argument("--throughput-batch", type=int, default=32,
+                       help="batch size for throughput, 0 to skip (default: 32)")
+    bench.add_argument("--adb", default="adb", help="adb executable for the android target")
+    bench.add_argument("--android-serial", help="device serial when several are attached")
+    bench.add_argument("--android-binary",
+                       help="local benchmark_model built for the phone, pushed before timing")
+
+    study = sub.add_parser("sparse-study",
+                           help="sparse-format TFLite vs dense: size, outputs, speed and why")
+    study.add_argument("--sparsity", type=float, default=0.9, help="1x1 conv sparsity (default: 0.9)")
+    study.add_argument("--results-dir", default="experiments/results",
+                       help="where sparse_inference.json/.md/.png go (default: experiments/results)")
 
     sub.add_parser("models", help="list the model zoo")
     sub.add_parser("datasets", help="list the supported datasets")
@@ -82,6 +108,18 @@ def _dispatch(args: argparse.Namespace, argv: list[str]) -> int:
             print(f"kerasprune: wrote {rebuild_report(path)}")
         return 0
 
+    if args.command == "bench":
+        return _bench(args)
+    if args.command == "sparse-study":
+        from .experiment.sparse_inference import run_study
+
+        if not 0.5 <= args.sparsity < 1:
+            raise ConfigError("sparse-study: --sparsity must be in [0.5, 1).")
+        run_study(args.results_dir, sparsity=args.sparsity,
+                  command="kerasprune " + shlex.join(argv))
+        print(f"kerasprune: wrote {Path(args.results_dir) / 'sparse_inference.md'}")
+        return 0
+
     from .experiment import run_experiment
 
     if args.command == "demo":
@@ -98,6 +136,27 @@ def _dispatch(args: argparse.Namespace, argv: list[str]) -> int:
         results_dir=args.results_dir, only=args.only, fresh=args.fresh,
         download=args.download, command="kerasprune " + shlex.join(argv),
     )
+    return 0
+
+
+def _bench(args: argparse.Namespace) -> int:
+    from . import benchmark
+    from .benchmark.compare import DEFAULT_TARGETS
+
+    if args.rounds < 2 or args.block_seconds <= 0 or args.throughput_batch < 0:
+        raise ConfigError("bench: --rounds must be >= 2, --block-seconds > 0 and "
+                          "--throughput-batch >= 0.")
+    result = benchmark.bench(
+        args.models, args.target or DEFAULT_TARGETS, baseline=args.baseline,
+        throughput_batch=args.throughput_batch or None, rounds=args.rounds,
+        min_block_seconds=args.block_seconds,
+        android={"adb": args.adb, "serial": args.android_serial, "binary": args.android_binary},
+        progress=lambda line: print(line, file=sys.stderr))
+    if args.json:
+        for path in benchmark.write(result, args.json):
+            print(f"kerasprune: wrote {path}")
+    else:
+        print(benchmark.markdown(result))
     return 0
 
 

@@ -60,6 +60,7 @@ def to_tflite(
     *,
     check_inputs: np.ndarray | None = None,
     atol: float | None = None,
+    sparse: bool = False,
 ) -> TFLiteExport:
     """Convert ``model`` to float32 TFLite, compare outputs, then write ``path`` atomically.
 
@@ -68,6 +69,8 @@ def to_tflite(
     by more than ``atol``: by default 1e-3, or 1e-2 for models with recurrent layers, whose
     fused TFLite kernels differ from Keras' by up to ~2e-3 in probability (reference kernels
     too; feed-forward models agree to ~1e-7).  The measured difference is returned.
+    ``sparse`` stores pruned weights in TFLite's sparse format (smaller files; runtimes
+    densify them at load unless they have sparse kernels for the op and CPU).
     """
     model = require_tf_keras_model(model, "to_tflite")
     if len(model.inputs) != 1 or len(model.outputs) != 1:
@@ -77,7 +80,7 @@ def to_tflite(
         )
     model = _stripped(model)
     recurrent = _has_recurrent_layers(model)
-    content = _convert(model, recurrent)
+    content = _convert(model, recurrent, sparse)
     atol = atol if atol is not None else (1e-2 if recurrent else 1e-3)
 
     inputs = check_inputs if check_inputs is not None else _random_inputs(model, 8)
@@ -101,7 +104,7 @@ def _has_recurrent_layers(model: keras.Model) -> bool:
                for layer in metrics.leaf_layers(model))
 
 
-def _convert(model: keras.Model, recurrent: bool) -> bytes:
+def _convert(model: keras.Model, recurrent: bool, sparse: bool = False) -> bytes:
     """Convert with a dynamic batch, or with batch 1 where the graph has recurrent layers.
 
     The converter cannot lower the tensor lists of Keras' RNN loops with a dynamic batch;
@@ -110,16 +113,20 @@ def _convert(model: keras.Model, recurrent: bool) -> bytes:
     """
     try:
         if not recurrent:
-            return tf.lite.TFLiteConverter.from_keras_model(model).convert()
-        spec = model.inputs[0]
+            converter = tf.lite.TFLiteConverter.from_keras_model(model)
+        else:
+            spec = model.inputs[0]
 
-        @tf.autograph.experimental.do_not_convert
-        def serve(x):
-            return model(x, training=False)
+            @tf.autograph.experimental.do_not_convert
+            def serve(x):
+                return model(x, training=False)
 
-        signature = tf.TensorSpec([1, *spec.shape[1:]], spec.dtype)
-        concrete = tf.function(serve).get_concrete_function(signature)
-        return tf.lite.TFLiteConverter.from_concrete_functions([concrete], model).convert()
+            signature = tf.TensorSpec([1, *spec.shape[1:]], spec.dtype)
+            concrete = tf.function(serve).get_concrete_function(signature)
+            converter = tf.lite.TFLiteConverter.from_concrete_functions([concrete], model)
+        if sparse:
+            converter.optimizations = [tf.lite.Optimize.EXPERIMENTAL_SPARSITY]
+        return converter.convert()
     except Exception as exc:  # ConverterError carries a long MLIR dump: keep its first line
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise ExportError(

@@ -331,7 +331,7 @@ class PeakMemory:
 
     def _sample(self) -> None:
         while not self._stop.wait(0.02):
-            self.mb = max(self.mb, _current_rss_mb())
+            self.mb = max(self.mb, current_rss_mb())
 
     def __exit__(self, *exc) -> None:
         if self._kernel_hwm:
@@ -339,7 +339,7 @@ class PeakMemory:
         else:
             self._stop.set()
             self._sampler.join()
-            self.mb = max(self.mb, _current_rss_mb())
+            self.mb = max(self.mb, current_rss_mb())
 
 
 def _proc_status_kb(key: str) -> int | None:
@@ -353,7 +353,7 @@ def _proc_status_kb(key: str) -> int | None:
     return None
 
 
-def _current_rss_mb() -> float:
+def current_rss_mb() -> float:
     kb = _proc_status_kb("VmRSS")
     if kb is not None:
         return kb / 1024

@@ -28,7 +28,8 @@ _COLUMNS = [
     ("effective MACs", lambda r: _fmt_int(r["macs_effective"])),
     ("TFLite KiB", lambda r: f"{r['tflite_bytes'] / 1024:.1f}"),
     ("gzip KiB", lambda r: f"{r['tflite_gzip_bytes'] / 1024:.1f}"),
-    ("latency ms (p90)", lambda r: f"{r['latency_ms']:.3f} ({r['latency']['p90_ms']:.3f})"),
+    ("latency ms (p90)", lambda r: f"{r['latency_ms']:.3f} ({r['latency']['p90_ms']:.3f})"
+     if r.get("latency") else "-"),
     ("train s", lambda r: f"{r['train_seconds']:.0f}"),
     ("step ms", lambda r: f"{r['train_step_ms']:.1f}" if r.get("train_step_ms") else "-"),
     ("peak MiB", lambda r: f"{r['peak_memory_mb']:.0f}"),
@@ -47,6 +48,13 @@ def rebuild_report(results_json: str | Path) -> Path:
     except (OSError, ValueError) as exc:
         raise ConfigError(f"cannot read results file '{path}': {exc}") from exc
     return write_report(results, path.with_suffix(".md"))
+
+
+def _latency_ratio(run: dict, dense: dict) -> str:
+    """The side-by-side ratio when the runs were timed together, else the plain quotient."""
+    if run.get("latency_ratio") is not None:
+        return f"{run['latency_ratio']:.3f}"
+    return _ratio(run, dense, "latency_ms")
 
 
 def _ratio(run: dict, base: dict, key: str) -> str:
@@ -81,9 +89,9 @@ def write_report(results: dict, path: Path) -> Path:
         "",
         "Accuracy and macro F1 on the reported split; sparsity over prunable weights "
         "(kernels, embeddings); MACs per example (effective: nonzero weights only); latency "
-        "is the LiteRT interpreter's batch-1 median on one thread (each run is timed at its "
-        "own moment: on a shared machine sub-0.1 ms figures move between runs by more than "
-        "their CV says, so compare latencies of small models with care); train seconds are "
+        "is the LiteRT interpreter's batch-1 median on one thread, every run timed in the same "
+        "interleaved rounds by kerasprune.benchmark (its ratio to dense is the median of the "
+        "per-round ratios); train seconds are "
         "the run's own phase (pruning methods fine-tune the trained dense baseline) and step "
         "ms its median training step.",
         "",
@@ -99,7 +107,7 @@ def write_report(results: dict, path: Path) -> Path:
             lines.append(
                 f"| `{r['run']}` | {100 * (r['accuracy'] - dense['accuracy']):+.2f} | "
                 f"{r['tflite_gzip_bytes'] / dense['tflite_gzip_bytes']:.3f} | "
-                f"{r['latency_ms'] / dense['latency_ms']:.3f} | {_ratio(r, dense, 'train_step_ms')} |"
+                f"{_latency_ratio(r, dense)} | {_ratio(r, dense, 'train_step_ms')} |"
             )
         lines.append("")
     lines += _peer_table(runs)

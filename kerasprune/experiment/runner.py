@@ -103,11 +103,34 @@ def run_experiment(
         results["runs"].append(record)
         files.write_json(json_path, results)  # partial results survive a later failure
 
+    _time_side_by_side(results, root, log)
     files.write_json(json_path, results)
     write_report(results, report_path)
     log(f"kerasprune: finished in {time.perf_counter() - started:.0f}s; results {json_path}, "
         f"report {report_path}")
     return results
+
+
+def _time_side_by_side(results: dict, root: Path, log: Log) -> None:
+    """Time every run's TFLite model in the same interleaved rounds, as ratios to dense.
+
+    Runs trained at different moments of a shared machine must not be timed at those
+    moments: one benchmark session at the end gives latencies that compare.
+    """
+    models = {r["run"]: root / r["run"] / "model.tflite" for r in results["runs"]}
+    models = {run: path for run, path in models.items() if path.is_file()}
+    if not models:
+        return
+    base = "dense" if "dense" in models else next(iter(models))
+    timed = benchmark.bench([benchmark.load(path, name=run) for run, path in models.items()],
+                            ["tflite@1"], baseline=base, throughput_batch=None, progress=log)
+    rows = {row["model"]: row for row in timed["results"]}
+    for record in results["runs"]:
+        row = rows.get(record["run"])
+        if row and row.get("latency"):
+            record.update(latency=row["latency"], latency_ms=round(row["latency"]["median_ms"], 4),
+                          latency_ratio=row["ratio"])
+    results["benchmark"] = timed["benchmark"]
 
 
 def _default_command(config: ExperimentConfig, budget: str) -> str:
@@ -164,7 +187,7 @@ def _run_one(config: ExperimentConfig, run: RunSpec, data: Data, run_dir: Path,
     }
     files.write_json(run_dir / "result.json", record)
     log(f"{label}: accuracy {record['accuracy']:.4f}, sparsity {record['sparsity']:.3f}, "
-        f"TFLite {record['tflite_bytes'] / 1024:.0f} KiB, {record['latency_ms']:.3f} ms")
+        f"TFLite {record['tflite_bytes'] / 1024:.0f} KiB")
     return record
 
 
@@ -174,7 +197,6 @@ def measure(outcome: Outcome, data: Data, run_dir: Path) -> dict:
     with files.atomic_path(run_dir / "model.keras") as tmp:
         model.save(tmp)
     tflite = export.to_tflite(model, run_dir / "model.tflite", check_inputs=data.sample_inputs(32))
-    latency = benchmark.tflite_latency(tflite.path)
     macs = metrics.count_macs(model)
     return {
         **metrics.evaluate(model, data.test),
@@ -188,8 +210,6 @@ def measure(outcome: Outcome, data: Data, run_dir: Path) -> dict:
         "tflite_bytes": tflite.bytes,
         "tflite_gzip_bytes": metrics.gzip_bytes(tflite.path),
         "tflite_max_abs_diff": tflite.max_abs_diff,
-        "latency_ms": round(latency.median_ms, 4),
-        "latency": latency.as_dict(),
         "epochs": outcome.epochs,
         "train_step_ms": (outcome.history.get("step_ms") or [None])[0],
         "history": outcome.history,

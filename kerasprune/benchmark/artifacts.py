@@ -1,0 +1,146 @@
+"""The things ``kerasprune bench`` measures: Keras files, SavedModels and ``.tflite`` files.
+
+Every artifact is reduced to what the targets need: a callable TensorFlow model (Keras
+or a SavedModel signature) and/or a TFLite flatbuffer, plus the input spec to feed them.
+"""
+from __future__ import annotations
+
+import gzip
+import os
+from dataclasses import dataclass, field
+from functools import cached_property
+from pathlib import Path
+
+import numpy as np
+
+from .. import export, metrics
+from ..backend import keras, tf
+from ..errors import ConfigError
+from .graph import GraphStats, graph_stats
+
+KINDS = {".keras": "keras", ".h5": "keras", ".hdf5": "keras", ".tflite": "tflite"}
+
+
+@dataclass
+class Artifact:
+    """One model to benchmark, loaded lazily in the forms the targets ask for."""
+
+    name: str
+    path: Path
+    kind: str  # keras | savedmodel | tflite
+    _cache: dict = field(default_factory=dict, repr=False)
+
+    @cached_property
+    def keras_model(self) -> keras.Model | None:
+        if self.kind != "keras":
+            return None
+        return keras.models.load_model(self.path, compile=False)
+
+    @cached_property
+    def _saved_signature(self):
+        loaded = tf.saved_model.load(str(self.path))
+        self._cache["loaded"] = loaded  # keep the object alive with its signature
+        signatures = dict(loaded.signatures)
+        if not signatures:
+            raise ConfigError(f"bench: SavedModel {self.path} has no signatures; export it with "
+                              "a serving signature (model.export(path) or tf.saved_model.save).")
+        return signatures.get("serving_default") or next(iter(signatures.values()))
+
+    def tf_function(self):
+        """A callable on one input tensor, for the TensorFlow targets (None for .tflite)."""
+        if self.kind == "keras":
+            model = self.keras_model
+            return tf.function(lambda x: model(x, training=False), reduce_retracing=True)
+        if self.kind == "savedmodel":
+            signature = self._saved_signature
+            (key,) = signature.structured_input_signature[1]
+            return lambda x: signature(**{key: x})
+        return None
+
+    def input_spec(self) -> tuple[tuple[int, ...], np.dtype]:
+        """Per-example input shape and dtype."""
+        if self.kind == "keras":
+            spec = self.keras_model.inputs[0]
+            return tuple(int(d) for d in spec.shape[1:]), spec.dtype.as_numpy_dtype
+        if self.kind == "savedmodel":
+            (spec,) = self._saved_signature.structured_input_signature[1].values()
+            return tuple(int(d) for d in spec.shape[1:]), spec.dtype.as_numpy_dtype
+        detail = export.interpreter(self.tflite()).get_input_details()[0]
+        return tuple(int(d) for d in detail["shape"][1:]), detail["dtype"]
+
+    def tflite(self, sparse: bool = False) -> bytes:
+        """The flatbuffer: the file itself, or the checked conversion of a TF model."""
+        key = ("tflite", sparse)
+        if key not in self._cache:
+            if self.kind == "tflite":
+                self._cache[key] = self.path.read_bytes()
+            elif self.kind == "keras":
+                self._cache[key] = export.to_tflite(self.keras_model, sparse=sparse).content
+            else:
+                converter = tf.lite.TFLiteConverter.from_saved_model(str(self.path))
+                if sparse:
+                    converter.optimizations = [tf.lite.Optimize.EXPERIMENTAL_SPARSITY]
+                self._cache[key] = converter.convert()
+        return self._cache[key]
+
+    def example(self, batch: int, seed: int = 0) -> np.ndarray:
+        """A deterministic random input batch (token ids for integer inputs)."""
+        shape, dtype = self.input_spec()
+        rng = np.random.default_rng(seed)
+        if np.issubdtype(dtype, np.integer):
+            return rng.integers(0, 2, size=(batch, *shape)).astype(dtype)
+        return rng.standard_normal((batch, *shape)).astype(dtype)
+
+    @cached_property
+    def graph(self) -> GraphStats:
+        return graph_stats(self.tflite())
+
+    def footprint(self) -> dict:
+        """Bytes on disk (raw and gzip), params, nonzeros and MACs dense and effective.
+
+        Keras models are counted by :mod:`kerasprune.metrics` (as the experiments count
+        them); SavedModels and ``.tflite`` files from the TFLite graph.
+        """
+        files = sorted(p for p in self.path.rglob("*") if p.is_file()) if self.path.is_dir() \
+            else [self.path]
+        raw = sum(p.stat().st_size for p in files)
+        packed = sum(len(gzip.compress(p.read_bytes(), 9, mtime=0)) for p in files)
+        out = {"bytes": raw, "gzip_bytes": packed}
+        if self.keras_model is not None:
+            macs = metrics.count_macs(self.keras_model)
+            out.update(params=metrics.count_params(self.keras_model),
+                       nonzero_params=metrics.count_nonzero_params(self.keras_model),
+                       macs=macs.dense, macs_effective=macs.effective)
+        else:
+            g = self.graph
+            out.update(params=g.params, nonzero_params=g.nonzero_params, macs=g.macs,
+                       macs_effective=g.macs_effective)
+        return out
+
+
+def load(spec: str | os.PathLike, name: str | None = None) -> Artifact:
+    """An artifact from ``PATH`` or ``NAME=PATH``; named after its run folder by default.
+
+    ``saved_models/<exp>/<budget>/<run>/model.tflite`` is named ``<run>``, so the
+    experiments' files compare under their run ids.
+    """
+    text = os.fspath(spec)
+    if name is None and "=" in text and not Path(text).exists():
+        name, text = text.split("=", 1)
+    path = Path(text)
+    if not path.exists():
+        raise ConfigError(f"bench: {path} does not exist; give a .keras, .h5 or .tflite file "
+                          "or a SavedModel directory.")
+    if path.is_dir():
+        if not (path / "saved_model.pb").exists():
+            raise ConfigError(f"bench: {path} is a directory without saved_model.pb, so it is "
+                              "not a SavedModel; point at the model file or the SavedModel.")
+        kind = "savedmodel"
+    elif path.suffix.lower() in KINDS:
+        kind = KINDS[path.suffix.lower()]
+    else:
+        raise ConfigError(f"bench: cannot tell what {path} is from its suffix "
+                          f"'{path.suffix}'; supported: {', '.join(KINDS)} or a SavedModel dir.")
+    if name is None:
+        name = path.parent.name if path.stem == "model" and path.parent.name else path.stem
+    return Artifact(name, path, kind)

@@ -1,0 +1,141 @@
+"""Side by side: several models on several targets in one call, as ratios to a baseline.
+
+On a shared, noisy machine absolute milliseconds move from one minute to the next; ratios
+of models timed in the same interleaved rounds do not.  Every experiment's latency figures
+come from here.
+"""
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Sequence
+
+from .. import metrics
+from ..environment import environment
+from ..errors import ConfigError
+from .artifacts import Artifact, load
+from .energy import SOURCE, PowerMeter, estimate_uj
+from .targets import Target, TFLiteTarget, TFTarget, parse_targets
+from .timing import interleaved, ratio
+
+DEFAULT_TARGETS = ("tf-cpu", "tf-gpu", "tflite")
+
+
+def bench(
+    models: Sequence[str | os.PathLike | Artifact],
+    targets: Sequence[str | Target] = DEFAULT_TARGETS,
+    *,
+    baseline: str | None = None,
+    throughput_batch: int | None = 32,
+    rounds: int = 7,
+    min_block_seconds: float = 0.1,
+    warmup: int = 10,
+    android: dict | None = None,
+    progress: Callable[[str], None] | None = print,
+) -> dict:
+    """Time ``models`` on ``targets`` and return a JSON-ready result.
+
+    ``baseline`` names the model ratios are taken to (default: the first).  Batch-1 latency
+    is always timed; ``throughput_batch`` adds throughput at that batch size (None: skip).
+    """
+    resolved = [t for t in targets if isinstance(t, Target)] + parse_targets(
+        [t for t in targets if not isinstance(t, Target)], android)
+    artifacts = _unique([m if isinstance(m, Artifact) else load(m) for m in models])
+    if not artifacts:
+        raise ConfigError("bench: give at least one model (.keras, .h5, .tflite or SavedModel).")
+    names = [a.name for a in artifacts]
+    baseline = baseline or names[0]
+    if baseline not in names:
+        raise ConfigError(f"bench: baseline '{baseline}' is not one of the models ({', '.join(names)}).")
+    say = progress or (lambda _: None)
+
+    rows: list[dict] = []
+    for target in resolved:
+        for batch in [1] + ([throughput_batch] if throughput_batch and throughput_batch > 1 else []):
+            rows += _time_target(artifacts, target, batch, baseline, rounds=rounds,
+                                 min_block_seconds=min_block_seconds, warmup=warmup, say=say)
+    return {
+        "benchmark": {"baseline": baseline, "targets": [t.name for t in resolved],
+                      "throughput_batch": throughput_batch, "rounds": rounds,
+                      "min_block_seconds": min_block_seconds, "warmup": warmup,
+                      "energy_table": SOURCE, "power": _power_availability()},
+        "environment": environment(),
+        "models": [_describe(a) for a in artifacts],
+        "results": rows,
+    }
+
+
+def _time_target(artifacts: list[Artifact], target: Target, batch: int, baseline: str, *,
+                 rounds: int, min_block_seconds: float, warmup: int,
+                 say: Callable[[str], None]) -> list[dict]:
+    rows, blocks, memory = {}, {}, {}
+    for a in artifacts:
+        reason = target.unavailable(a, batch)
+        rows[a.name] = {"model": a.name, "target": target.name, "batch": batch,
+                        "unavailable": reason}
+        if reason:
+            continue
+        before = metrics.current_rss_mb()
+        with metrics.PeakMemory() as peak:
+            blocks[a.name] = target.block(a, batch)
+            blocks[a.name](max(1, warmup))
+        memory[a.name] = round(max(0.0, peak.mb - before), 1)
+    if blocks:
+        say(f"bench: {target.name}, batch {batch}: {len(blocks)} model(s), {rounds} rounds")
+        meters = {n: [] for n in blocks}
+        stats, medians = interleaved(
+            blocks, rounds=rounds, warmup=warmup, min_block_seconds=min_block_seconds,
+            batch=batch, meter=lambda n: _meter(target, meters[n]))
+        for n, s in stats.items():
+            joules = [j for j in meters[n] if j is not None]
+            rows[n].update(
+                latency=s.as_dict(), peak_memory_mb=memory[n],
+                ratio=round(ratio(medians[n], medians[baseline]), 4) if baseline in medians else None,
+                measured_uj=round(sum(joules) / s.runs * 1e6, 3) if joules else None)
+    return list(rows.values())
+
+
+def _meter(target: Target, sink: list):
+    device = "gpu" if isinstance(target, TFTarget) and target.device == "GPU" else "cpu"
+    return _Recording(PowerMeter(device), sink) if isinstance(target, (TFTarget, TFLiteTarget)) \
+        else None
+
+
+class _Recording:
+    """A PowerMeter that appends its reading (None when unavailable) to ``sink``."""
+
+    def __init__(self, meter: PowerMeter, sink: list) -> None:
+        self.meter, self.sink = meter, sink
+
+    def __enter__(self):
+        self.meter.__enter__()
+
+    def __exit__(self, *exc):
+        self.meter.__exit__(*exc)
+        self.sink.append(self.meter.joules)
+
+
+def _describe(a: Artifact) -> dict:
+    graph = a.graph
+    return {"name": a.name, "path": str(a.path), "kind": a.kind, **a.footprint(),
+            "tflite_bytes": len(a.tflite()), "graph": graph.as_dict(),
+            "energy": estimate_uj(graph.macs_effective, graph.weight_bytes,
+                                  graph.activation_bytes, graph.weight_type)}
+
+
+def _power_availability() -> str:
+    with PowerMeter("cpu") as meter:
+        pass
+    return meter.unavailable or "measured (RAPL)"
+
+
+def _unique(artifacts: list[Artifact]) -> list[Artifact]:
+    """Disambiguate equal names (``dense/model.keras`` and ``dense/model.tflite``) by kind."""
+    seen: dict[str, int] = {}
+    for a in artifacts:
+        seen[a.name] = seen.get(a.name, 0) + 1
+    for a in artifacts:
+        if seen[a.name] > 1:
+            a.name = f"{a.name}.{a.kind}"
+    if len({a.name for a in artifacts}) < len(artifacts):
+        raise ConfigError("bench: two models have the same name; name them NAME=PATH.")
+    return artifacts

@@ -1,0 +1,163 @@
+"""What a ``.tflite`` flatbuffer holds: its ops, weights, MACs and how the weights are stored.
+
+Read from the file itself, so a model that never was Keras (or a SavedModel's conversion)
+gets params, nonzeros and MACs too, and the sparse study can see in the graph whether
+weights are stored sparse and densified before the kernels use them.
+"""
+from __future__ import annotations
+
+import os
+from dataclasses import asdict, dataclass, field
+
+import numpy as np
+
+# TensorType enum of the TFLite schema -> numpy dtype (INT4, 17, is packed two per byte).
+_DTYPES = {0: np.float32, 1: np.float16, 2: np.int32, 3: np.uint8, 4: np.int64, 7: np.int16,
+           9: np.int8, 10: np.float64}
+_WEIGHT_TYPES = {0, 1, 9, 17}  # float32, float16, int8, int4: what params are made of
+_TYPE_NAMES = {0: "float32", 1: "float16", 9: "int8", 17: "int4"}
+_BITS = {0: 32, 1: 16, 2: 32, 3: 8, 4: 64, 7: 16, 9: 8, 10: 64, 17: 4}
+
+
+@dataclass
+class GraphStats:
+    """Per-example counts over a TFLite model's main subgraph."""
+
+    ops: dict[str, int] = field(default_factory=dict)
+    params: int = 0  # elements of float / int8 / int4 constants per use (zero biases are dropped)
+    nonzero_params: int = 0
+    weight_bytes: int = 0  # as stored: each constant once, sparse ones by their values
+    sparse_tensors: int = 0  # weights stored in TFLite's sparse format
+    macs: int = 0
+    macs_effective: int = 0  # MACs with nonzero weights only
+    activation_bytes: int = 0  # read and written by the ops, constants excluded
+    weight_type: str = "float32"  # the type holding most weights (rank >= 2)
+
+    @property
+    def densified_at_load(self) -> bool:
+        """Sparse weights feed DENSIFY ops: the runtime expands them to dense before use."""
+        return self.ops.get("DENSIFY", 0) > 0
+
+    def as_dict(self) -> dict:
+        return {**asdict(self), "densified_at_load": self.densified_at_load}
+
+
+def graph_stats(content: bytes | str | os.PathLike) -> GraphStats:
+    """Count a flatbuffer's ops, weights and MACs (a dynamic batch counts as 1)."""
+    from tensorflow.lite.python import schema_py_generated as schema
+
+    if not isinstance(content, (bytes, bytearray)):
+        with open(content, "rb") as f:
+            content = f.read()
+    model = schema.ModelT.InitFromObj(schema.Model.GetRootAs(bytearray(content), 0))
+    op_names = {v: k for k, v in vars(schema.BuiltinOperator).items() if not k.startswith("_")}
+    graph, stats = model.subgraphs[0], GraphStats()
+    weights = _constant_weights(graph, model.buffers)
+    # A densified weight stands for its sparse source: DENSIFY's output -> its input.
+    source = {}
+    for op in graph.operators:
+        name = _op_name(model, op, op_names)
+        stats.ops[name] = stats.ops.get(name, 0) + 1
+        if name == "DENSIFY":
+            source[op.outputs[0]] = op.inputs[0]
+    by_type: dict[str, int] = {}
+    for op in graph.operators:
+        name = _op_name(model, op, op_names)
+        if name == "DENSIFY":
+            continue
+        for i in [*op.inputs, *op.outputs]:
+            if i >= 0 and i not in weights and source.get(i) not in weights:
+                stats.activation_bytes += _bytes(graph.tensors[i])
+        # Per use: the converter stores equal constants (e.g. two bias vectors) once.
+        used = [weights[i] for i in dict.fromkeys(source.get(i, i) for i in op.inputs) if i in weights]
+        for w in used:
+            stats.params += w.count
+            stats.nonzero_params += w.nonzero
+            if w.rank >= 2:
+                by_type[w.type] = by_type.get(w.type, 0) + w.count
+        macs = _macs(name, [graph.tensors[i] if i >= 0 else None for i in op.inputs],
+                     graph.tensors[op.outputs[0]])
+        if macs:
+            kernels = [w for w in used if w.rank >= 2]
+            count = sum(w.count for w in kernels)
+            density = sum(w.nonzero for w in kernels) / count if count else 1.0
+            stats.macs += macs
+            stats.macs_effective += round(macs * density)
+    for w in weights.values():
+        stats.weight_bytes += w.stored_bytes
+        stats.sparse_tensors += int(w.sparse)
+    stats.weight_type = max(by_type, key=by_type.get) if by_type else "float32"
+    return stats
+
+
+@dataclass
+class _Weight:
+    count: int
+    nonzero: int
+    stored_bytes: int
+    sparse: bool
+    rank: int
+    type: str
+
+
+def _constant_weights(graph, buffers) -> dict[int, _Weight]:
+    found = {}
+    for i, t in enumerate(graph.tensors):
+        data = buffers[t.buffer].data if 0 < t.buffer < len(buffers) else None
+        if data is None or len(data) == 0 or t.type not in _WEIGHT_TYPES:
+            continue
+        raw = np.asarray(data, dtype=np.uint8).tobytes()
+        if t.type == 17:  # int4: two values per byte
+            packed = np.frombuffer(raw, np.uint8)
+            values = np.concatenate([packed & 0x0F, packed >> 4])
+        else:
+            values = np.frombuffer(raw, dtype=_DTYPES[t.type])
+        count = _elements(t.shape) if t.sparsity is not None else values.size
+        found[i] = _Weight(count, int(np.count_nonzero(values)), len(raw), t.sparsity is not None,
+                           len(t.shape) if t.shape is not None else 0, _TYPE_NAMES[t.type])
+    return found
+
+
+def _op_name(model, op, op_names: dict[int, str]) -> str:
+    code = model.operatorCodes[op.opcodeIndex]
+    if code.customCode:
+        return code.customCode.decode() if isinstance(code.customCode, bytes) else str(code.customCode)
+    return op_names.get(max(code.builtinCode, code.deprecatedBuiltinCode), "UNKNOWN")
+
+
+def _elements(shape) -> int:
+    return int(np.prod([max(1, int(d)) for d in shape])) if shape is not None else 0
+
+
+def _bytes(tensor) -> int:
+    return _elements(tensor.shape) * _BITS.get(tensor.type, 32) // 8
+
+
+def _macs(name: str, inputs: list, output) -> int:
+    """Multiply-accumulates of one weighted op, from its tensor shapes."""
+    out = _elements(output.shape)
+
+    def shape(k: int) -> list[int]:
+        present = len(inputs) > k and inputs[k] is not None
+        return [int(d) for d in inputs[k].shape] if present else []
+
+    if name == "CONV_2D":
+        _, kh, kw, cin = shape(1)
+        return out * kh * kw * cin
+    if name == "DEPTHWISE_CONV_2D":
+        return out * shape(1)[1] * shape(1)[2]
+    if name == "CONV_3D":
+        kd, kh, kw, cin, _ = shape(1)
+        return out * kd * kh * kw * cin
+    if name == "TRANSPOSE_CONV":
+        cout, kh, kw, _ = shape(1)
+        return _elements(inputs[2].shape) * kh * kw * cout
+    if name == "FULLY_CONNECTED":
+        return out * shape(1)[-1]
+    if name == "BATCH_MATMUL":
+        return out * shape(0)[-1]
+    if name in ("UNIDIRECTIONAL_SEQUENCE_LSTM", "UNIDIRECTIONAL_SEQUENCE_RNN"):
+        steps = shape(0)[1] if len(shape(0)) == 3 else 1
+        gates = [inputs[k] for k in range(1, 9) if k < len(inputs) and inputs[k] is not None]
+        return steps * sum(_elements(t.shape) for t in gates)
+    return 0

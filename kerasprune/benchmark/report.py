@@ -1,0 +1,91 @@
+"""A bench result as Markdown tables and a plot of latency ratios, written atomically."""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from .. import files
+
+
+def markdown(result: dict) -> str:
+    bench, models = result["benchmark"], result["models"]
+    base = bench["baseline"]
+    lines = [
+        "# Benchmark", "",
+        f"Baseline `{base}`; targets {', '.join(f'`{t}`' for t in bench['targets'])}; "
+        f"{bench['rounds']} interleaved rounds of at least {bench['min_block_seconds']} s per "
+        "model (order rotated each round); a ratio is the median of the per-round ratios to "
+        "the baseline (below 1: faster).  CV: standard deviation / mean of the block medians.",
+        f"Machine: {result['environment'].get('cpu', '?')}; measured power: {bench['power']}.", "",
+        "## Models", "",
+        "| model | kind | bytes | gzip bytes | TFLite bytes | params | nonzero | MACs | "
+        "effective MACs | est. energy µJ |",
+        "|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for m in models:
+        lines.append(f"| `{m['name']}` | {m['kind']} | {m['bytes']} | {m['gzip_bytes']} | "
+                     f"{m['tflite_bytes']} | {m['params']} | {m['nonzero_params']} | {m['macs']} | "
+                     f"{m['macs_effective']} | {m['energy']['estimated_uj']} |")
+    lines += ["", f"Estimated energy: {bench['energy_table']}; see kerasprune.benchmark.energy.", ""]
+    for target in bench["targets"]:
+        rows = [r for r in result["results"] if r["target"] == target]
+        reasons = {r.get("unavailable") for r in rows}
+        if len(reasons) == 1 and None not in reasons:
+            lines += [f"## `{target}`", "", f"Unavailable: {reasons.pop()}.", ""]
+            continue
+        lines += [f"## `{target}`", "",
+                  "| model | batch | median ms | p90 ms | p99 ms | CV | ratio to baseline | "
+                  "per second | peak MiB | measured µJ |",
+                  "|---|---|---|---|---|---|---|---|---|---|"]
+        for r in rows:
+            if r.get("unavailable"):
+                lines.append(f"| `{r['model']}` | {r['batch']} | unavailable: {r['unavailable']} "
+                             "| | | | | | | |")
+                continue
+            lat = r["latency"]
+            lines.append(
+                f"| `{r['model']}` | {r['batch']} | {lat['median_ms']:.4f} | {lat['p90_ms']:.4f} | "
+                f"{lat['p99_ms']:.4f} | {lat['cv']:.1%} | {_fmt(r.get('ratio'))} | "
+                f"{lat['throughput_per_s']:.0f} | {r['peak_memory_mb']} | {_fmt(r.get('measured_uj'))} |")
+        lines.append("")
+    return "\n".join(lines)
+
+
+def _fmt(value) -> str:
+    return "–" if value is None else f"{value:.3f}"
+
+
+def plot(result: dict, path: str | os.PathLike) -> Path:
+    """Grouped bars: each model's batch-1 latency ratio to the baseline, per target."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    targets = result["benchmark"]["targets"]
+    names = [m["name"] for m in result["models"]]
+    fig, ax = plt.subplots(figsize=(max(6, 1.2 * len(names) * max(1, len(targets)) / 2), 4))
+    width = 0.8 / max(1, len(targets))
+    for k, target in enumerate(targets):
+        ratios = {r["model"]: r.get("ratio") for r in result["results"]
+                  if r["target"] == target and r["batch"] == 1 and not r.get("unavailable")}
+        xs = [i + k * width for i, n in enumerate(names) if ratios.get(n) is not None]
+        ax.bar(xs, [ratios[n] for n in names if ratios.get(n) is not None], width, label=target)
+    ax.axhline(1.0, color="black", linewidth=0.8)
+    ax.set_xticks([i + width * (len(targets) - 1) / 2 for i in range(len(names))])
+    ax.set_xticklabels(names, rotation=30, ha="right")
+    ax.set_ylabel(f"batch-1 latency / {result['benchmark']['baseline']}")
+    ax.legend(fontsize="small")
+    fig.tight_layout()
+    with files.atomic_path(path) as tmp:
+        fig.savefig(tmp, format="png", dpi=120)
+    plt.close(fig)
+    return Path(path)
+
+
+def write(result: dict, json_path: str | os.PathLike) -> list[Path]:
+    """``<name>.json``, ``<name>.md`` and ``<name>.png`` side by side."""
+    json_path = Path(json_path)
+    return [files.write_json(json_path, result),
+            files.write_text(json_path.with_suffix(".md"), markdown(result)),
+            plot(result, json_path.with_suffix(".png"))]

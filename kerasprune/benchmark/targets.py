@@ -1,0 +1,127 @@
+"""Where a model runs: TensorFlow on CPU or GPU, and the LiteRT interpreter (the mobile proxy).
+
+A target turns an artifact into a timed block, or says in one line why it cannot run it
+(no GPU, a ``.tflite`` file on a TensorFlow target, ...): unavailable is a result, not an
+error.  ``parse_targets`` reads the names the CLI accepts.
+"""
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from dataclasses import dataclass
+
+from .. import export
+from ..backend import tf
+from ..errors import ConfigError
+from .artifacts import Artifact
+from .timing import Block, loop
+
+DEFAULT_THREADS = (1, 2, 4)
+
+
+class Target(ABC):
+    name: str
+
+    def unavailable(self, artifact: Artifact, batch: int) -> str | None:
+        """Why this target cannot run ``artifact`` at ``batch``; None when it can."""
+        return None
+
+    @abstractmethod
+    def block(self, artifact: Artifact, batch: int) -> Block:
+        """Load ``artifact`` and return its timed block (one input batch, fixed)."""
+
+
+@dataclass
+class TFTarget(Target):
+    """TensorFlow eager runtime, the model traced once as a ``tf.function``."""
+
+    device: str = "CPU"
+
+    @property
+    def name(self) -> str:
+        return f"tf-{self.device.lower()}"
+
+    def unavailable(self, artifact: Artifact, batch: int) -> str | None:
+        if self.device == "GPU" and not tf.config.list_physical_devices("GPU"):
+            return "TensorFlow sees no GPU on this machine"
+        if artifact.kind == "tflite":
+            return "a .tflite file runs on the tflite targets only"
+        return None
+
+    def block(self, artifact: Artifact, batch: int) -> Block:
+        fn = artifact.tf_function()
+        with tf.device(f"/{self.device}:0"):
+            x = tf.constant(artifact.example(batch))
+
+        def invoke():
+            with tf.device(f"/{self.device}:0"):
+                # .numpy() waits for the device, so asynchronous GPU work is counted
+                return tf.nest.flatten(fn(x))[0].numpy()
+
+        return loop(invoke)
+
+
+@dataclass
+class TFLiteTarget(Target):
+    """The LiteRT interpreter with its default XNNPACK delegate at ``threads`` threads.
+
+    ``sparse`` converts Keras and SavedModel inputs with the sparse-weight optimization
+    (a ``.tflite`` file runs as it is).
+    """
+
+    threads: int = 1
+    sparse: bool = False
+
+    @property
+    def name(self) -> str:
+        return f"tflite{'-sparse' if self.sparse else ''}@{self.threads}"
+
+    def unavailable(self, artifact: Artifact, batch: int) -> str | None:
+        if batch > 1 and _static_batch(artifact.tflite(self.sparse)):
+            return "the TFLite model has a fixed batch of 1 (recurrent models convert so)"
+        return None
+
+    def block(self, artifact: Artifact, batch: int) -> Block:
+        interp = export.interpreter(artifact.tflite(self.sparse), num_threads=self.threads)
+        detail = interp.get_input_details()[0]
+        if int(detail["shape"][0]) != batch:
+            interp.resize_tensor_input(detail["index"], [batch, *detail["shape"][1:]])
+            interp.allocate_tensors()
+        interp.set_tensor(detail["index"], artifact.example(batch).astype(detail["dtype"]))
+        return loop(interp.invoke)
+
+
+def _static_batch(content: bytes) -> bool:
+    detail = export.interpreter(content).get_input_details()[0]
+    signature = detail.get("shape_signature")
+    return signature is None or len(signature) == 0 or int(signature[0]) != -1
+
+
+def parse_targets(names: list[str], android_options: dict | None = None) -> list[Target]:
+    """``tf-cpu``, ``tf-gpu``, ``tflite[@N]``, ``tflite-sparse[@N]``, ``android[@N]``.
+
+    Without ``@N``, ``tflite`` expands to 1, 2 and 4 threads and the others to one thread.
+    """
+    from .android import AndroidTarget
+
+    targets: list[Target] = []
+    for text in names:
+        base, _, threads = text.partition("@")
+        try:
+            counts = [int(threads)] if threads else None
+        except ValueError:
+            counts = None
+        if threads and (counts is None or counts[0] < 1):
+            raise ConfigError(f"bench: target '{text}': the thread count after '@' must be a "
+                              "positive integer, e.g. tflite@2.")
+        if base in ("tf-cpu", "tf-gpu"):
+            targets.append(TFTarget(base[3:].upper()))
+        elif base == "tflite":
+            targets += [TFLiteTarget(n) for n in counts or DEFAULT_THREADS]
+        elif base == "tflite-sparse":
+            targets += [TFLiteTarget(n, sparse=True) for n in counts or (1,)]
+        elif base == "android":
+            targets += [AndroidTarget(n, **(android_options or {})) for n in counts or (1,)]
+        else:
+            raise ConfigError(f"bench: unknown target '{text}'; choose from tf-cpu, tf-gpu, "
+                              "tflite[@threads], tflite-sparse[@threads], android[@threads].")
+    return targets

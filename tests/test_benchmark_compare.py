@@ -1,0 +1,90 @@
+"""Side-by-side benchmarks: every artifact kind, ratios to a baseline, honest unavailability."""
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from kerasprune import cli, export
+from kerasprune.backend import keras, tf
+from kerasprune.benchmark import bench, load, markdown
+from kerasprune.errors import ConfigError
+
+FAST = {"rounds": 2, "min_block_seconds": 0.005, "warmup": 2, "progress": None}
+
+
+@pytest.fixture(scope="module")
+def artifacts(tmp_path_factory):
+    """One small CNN saved three ways, in run folders like the experiments write them."""
+    root = tmp_path_factory.mktemp("models")
+    keras.utils.set_random_seed(0)
+    inputs = keras.Input((8, 8, 1))
+    x = keras.layers.Conv2D(4, 3, activation="relu")(inputs)
+    x = keras.layers.Flatten()(x)
+    model = keras.Model(inputs, keras.layers.Dense(3, activation="softmax")(x))
+    (root / "dense").mkdir()
+    model.save(root / "dense" / "model.keras")
+    export.to_tflite(model, root / "dense" / "model.tflite")
+    tf.saved_model.save(model, str(root / "saved"))
+    return root
+
+
+def test_every_artifact_kind_is_measured_with_ratios_to_the_baseline(artifacts):
+    models = [artifacts / "dense" / "model.tflite", artifacts / "dense" / "model.keras",
+              artifacts / "saved"]
+    result = bench(models, ["tflite@1", "tf-cpu"], throughput_batch=4, **FAST)
+    names = [m["name"] for m in result["models"]]
+    assert names == ["dense.tflite", "dense.keras", "saved"]  # run folder names, made unique
+    assert result["benchmark"]["baseline"] == "dense.tflite"
+    first = result["models"][0]
+    assert first["params"] >= first["nonzero_params"] > 0 and first["macs"] > 0
+    assert first["energy"]["estimated_uj"] > 0 and first["gzip_bytes"] < first["bytes"]
+    lite = {(r["model"], r["batch"]): r for r in result["results"] if r["target"] == "tflite@1"}
+    assert lite[("dense.tflite", 1)]["ratio"] == 1.0
+    assert all(r["latency"]["runs"] > 0 for r in lite.values())
+    assert lite[("saved", 4)]["latency"]["batch"] == 4
+    on_tf = {r["model"]: r for r in result["results"] if r["target"] == "tf-cpu" and r["batch"] == 1}
+    assert "tflite targets only" in on_tf["dense.tflite"]["unavailable"]
+    assert on_tf["dense.keras"]["latency"]["median_ms"] > 0
+    assert on_tf["dense.keras"]["ratio"] is None  # the baseline did not run on tf-cpu
+
+
+def test_a_missing_gpu_is_a_result_not_an_error(artifacts, monkeypatch):
+    monkeypatch.setattr(tf.config, "list_physical_devices", lambda kind=None: [])
+    result = bench([artifacts / "dense" / "model.keras"], ["tf-gpu"], throughput_batch=None, **FAST)
+    (row,) = result["results"]
+    assert row["unavailable"] == "TensorFlow sees no GPU on this machine"
+    assert "Unavailable: TensorFlow sees no GPU" in markdown(result)
+
+
+def test_bad_input_is_named(artifacts, tmp_path):
+    with pytest.raises(ConfigError, match="does not exist"):
+        load(tmp_path / "missing.tflite")
+    (tmp_path / "weights.bin").write_bytes(b"")
+    with pytest.raises(ConfigError, match="suffix '.bin'"):
+        load(tmp_path / "weights.bin")
+    with pytest.raises(ConfigError, match="not a SavedModel"):
+        load(tmp_path)
+    with pytest.raises(ConfigError, match="baseline 'other'"):
+        bench([artifacts / "dense" / "model.tflite"], ["tflite@1"], baseline="other", **FAST)
+    with pytest.raises(ConfigError, match="unknown target 'tpu'"):
+        bench([artifacts / "dense" / "model.tflite"], ["tpu"], **FAST)
+
+
+def test_the_cli_writes_json_markdown_and_a_plot(artifacts, tmp_path, capsys):
+    out = tmp_path / "bench" / "lenet.json"
+    code = cli.main(["bench", f"mine={artifacts / 'dense' / 'model.tflite'}",
+                     str(artifacts / "dense" / "model.keras"), "--target", "tflite@2", "android",
+                     "--json", str(out), "--rounds", "2", "--block-seconds", "0.005",
+                     "--throughput-batch", "0"])
+    assert code == 0
+    result = json.loads(out.read_text())
+    assert [m["name"] for m in result["models"]] == ["mine", "dense"]
+    assert result["benchmark"]["targets"] == ["tflite@2", "android@1"]
+    assert "## `android@1`" in out.with_suffix(".md").read_text()
+    assert out.with_suffix(".png").stat().st_size > 0
+
+
+def test_the_cli_rejects_a_bad_thread_count(capsys):
+    assert cli.main(["bench", "x.tflite", "--target", "tflite@0"]) == 2
+    assert "positive integer" in capsys.readouterr().err
