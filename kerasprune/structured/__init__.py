@@ -1,0 +1,27 @@
+"""Structured pruning: remove whole neurons, filters, embedding columns, LSTM units and heads.
+
+The split follows Torch-Pruning: :mod:`.graph` finds what must be cut together (with
+:mod:`.rules`, one per layer type), :mod:`.importance` scores channels, :mod:`.plan`
+chooses what goes, and :mod:`.surgery` masks or shrinks the model.
+"""
+from __future__ import annotations
+
+from ..backend import keras, tf
+from .graph import ChannelGraph, Group, analyze
+from .importance import METHODS, channel_scores, head_scores
+from .plan import Plan, Ratio, make_plan
+from .surgery import mask, shrink
+
+
+def plan_channels(model: keras.Model, ratio: Ratio = 0.3, *, importance: str = "l1",
+                  data: tf.data.Dataset | None = None, scope: str = "layer", round_to: int = 1,
+                  head_ratio: Ratio | None = None, graph: ChannelGraph | None = None) -> Plan:
+    """Score channels by ``importance`` and choose ``ratio`` of them to remove."""
+    graph = graph or analyze(model)
+    scores = channel_scores(graph, importance, data)
+    return make_plan(graph, scores, ratio, scope=scope, round_to=round_to,
+                     head_ratio=head_ratio, head_scores=head_scores(graph))
+
+
+__all__ = ["METHODS", "ChannelGraph", "Group", "Plan", "analyze", "channel_scores",
+           "head_scores", "make_plan", "mask", "plan_channels", "shrink"]

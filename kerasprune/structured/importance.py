@@ -1,0 +1,99 @@
+"""How much each removable channel (and attention head) matters.
+
+Weight norms need no data: L1 or L2 of the weights that make the channel, summed over the
+layers that make it together (a residual stream has several).  The data scores are taken
+where a channel is activated (after its ReLU, or at the layer that makes it if none
+follows): Taylor |a * dL/da| (Molchanov et al. 2017), mean |a|, and APoZ, the share of
+zero activations (Hu et al. 2016; a channel that is mostly zero scores low).
+"""
+from __future__ import annotations
+
+from collections import defaultdict
+
+import numpy as np
+
+from ..backend import keras, tf
+from ..errors import ConfigError
+from .graph import ChannelGraph
+from .rules import MHA_HEAD_SCORES, rule_for
+
+METHODS = ("l1", "l2", "taylor", "mean_activation", "apoz")
+_RELU_LIKE = ("relu", "relu6", "elu", "selu", "gelu", "swish", "silu", "leaky_relu")
+
+
+def head_scores(graph: ChannelGraph) -> dict[str, np.ndarray]:
+    """L1 norm of each head's query, key, value and output weights."""
+    return {name: np.abs(MHA_HEAD_SCORES(None, graph.model.get_layer(name).get_weights())).sum(axis=1)
+            for name in graph.heads}
+
+
+def channel_scores(graph: ChannelGraph, method: str = "l1", data: tf.data.Dataset | None = None,
+                   batches: int = 8) -> dict[int, float]:
+    """A score per group id (higher: keep).  Data methods read ``batches`` of ``data``."""
+    if method not in METHODS:
+        raise ConfigError(f"channel importance {method!r} is not one of {', '.join(METHODS)}.")
+    if method in ("l1", "l2"):
+        return _norms(graph, method)
+    if data is None:
+        raise ConfigError(f"channel importance {method!r} needs data: pass a dataset of "
+                          "(inputs, labels) batches.")
+    return _activation_scores(graph, method, data, batches)
+
+
+def _norms(graph: ChannelGraph, method: str) -> dict[int, float]:
+    rows = {}
+    for name in {n for g in graph.groups for n in g.sources}:
+        layer = graph.model.get_layer(name)
+        rows[name] = rule_for(layer).scores(layer, layer.get_weights())
+    norm = (lambda r: np.abs(r).sum()) if method == "l1" else (lambda r: np.sqrt((r ** 2).sum()))
+    return {g.id: float(sum(norm(rows[n][p]) for n, p in g.sources.items())) for g in graph.groups}
+
+
+def _activation_points(graph: ChannelGraph) -> list[tuple[object, np.ndarray]]:
+    """(tensor, its channel ids) after every ReLU-like activation; sources' outputs otherwise."""
+    points, covered = [], set()
+    for layer in graph.model.layers:
+        if layer.name not in graph.node_ids:
+            continue
+        act = getattr(getattr(layer, "activation", None), "__name__", "")
+        relu_layer = isinstance(layer, (keras.layers.ReLU, keras.layers.ELU, keras.layers.LeakyReLU))
+        if relu_layer or act in _RELU_LIKE:
+            ids = graph.canonical(graph.node_ids[layer.name][1][0])
+            points.append((layer.output, ids))
+            covered.update(ids.tolist())
+    for g in graph.groups:
+        if g.id not in covered:
+            for name in g.sources:
+                ids = graph.canonical(graph.node_ids[name][1][0])
+                points.append((graph.model.get_layer(name).output, ids))
+                covered.update(ids.tolist())
+    return points
+
+
+def _activation_scores(graph: ChannelGraph, method: str, data, batches: int) -> dict[int, float]:
+    points = _activation_points(graph)
+    probe = keras.Model(graph.model.inputs, [graph.model.output, *(t for t, _ in points)])
+    loss_fn = keras.losses.SparseCategoricalCrossentropy()
+    totals = [np.zeros(len(ids)) for _, ids in points]
+    seen = 0
+    for x, y in data.take(batches):
+        if method == "taylor":
+            with tf.GradientTape() as tape:
+                outs = probe(x, training=False)
+                loss = loss_fn(y, outs[0])
+            grads = tape.gradient(loss, outs[1:])
+            values = [tf.abs(tf.reduce_sum(tf.reshape(a * g, [tf.shape(a)[0], -1, a.shape[-1]]), 1))
+                      for a, g in zip(outs[1:], grads)]
+        else:
+            outs = probe(x, training=False)[1:]
+            flat = [tf.reshape(a, [tf.shape(a)[0], -1, a.shape[-1]]) for a in outs]
+            values = [tf.reduce_mean(tf.abs(a), 1) if method == "mean_activation"
+                      else 1.0 - tf.reduce_mean(tf.cast(a == 0, tf.float32), 1) for a in flat]
+        for total, v in zip(totals, values):
+            total += v.numpy().sum(axis=0)
+        seen += int(x.shape[0]) if hasattr(x, "shape") else 1
+    per_id: dict[int, list[float]] = defaultdict(list)
+    for (_, ids), total in zip(points, totals):
+        for i, value in zip(ids.tolist(), total / max(seen, 1)):
+            per_id[i].append(value)
+    return {g.id: float(np.mean(per_id[g.id])) if per_id[g.id] else 0.0 for g in graph.groups}

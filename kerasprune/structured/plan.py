@@ -1,0 +1,115 @@
+"""Which channels and heads to remove: ratios per layer, by dict, or one global ranking."""
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from ..errors import ConfigError
+from .graph import ChannelGraph
+
+Ratio = float | Mapping[str, float]
+
+
+@dataclass
+class Plan:
+    """Removed channel groups (by group id) and, per attention layer, the heads kept."""
+
+    removed: set[int] = field(default_factory=set)
+    keep_heads: dict[str, np.ndarray] = field(default_factory=dict)
+
+    def summary(self, graph: ChannelGraph) -> dict[str, str]:
+        """Per set of coupled layers: channels kept / before."""
+        out = {}
+        for key, groups in graph.sets().items():
+            kept = sum(g.id not in self.removed for g in groups)
+            out[", ".join(key)] = f"{kept}/{len(groups)}"
+        for name, keep in self.keep_heads.items():
+            out[f"{name} heads"] = f"{int(keep.sum())}/{keep.size}"
+        return out
+
+
+def _ratio_for(key: tuple[str, ...], ratio: Ratio) -> float:
+    if not isinstance(ratio, Mapping):
+        return float(ratio)
+    chosen = {ratio[name] for name in key if name in ratio}
+    if len(chosen) > 1:
+        raise ConfigError(f"plan: layers {', '.join(key)} are cut together but were given "
+                          f"different ratios {sorted(chosen)}; give them one ratio.")
+    return float(chosen.pop()) if chosen else 0.0
+
+
+def _check(ratio: Ratio, graph: ChannelGraph) -> None:
+    values = ratio.values() if isinstance(ratio, Mapping) else [ratio]
+    if any(not 0 <= float(r) < 1 for r in values):
+        raise ConfigError(f"plan: ratios must be in [0, 1), got {ratio}.")
+    if isinstance(ratio, Mapping):
+        known = {name for key in graph.sets() for name in key} | set(graph.heads)
+        unknown = sorted(set(ratio) - known)
+        if unknown:
+            raise ConfigError(f"plan: {', '.join(unknown)} have no removable channels; choose from "
+                              f"{', '.join(sorted(known))} (see analyze(model).describe()).")
+
+
+def _kept(size: int, remove: int, round_to: int) -> int:
+    """At least one channel, and a multiple of ``round_to`` where the layer allows."""
+    kept = max(1, size - remove)
+    if round_to > 1:
+        kept = min(size, math.ceil(kept / round_to) * round_to)
+    return kept
+
+
+def make_plan(graph: ChannelGraph, scores: Mapping[int, float], ratio: Ratio, *,
+              scope: str = "layer", round_to: int = 1, head_ratio: Ratio | None = None,
+              head_scores: Mapping[str, np.ndarray] | None = None) -> Plan:
+    """Remove the lowest-scoring channels: ``ratio`` of each set of coupled layers
+    (``scope="layer"``; a dict gives ratios by layer name), or ``ratio`` of all channels
+    ranked together with each set's scores divided by their mean (``scope="global"``).
+
+    ``head_ratio`` (default: ``ratio``) removes attention heads by ``head_scores``.
+    """
+    _check(ratio, graph)
+    if scope not in ("layer", "global"):
+        raise ConfigError(f"plan: scope must be 'layer' or 'global', got {scope!r}.")
+    if round_to < 1:
+        raise ConfigError(f"plan: round_to must be >= 1, got {round_to}.")
+    sets = graph.sets()
+    removed: set[int] = set()
+    if scope == "layer":
+        for key, groups in sets.items():
+            order = sorted(groups, key=lambda g: scores[g.id])
+            count = len(groups) - _kept(len(groups), int(_ratio_for(key, ratio) * len(groups)), round_to)
+            removed.update(g.id for g in order[:count])
+    else:
+        if isinstance(ratio, Mapping):
+            raise ConfigError("plan: a global ranking takes one ratio, not a dict.")
+        normalized = []
+        for key, groups in sets.items():
+            mean = float(np.mean([scores[g.id] for g in groups])) or 1.0
+            normalized += [(scores[g.id] / mean, key, g.id) for g in groups]
+        normalized.sort()
+        budget = int(float(ratio) * len(normalized))
+        taken: dict[tuple[str, ...], int] = {}
+        for _, key, gid in normalized:
+            if len(removed) >= budget:
+                break
+            if len(sets[key]) - taken.get(key, 0) > 1:
+                removed.add(gid)
+                taken[key] = taken.get(key, 0) + 1
+        for key, count in taken.items():  # round kept widths up to the multiple
+            size = len(sets[key])
+            allowed = size - _kept(size, count, round_to)
+            ranked = sorted((g for g in sets[key] if g.id in removed), key=lambda g: -scores[g.id])
+            removed.difference_update(g.id for g in ranked[:count - allowed])
+    keep_heads = {}
+    chosen = ratio if head_ratio is None else head_ratio
+    for name, heads in graph.heads.items():
+        if name not in (head_scores or {}):
+            raise ConfigError(f"plan: no head scores for attention layer '{name}'.")
+        drop = heads - _kept(heads, int(_ratio_for((name,), chosen) * heads), 1)
+        keep = np.ones(heads, bool)
+        keep[np.argsort(np.asarray(head_scores[name]), kind="stable")[:drop]] = False
+        keep_heads[name] = keep
+    return Plan(removed, keep_heads)

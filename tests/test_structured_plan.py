@@ -1,0 +1,122 @@
+"""What the dependency analysis couples and freezes, and how plans choose channels."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from kerasprune import data as kdata
+from kerasprune import metrics, models
+from kerasprune.backend import keras, tf
+from kerasprune.errors import ConfigError, ModelError
+from kerasprune.structured import (
+    analyze,
+    channel_scores,
+    make_plan,
+    plan_channels,
+    shrink,
+)
+
+L = keras.layers
+
+
+def test_resnet20_residual_streams_are_cut_together_and_half_the_filters_leave_a_quarter_of_the_macs():
+    model = models.build("resnet20", input_shape=(32, 32, 3), num_classes=10)
+    graph = analyze(model)
+    sets = graph.sets()
+    stream = next(k for k in sets if "stem_conv" in k)
+    assert set(stream) == {"stem_conv", "stage1_block1_b_conv", "stage1_block2_b_conv",
+                           "stage1_block3_b_conv"}
+    assert len(sets) == 12 and graph.frozen == {"logits": "its softmax mixes its output channels"}
+    small = shrink(model, plan_channels(model, 0.5, graph=graph), graph)
+    assert metrics.count_macs(small).dense <= 0.30 * metrics.count_macs(model).dense
+    assert small.get_layer("stage3_block3_a_conv").filters == 32
+
+
+def test_layers_without_a_rule_are_reported_and_left_intact():
+    model = models.build("transformer", input_shape=(16,), num_classes=2, vocab_size=50,
+                         embed_dim=16, num_heads=2, ff_dim=24, num_layers=1)
+    graph = analyze(model)
+    assert "normalizes over its channels" in graph.frozen["block1_attention_norm"]
+    assert "PositionEmbedding" in graph.frozen["positions"]
+    assert graph.heads == {"block1_attention": 2}
+    assert [k for k in graph.sets()] == [("block1_ff1",)]  # the residual stream stays whole
+    small = shrink(model, plan_channels(model, 0.5, graph=graph), graph)
+    assert small.get_layer("block1_attention")._num_heads == 1
+    assert small.get_layer("embedding").output_dim == 16
+
+
+def test_shared_and_subclassed_models_are_refused_by_name():
+    shared = L.Dense(4, name="shared")
+    inputs = keras.Input((4,))
+    model = keras.Model(inputs, shared(shared(inputs)))
+    with pytest.raises(ModelError, match="'shared' is called more than once"):
+        analyze(model)
+
+    class Sub(keras.Model):
+        def call(self, x):
+            return x
+
+    with pytest.raises(ModelError, match="subclassed"):
+        analyze(Sub())
+
+
+def _mlp():
+    keras.utils.set_random_seed(0)
+    inputs = keras.Input((6,))
+    x = L.Dense(10, activation="relu", name="a")(inputs)
+    x = L.Dense(20, activation="relu", name="b")(x)
+    return keras.Model(inputs, L.Dense(3, activation="softmax", name="out")(x))
+
+
+def test_ratios_by_layer_name_global_ranking_and_round_to():
+    model = _mlp()
+    graph = analyze(model)
+    scores = channel_scores(graph, "l1")
+    by_name = make_plan(graph, scores, {"b": 0.5}, head_scores={})
+    assert by_name.summary(graph) == {"a": "10/10", "b": "10/20"}
+    rounded = make_plan(graph, scores, 0.3, round_to=4, head_scores={})
+    assert rounded.summary(graph) == {"a": "8/10", "b": "16/20"}  # 7 -> 8, 14 -> 16
+    everywhere = make_plan(graph, scores, 0.5, scope="global", head_scores={})
+    assert len(everywhere.removed) == 15
+    # the lowest L1 channels of each layer go first
+    b = [g for g in graph.groups if "b" in g.sources]
+    lowest = min(b, key=lambda g: scores[g.id])
+    assert lowest.id in make_plan(graph, scores, {"b": 0.05}, head_scores={}).removed
+
+
+def test_bad_plans_are_refused_with_the_choices():
+    model = _mlp()
+    graph = analyze(model)
+    scores = channel_scores(graph, "l1")
+    with pytest.raises(ConfigError, match="no removable channels; choose from a, b"):
+        make_plan(graph, scores, {"out": 0.5}, head_scores={})
+    with pytest.raises(ConfigError, match=r"ratios must be in \[0, 1\)"):
+        make_plan(graph, scores, 1.0, head_scores={})
+    with pytest.raises(ConfigError, match="needs data"):
+        channel_scores(graph, "taylor")
+    with pytest.raises(ConfigError, match="not one of"):
+        channel_scores(graph, "random")
+
+
+def test_data_scores_rank_a_dead_channel_last():
+    model = _mlp()
+    b = model.get_layer("b")
+    kernel, bias = b.get_weights()
+    kernel[:, 7], bias[7] = 0.0, -1.0  # channel 7 of b never fires
+    b.set_weights([kernel, bias])
+    x = np.random.default_rng(0).standard_normal((64, 6)).astype("float32")
+    ds = tf.data.Dataset.from_tensor_slices((x, np.arange(64) % 3)).batch(16)
+    graph = analyze(model)
+    dead = next(g.id for g in graph.groups if g.sources.get("b") == 7)
+    for method in ("taylor", "mean_activation", "apoz"):
+        scores = channel_scores(graph, method, ds)
+        assert scores[dead] == min(scores.values()) == 0.0, method
+
+
+def test_text_cnn_embedding_and_filters_shrink(mock_tfds):
+    data = kdata.load("sst2", seq_len=12, vocab_size=200, batch_size=8)
+    model = models.build_for(data, "textcnn", filters=8)
+    small = shrink(model, plan_channels(model, 0.3, importance="apoz", data=data.val))
+    assert small.get_layer("embedding").output_dim == 90  # 128 -> 90
+    assert small.get_layer("conv3").filters == 6
+    assert small.predict(data.val, verbose=0).shape[1] == 2  # ready to fine-tune and export
