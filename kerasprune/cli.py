@@ -4,6 +4,7 @@
     kerasprune demo [--data-dir D]
     kerasprune report experiments/results/<name>.json
     kerasprune sparse-study [--sparsity 0.9]
+    kerasprune latency-study [--model resnet20] [--ratio 0.5]
     kerasprune bench MODEL... [--target tf-cpu tflite ...] [--baseline NAME] [--json OUT]
     kerasprune models | datasets
 
@@ -69,6 +70,13 @@ def _parser() -> argparse.ArgumentParser:
     study.add_argument("--results-dir", default="experiments/results",
                        help="where sparse_inference.json/.md/.png go (default: experiments/results)")
 
+    latency = sub.add_parser("latency-study",
+                             help="dense vs structurally pruned convnet: TF-CPU and TFLite latency")
+    latency.add_argument("--model", default="resnet20", choices=["resnet20", "resnet56", "mobilenetv2"])
+    latency.add_argument("--ratio", type=float, default=0.5, help="channels removed per set (default: 0.5)")
+    latency.add_argument("--results-dir", default="experiments/results",
+                         help="where structured_<model>.json/.md/.png go (default: experiments/results)")
+
     sub.add_parser("models", help="list the model zoo")
     sub.add_parser("datasets", help="list the supported datasets")
     return parser
@@ -110,6 +118,15 @@ def _dispatch(args: argparse.Namespace, argv: list[str]) -> int:
 
     if args.command == "bench":
         return _bench(args)
+    if args.command == "latency-study":
+        from .experiment.structured_latency import run_latency_study
+
+        if not 0 < args.ratio < 1:
+            raise ConfigError("latency-study: --ratio must be in (0, 1).")
+        run_latency_study(args.results_dir, model=args.model, ratio=args.ratio,
+                          command="kerasprune " + shlex.join(argv))
+        print(f"kerasprune: wrote {Path(args.results_dir) / f'structured_{args.model}.md'}")
+        return 0
     if args.command == "sparse-study":
         from .experiment.sparse_inference import run_study
 

@@ -168,3 +168,37 @@ def adaptive(ctx: RunContext, params: dict[str, Any]) -> Outcome:
     history = ctx.train(pruned, "finetune", callbacks=[callback])
     return Outcome(strip(pruned), history, ctx.budget.finetune.epochs,
                    extra={"decisions": callback.decisions})
+
+
+def _check_structured(p: dict[str, Any]) -> None:
+    from ..structured import METHODS as IMPORTANCE
+
+    ratios = p["ratio"].values() if isinstance(p["ratio"], dict) else [p["ratio"]]
+    if any(not 0 <= float(r) < 1 for r in ratios):
+        raise ConfigError(f"ratio must be in [0, 1) (or a dict of such by layer), got {p['ratio']}.")
+    if p["importance"] not in IMPORTANCE:
+        raise ConfigError(f"importance {p['importance']!r} is not one of {', '.join(IMPORTANCE)}.")
+    if p["scope"] not in ("layer", "global") or int(p["round_to"]) < 1 or int(p["batches"]) < 1:
+        raise ConfigError("scope must be layer or global, round_to >= 1 and batches >= 1.")
+
+
+@register_method(
+    "structured",
+    defaults={"ratio": 0.3, "importance": "l1", "scope": "layer", "round_to": 1,
+              "head_ratio": None, "batches": 16},
+    check=_check_structured,
+)
+def structured(ctx: RunContext, params: dict[str, Any]) -> Outcome:
+    """Remove ``ratio`` of the channels, neurons and heads, then fine-tune the smaller model."""
+    from ..structured import analyze, plan_channels, shrink
+
+    p = {**METHODS["structured"].defaults, **params}
+    model = ctx.baseline()
+    graph = analyze(model)
+    plan = plan_channels(model, p["ratio"], importance=p["importance"], data=ctx.data.train,
+                         scope=p["scope"], round_to=int(p["round_to"]), head_ratio=p["head_ratio"],
+                         graph=graph, batches=int(p["batches"]))
+    small = shrink(model, plan, graph)
+    history = ctx.train(small, "finetune")
+    return Outcome(small, history, ctx.budget.finetune.epochs,
+                   extra={"widths": plan.summary(graph), "left_intact": graph.frozen})

@@ -19,11 +19,10 @@ from pathlib import Path
 
 import numpy as np
 
-from .. import benchmark, export, files, metrics, models
+from .. import benchmark, export, models
 from ..backend import keras
-from ..benchmark.artifacts import Artifact
-from ..environment import environment
 from ..pruning import prune, set_sparsity, strip
+from .study import measure_variants, runs_table, write_study
 
 DESCRIPTION = (
     "MobileNetV2 (32x32x3 input, 10 classes) with its 1x1 convolutions pruned per layer by "
@@ -50,60 +49,30 @@ def run_study(out_dir: str | os.PathLike, *, sparsity: float = 0.9, width: float
     pruned = strip(wrapped)
 
     inputs = np.random.default_rng(seed).standard_normal((16, 32, 32, 3)).astype(np.float32)
-    dense_file = export.to_tflite(dense, check_inputs=inputs)
-    sparse_file = export.to_tflite(pruned, check_inputs=inputs, sparse=True)
-    pruned_file = export.to_tflite(pruned, check_inputs=inputs)
-    same = float(np.max(np.abs(export.run_tflite(sparse_file.content, inputs)
-                               - export.run_tflite(pruned_file.content, inputs))))
-
-    model_dir = out_dir / "sparse_inference"
-    paths = {name: files.write_bytes(model_dir / f"{name}.tflite", f.content) for name, f in
-             (("dense", dense_file), ("sparse", sparse_file), ("pruned_dense_format", pruned_file))}
-    timed = benchmark.bench([Artifact(n, p, "tflite") for n, p in paths.items()],
-                            ["tflite@1", "tflite@2", "tflite@4"], baseline="dense",
-                            throughput_batch=None, rounds=rounds,
-                            min_block_seconds=min_block_seconds)
-    graph = benchmark.graph_stats(sparse_file.content)
-    runs = []
-    for name, keras_model, export_ in (("dense", dense, dense_file), ("sparse", pruned, sparse_file),
-                                       ("pruned_dense_format", pruned, pruned_file)):
-        rows = {r["target"]: r for r in timed["results"] if r["model"] == name}
-        macs = metrics.count_macs(keras_model)
-        runs.append({
-            "method": name, "run": name,
-            "settings": {"sparsity_1x1": sparsity if name != "dense" else 0.0,
-                         "sparse_format": name == "sparse"},
-            "sparsity": round(metrics.global_sparsity(keras_model), 5),
-            "params": metrics.count_params(keras_model),
-            "nonzero_params": metrics.count_nonzero_params(keras_model),
-            "macs": macs.dense, "macs_effective": macs.effective,
-            "tflite_bytes": export_.bytes,
-            "tflite_gzip_bytes": metrics.gzip_bytes(paths[name]),
-            "tflite_max_abs_diff": export_.max_abs_diff,
-            "latency_ms": round(rows["tflite@1"]["latency"]["median_ms"], 4),
-            "latency": rows["tflite@1"]["latency"],
-            "latency_ratio": {t: r["ratio"] for t, r in rows.items()},
-            "latency_by_threads": {t: r["latency"] for t, r in rows.items()},
-        })
-    size_ratio = runs[1]["tflite_bytes"] / runs[0]["tflite_bytes"]
-    speed = {t: r for t, r in runs[1]["latency_ratio"].items()}
+    variants = {"dense": dense, "sparse": pruned, "pruned_dense_format": pruned}
+    runs, timed, exports = measure_variants(out_dir, "sparse_inference", variants, sparse=("sparse",),
+                                            inputs=inputs, rounds=rounds,
+                                            min_block_seconds=min_block_seconds)
+    same = float(np.max(np.abs(export.run_tflite(exports["sparse"].content, inputs)
+                               - export.run_tflite(exports["pruned_dense_format"].content, inputs))))
+    for run in runs:
+        run["settings"] = {"sparsity_1x1": sparsity if run["run"] != "dense" else 0.0,
+                           "sparse_format": run["run"] == "sparse"}
     results = {
         "experiment": "sparse_inference", "description": DESCRIPTION, "dataset": None,
-        "model": "mobilenetv2", "budget": "cpu", "command": command, "environment": environment(),
+        "model": "mobilenetv2", "budget": "cpu", "command": command,
         "config": {"sparsity_1x1": sparsity, "width": width, "rounds": rounds,
                    "min_block_seconds": min_block_seconds, "seed": seed},
-        "evaluated_on": None, "runs": runs, "benchmark": timed["benchmark"],
+        "evaluated_on": None, "runs": runs,
         "findings": {
-            "size_ratio_sparse_to_dense": round(size_ratio, 4),
+            "size_ratio_sparse_to_dense": round(runs[1]["tflite_bytes"] / runs[0]["tflite_bytes"], 4),
             "max_abs_diff_sparse_vs_pruned_dense_format": same,
-            "latency_ratio_sparse_to_dense": speed,
-            "runtime": _runtime_evidence(graph, paths["sparse"]),
+            "latency_ratio_sparse_to_dense": dict(runs[1]["latency_ratio"]),
+            "runtime": _runtime_evidence(benchmark.graph_stats(exports["sparse"].content),
+                                         out_dir / "sparse_inference" / "sparse.tflite"),
         },
     }
-    json_path = out_dir / "sparse_inference.json"
-    files.write_json(json_path, results)
-    files.write_text(json_path.with_suffix(".md"), _markdown(results, timed))
-    benchmark.report.plot(timed, json_path.with_suffix(".png"))
+    write_study(out_dir, "sparse_inference", results, _markdown(results, timed), timed)
     return results
 
 
@@ -142,21 +111,12 @@ def _cpu_flags() -> set[str]:
 
 
 def _markdown(results: dict, timed: dict) -> str:
-    f, runs = results["findings"], results["runs"]
+    f = results["findings"]
     speed = ", ".join(f"{t}: {r:.3f}" for t, r in f["latency_ratio_sparse_to_dense"].items())
     lines = [
         "# sparse_inference", "", results["description"], "",
-        f"- reproduce: `{results['command']}`",
-        f"- machine: {results['environment'].get('cpu', '?')}", "",
-        "| run | sparsity | nonzero | TFLite bytes | size ratio | gzip bytes | latency ms (1 thread) | ratio 1/2/4 threads |",
-        "|---|---|---|---|---|---|---|---|",
-    ]
-    for r in runs:
-        ratios = "/".join(f"{v:.3f}" for v in r["latency_ratio"].values())
-        lines.append(f"| `{r['run']}` | {r['sparsity']:.3f} | {r['nonzero_params']} | "
-                     f"{r['tflite_bytes']} | {r['tflite_bytes'] / runs[0]['tflite_bytes']:.3f} | "
-                     f"{r['tflite_gzip_bytes']} | {r['latency_ms']:.3f} | {ratios} |")
-    lines += [
+        f"- reproduce: `{results['command']}`", "",
+        *runs_table(results["runs"]),
         "", "## Findings", "",
         f"- Size: the sparse file is {f['size_ratio_sparse_to_dense']:.3f}x the dense file.",
         f"- Outputs: the sparse file and the pruned model in dense format differ by at most "

@@ -15,10 +15,12 @@ from .surgery import mask, shrink
 
 def plan_channels(model: keras.Model, ratio: Ratio = 0.3, *, importance: str = "l1",
                   data: tf.data.Dataset | None = None, scope: str = "layer", round_to: int = 1,
-                  head_ratio: Ratio | None = None, graph: ChannelGraph | None = None) -> Plan:
-    """Score channels by ``importance`` and choose ``ratio`` of them to remove."""
+                  head_ratio: Ratio | None = None, graph: ChannelGraph | None = None,
+                  batches: int = 8) -> Plan:
+    """Score channels by ``importance`` (data methods read ``batches`` of ``data``) and
+    choose ``ratio`` of them to remove."""
     graph = graph or analyze(model)
-    scores = channel_scores(graph, importance, data)
+    scores = channel_scores(graph, importance, data, batches)
     return make_plan(graph, scores, ratio, scope=scope, round_to=round_to,
                      head_ratio=head_ratio, head_scores=head_scores(graph))
 
