@@ -3,6 +3,7 @@
     kerasprune experiment experiments/mnist_lenet5.yaml [--budget cpu|full] [--data-dir D]
     kerasprune demo [--data-dir D]
     kerasprune report experiments/results/<name>.json
+    kerasprune bench-train experiments/adaptive_mnist.yaml [--sparsity 0.8]
     kerasprune sparse-study [--sparsity 0.9]
     kerasprune latency-study [--model resnet20] [--ratio 0.5]
     kerasprune bench MODEL... [--target tf-cpu tflite ...] [--baseline NAME] [--json OUT]
@@ -64,6 +65,16 @@ def _parser() -> argparse.ArgumentParser:
     bench.add_argument("--android-binary",
                        help="local benchmark_model built for the phone, pushed before timing")
 
+    train = sub.add_parser("bench-train",
+                           help="training-step time: dense vs tfmot vs kerasprune, side by side")
+    train.add_argument("config", help="experiment config whose data, model and optimizer are used")
+    train.add_argument("--budget", default="cpu")
+    train.add_argument("--sparsity", type=float, default=0.8)
+    train.add_argument("--rounds", type=int, default=5)
+    train.add_argument("--steps", type=int, default=40, help="steps per block (default: 40)")
+    train.add_argument("--results-dir", default="experiments/results")
+    train.add_argument("--data-dir", help="tfds data dir (default: $TFDS_DATA_DIR, else tfds' own)")
+
     study = sub.add_parser("sparse-study",
                            help="sparse-format TFLite vs dense: size, outputs, speed and why")
     study.add_argument("--sparsity", type=float, default=0.9, help="1x1 conv sparsity (default: 0.9)")
@@ -118,6 +129,22 @@ def _dispatch(args: argparse.Namespace, argv: list[str]) -> int:
 
     if args.command == "bench":
         return _bench(args)
+    if args.command == "bench-train":
+        from . import files
+        from .benchmark import training
+
+        if not 0 < args.sparsity < 1 or args.rounds < 2 or args.steps < 5:
+            raise ConfigError("bench-train: --sparsity in (0, 1), --rounds >= 2, --steps >= 5.")
+        result = training.train_step_benchmark(
+            args.config, budget=args.budget, sparsity=args.sparsity, rounds=args.rounds,
+            steps=args.steps, data_dir=args.data_dir,
+            progress=lambda line: print(line, file=sys.stderr))
+        result["command"] = "kerasprune " + shlex.join(argv)
+        out = Path(args.results_dir) / f"{result['experiment']}.json"
+        files.write_json(out, result)
+        files.write_text(out.with_suffix(".md"), training.markdown(result))
+        print(training.markdown(result))
+        return 0
     if args.command == "latency-study":
         from .experiment.structured_latency import run_latency_study
 

@@ -57,6 +57,10 @@ def test_results_json_has_the_schema_and_the_report_its_plots(tiny, tmp_path):
     assert [r["method"] for r in written["runs"]] == ["dense", "tfmot_gmp", "adaptive"]
     for run in written["runs"]:
         assert all(run[k] is not None for k in RUN_FIELDS), run
+    # every run's TFLite model is timed in the same interleaved rounds, as ratios to dense
+    assert written["benchmark"]["baseline"] == "dense"
+    assert written["runs"][0]["latency_ratio"] == 1.0
+    assert all(r["latency"]["blocks"] == written["benchmark"]["rounds"] for r in written["runs"])
     pruned = written["runs"][1]
     assert pruned["sparsity"] == pytest.approx(0.5, abs=0.02)
     assert pruned["nonzero_params"] < written["runs"][0]["nonzero_params"]

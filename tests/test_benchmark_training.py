@@ -1,0 +1,27 @@
+"""The training-step benchmark times the three variants on the experiment's settings."""
+from __future__ import annotations
+
+import textwrap
+
+from kerasprune.benchmark.training import markdown, train_step_benchmark
+
+
+def test_dense_tfmot_and_kerasprune_steps_are_timed_side_by_side(tmp_path, mock_tfds):
+    config = tmp_path / "tiny.yaml"
+    config.write_text(textwrap.dedent("""
+        experiment: tiny
+        dataset: mnist
+        model: lenet5
+        methods: [{method: dense}]
+        budgets:
+          cpu:
+            data: {batch_size: 4}
+            train: {epochs: 1}
+            finetune: {epochs: 1}
+    """))
+    result = train_step_benchmark(config, sparsity=0.5, rounds=2, steps=6, progress=None)
+    assert set(result["step_ms"]) == {"dense", "tfmot_gmp", "adaptive"}
+    assert all(s["runs"] == 2 * 5 for s in result["step_ms"].values())  # first step of a block skipped
+    assert result["ratio_to_dense"]["dense"] == 1.0 and result["ratio_to_tfmot"]["tfmot_gmp"] == 1.0
+    assert result["mask_update_ms"] > 0
+    assert "| `adaptive` |" in markdown(result)
