@@ -165,3 +165,30 @@ def test_the_report_compares_each_method_with_tfmot_at_the_same_sparsity(tmp_pat
                         run("ours", "adaptive", 0.97, 20)]}
     text = write_report(results, tmp_path / "x.md").read_text()
     assert "| `ours` | `tfmot` | +2.00 | 2.00 | 1.000 |" in text
+
+
+def test_the_structured_method_fine_tunes_a_smaller_model(tmp_path, mock_tfds):
+    config = tmp_path / "experiments" / "small.yaml"
+    config.parent.mkdir()
+    config.write_text(textwrap.dedent("""
+        experiment: small
+        dataset: mnist
+        model: lenet5
+        methods:
+          - method: dense
+          - method: structured
+            ratio: 0.5
+            importance: apoz
+            batches: 2
+        budgets:
+          cpu:
+            data: {batch_size: 8, max_train_examples: 32}
+            train: {epochs: 1}
+            finetune: {epochs: 1}
+    """))
+    dense, small = _run(config, tmp_path)["runs"]
+    assert small["run"] == "structured"
+    assert small["widths"] == {"conv1": "3/6", "conv2": "8/16", "fc1": "60/120", "fc2": "42/84"}
+    assert small["left_intact"] == {"logits": "its softmax mixes its output channels"}
+    assert small["params"] < dense["params"] / 2 and small["sparsity"] == 0.0
+    assert (tmp_path / "out" / "small" / "cpu" / "structured" / "model.tflite").exists()
