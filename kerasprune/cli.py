@@ -39,6 +39,8 @@ def _parser() -> argparse.ArgumentParser:
     exp.add_argument("--results-dir", help="where the JSON and report go (default: <config dir>/results)")
     exp.add_argument("--only", nargs="+", metavar="RUN", help="run only these run ids (and the baseline)")
     exp.add_argument("--fresh", action="store_true", help="rerun runs that finished earlier")
+    exp.add_argument("--seed", type=int,
+                     help="repeat with this seed instead of the config's (results as <name>.seed<N>)")
     common(exp)
 
     demo = sub.add_parser("demo", help="the main job: MNIST LeNet-5, pruned, exported, timed")
@@ -178,7 +180,7 @@ def _dispatch(args: argparse.Namespace, argv: list[str]) -> int:
     run_experiment(
         args.config, budget=args.budget, data_dir=args.data_dir, out_dir=args.out,
         results_dir=args.results_dir, only=args.only, fresh=args.fresh,
-        download=args.download, command="kerasprune " + shlex.join(argv),
+        download=args.download, command="kerasprune " + shlex.join(argv), seed=args.seed,
     )
     return 0
 

@@ -192,3 +192,11 @@ def test_the_structured_method_fine_tunes_a_smaller_model(tmp_path, mock_tfds):
     assert small["left_intact"] == {"logits": "its softmax mixes its output channels"}
     assert small["params"] < dense["params"] / 2 and small["sparsity"] == 0.0
     assert (tmp_path / "out" / "small" / "cpu" / "structured" / "model.tflite").exists()
+
+
+def test_another_seed_writes_its_own_results(tiny, tmp_path):
+    results = _run(tiny, tmp_path, only=["tfmot_gmp_sparsity-0.5"], seed=3)
+    assert results["experiment"] == "tiny.seed3"
+    assert (tiny.parent / "results" / "tiny.seed3.json").exists()
+    assert (tmp_path / "out" / "tiny.seed3" / "cpu" / "dense" / "model.keras").exists()
+    assert not (tiny.parent / "results" / "tiny.json").exists()

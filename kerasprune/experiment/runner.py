@@ -7,6 +7,7 @@ experiment can be stopped and continued at any time.
 """
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import shlex
@@ -50,9 +51,16 @@ def run_experiment(
     download: bool = False,
     command: str | None = None,
     log: Log = _print,
+    seed: int | None = None,
 ) -> dict:
-    """Run (or resume) every run of the config and write the results JSON and report."""
+    """Run (or resume) every run of the config and write the results JSON and report.
+
+    ``seed`` repeats the experiment with another seed as ``<name>.seed<seed>`` (its own
+    results and models), so a difference between methods can be checked against seeds.
+    """
     config = load_config(config_path, budget)
+    if seed is not None and seed != config.seed:
+        config = dataclasses.replace(config, seed=seed, name=f"{config.name}.seed{seed}")
     json_path, report_path = results_paths(config, results_dir)
     root = Path(out_dir) / config.name / budget
     log(f"kerasprune: experiment '{config.name}' ({config.dataset}, {config.budget.model}, "
