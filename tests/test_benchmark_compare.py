@@ -32,10 +32,10 @@ def artifacts(tmp_path_factory):
 def test_every_artifact_kind_is_measured_with_ratios_to_the_baseline(artifacts):
     models = [artifacts / "dense" / "model.tflite", artifacts / "dense" / "model.keras",
               artifacts / "saved"]
-    result = bench(models, ["tflite@1", "tf-cpu"], throughput_batch=4, **FAST)
+    result = bench(models, ["tflite@1", "tf-cpu"], baseline="dense", throughput_batch=4, **FAST)
     names = [m["name"] for m in result["models"]]
     assert names == ["dense.tflite", "dense.keras", "saved"]  # run folder names, made unique
-    assert result["benchmark"]["baseline"] == "dense.tflite"
+    assert result["benchmark"]["baseline"] == "dense.tflite"  # the first of the run's files
     first = result["models"][0]
     assert first["params"] >= first["nonzero_params"] > 0 and first["macs"] > 0
     assert first["energy"]["estimated_uj"] > 0 and first["gzip_bytes"] < first["bytes"]

@@ -44,6 +44,8 @@ def bench(
         raise ConfigError("bench: give at least one model (.keras, .h5, .tflite or SavedModel).")
     names = [a.name for a in artifacts]
     baseline = baseline or names[0]
+    if baseline not in names:  # 'dense' given, 'dense.tflite' and 'dense.keras' loaded
+        baseline = next((n for n in names if n.startswith(f"{baseline}.")), baseline)
     if baseline not in names:
         raise ConfigError(f"bench: baseline '{baseline}' is not one of the models ({', '.join(names)}).")
     say = progress or (lambda _: None)
