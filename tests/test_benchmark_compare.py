@@ -88,3 +88,13 @@ def test_the_cli_writes_json_markdown_and_a_plot(artifacts, tmp_path, capsys):
 def test_the_cli_rejects_a_bad_thread_count(capsys):
     assert cli.main(["bench", "x.tflite", "--target", "tflite@0"]) == 2
     assert "positive integer" in capsys.readouterr().err
+
+
+def test_runs_of_several_experiments_are_named_by_their_paths(artifacts, tmp_path):
+    from kerasprune.benchmark.compare import _unique
+
+    for exp in ("a", "b"):
+        (tmp_path / exp / "dense").mkdir(parents=True)
+        (tmp_path / exp / "dense" / "model.tflite").write_bytes(b"")
+    named = _unique([load(tmp_path / exp / "dense" / "model.tflite") for exp in ("a", "b")])
+    assert [a.name for a in named] == ["a/dense/model.tflite", "b/dense/model.tflite"]

@@ -131,13 +131,24 @@ def _power_availability() -> str:
 
 
 def _unique(artifacts: list[Artifact]) -> list[Artifact]:
-    """Disambiguate equal names (``dense/model.keras`` and ``dense/model.tflite``) by kind."""
-    seen: dict[str, int] = {}
+    """Disambiguate equal names: by kind (``dense/model.keras`` and ``dense/model.tflite``),
+    then by as much of the path as it takes (``adaptive_mnist/cpu/dense/model.tflite``)."""
+    def clashes() -> set[str]:
+        seen: dict[str, int] = {}
+        for a in artifacts:
+            seen[a.name] = seen.get(a.name, 0) + 1
+        return {n for n, c in seen.items() if c > 1}
+
+    clashing = clashes()
     for a in artifacts:
-        seen[a.name] = seen.get(a.name, 0) + 1
-    for a in artifacts:
-        if seen[a.name] > 1:
+        if a.name in clashing:
             a.name = f"{a.name}.{a.kind}"
-    if len({a.name for a in artifacts}) < len(artifacts):
+    depth = 2
+    while (clashing := clashes()) and depth <= max(len(a.path.parts) for a in artifacts):
+        for a in artifacts:
+            if a.name in clashing:
+                a.name = "/".join(a.path.parts[-depth:])
+        depth += 1
+    if clashes():
         raise ConfigError("bench: two models have the same name; name them NAME=PATH.")
     return artifacts
