@@ -58,8 +58,8 @@ def _parser() -> argparse.ArgumentParser:
     bench.add_argument("--baseline", help="model the ratios are taken to (default: the first)")
     bench.add_argument("--json", help="write OUT.json, OUT.md and OUT.png (default: print Markdown)")
     bench.add_argument("--rounds", type=int, default=7, help="interleaved rounds (default: 7)")
-    bench.add_argument("--block-seconds", type=float, default=0.1,
-                       help="minimum seconds per model per round (default: 0.1)")
+    bench.add_argument("--block-seconds", type=float, default=0.25,
+                       help="minimum seconds per model per round (default: 0.25)")
     bench.add_argument("--throughput-batch", type=int, default=32,
                        help="batch size for throughput, 0 to skip (default: 32)")
     bench.add_argument("--adb", default="adb", help="adb executable for the android target")

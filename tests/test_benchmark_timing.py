@@ -14,6 +14,7 @@ def test_statistics_over_blocks():
     assert lat.p90_ms == pytest.approx(np.percentile(np.concatenate(blocks), 90))
     medians = np.array([2.0, 2.0, 4.0])
     assert lat.cv == pytest.approx(medians.std() / medians.mean())
+    assert lat.cv_robust == 0.0  # one disturbed block out of three does not move it
     assert lat.throughput == pytest.approx(4 * 1000 / 2.0)
 
 
@@ -48,3 +49,37 @@ def test_a_drifting_machine_does_not_move_the_ratio():
     # the machine slows down 3x in round 3; both models are hit, the ratio holds
     a, b = [1.0, 1.0, 3.0, 1.0], [0.5, 0.5, 1.5, 0.5]
     assert ratio(b, a) == 0.5
+
+
+def test_cpu_steal_is_a_share_of_the_cpu_time(monkeypatch):
+    from kerasprune.benchmark import timing
+
+    readings = iter([[100, 0, 50, 800, 0, 0, 0, 50, 0, 0], [200, 0, 100, 1500, 0, 0, 0, 200, 0, 0]])
+    monkeypatch.setattr(timing.CpuSteal, "_read", staticmethod(lambda: next(readings)))
+    with timing.CpuSteal() as steal:
+        pass
+    assert steal.fraction == 0.15  # 150 of 1000 ticks
+
+
+def test_a_disturbed_round_is_run_again_and_counted():
+    calls = {"a": 0, "b": 0}
+
+    def block(name: str, slow_call: int):
+        def run(n: int) -> np.ndarray:
+            calls[name] += 1
+            return np.full(n, 3.0 if calls[name] == slow_call else 1.0)
+        return run
+
+    # calls 1 are calibration; b's 3rd call (round 2) hits a host hiccup
+    stats, medians = interleaved({"a": block("a", 0), "b": block("b", 3)}, rounds=5, warmup=1,
+                                 min_block_seconds=0.001)
+    assert medians["b"] == [1.0] * 5 and stats["b"].cv == 0.0
+    assert stats["a"].rerun_rounds == stats["b"].rerun_rounds == 1
+    assert calls["a"] == 1 + 5 + 1  # the whole round is rerun, so ratios stay paired
+
+
+def test_ordinary_spread_is_not_rerun():
+    values = iter(np.tile([1.0, 1.03, 0.98, 1.01, 0.99], 10))
+    stats, _ = interleaved({"a": lambda n: np.full(n, next(values))}, rounds=5, warmup=1,
+                           min_block_seconds=0.001)
+    assert stats["a"].rerun_rounds == 0 and stats["a"].cv > 0

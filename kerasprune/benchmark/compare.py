@@ -15,7 +15,7 @@ from ..errors import ConfigError
 from .artifacts import Artifact, load
 from .energy import SOURCE, PowerMeter, estimate_uj
 from .targets import Target, TFLiteTarget, TFTarget, parse_targets
-from .timing import interleaved, ratio
+from .timing import CpuSteal, interleaved, ratio
 
 DEFAULT_TARGETS = ("tf-cpu", "tf-gpu", "tflite")
 
@@ -27,7 +27,7 @@ def bench(
     baseline: str | None = None,
     throughput_batch: int | None = 32,
     rounds: int = 7,
-    min_block_seconds: float = 0.1,
+    min_block_seconds: float = 0.25,
     warmup: int = 10,
     android: dict | None = None,
     progress: Callable[[str], None] | None = print,
@@ -51,15 +51,17 @@ def bench(
     say = progress or (lambda _: None)
 
     rows: list[dict] = []
-    for target in resolved:
-        for batch in [1] + ([throughput_batch] if throughput_batch and throughput_batch > 1 else []):
-            rows += _time_target(artifacts, target, batch, baseline, rounds=rounds,
-                                 min_block_seconds=min_block_seconds, warmup=warmup, say=say)
+    with CpuSteal() as steal:
+        for target in resolved:
+            for batch in [1] + ([throughput_batch] if throughput_batch and throughput_batch > 1 else []):
+                rows += _time_target(artifacts, target, batch, baseline, rounds=rounds,
+                                     min_block_seconds=min_block_seconds, warmup=warmup, say=say)
     return {
         "benchmark": {"baseline": baseline, "targets": [t.name for t in resolved],
                       "throughput_batch": throughput_batch, "rounds": rounds,
                       "min_block_seconds": min_block_seconds, "warmup": warmup,
-                      "energy_table": SOURCE, "power": _power_availability()},
+                      "energy_table": SOURCE, "power": _power_availability(),
+                      "cpu_steal_fraction": steal.fraction},
         "environment": environment(),
         "models": [_describe(a) for a in artifacts],
         "results": rows,

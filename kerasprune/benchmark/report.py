@@ -15,8 +15,13 @@ def markdown(result: dict) -> str:
         f"Baseline `{base}`; targets {', '.join(f'`{t}`' for t in bench['targets'])}; "
         f"{bench['rounds']} interleaved rounds of at least {bench['min_block_seconds']} s per "
         "model (order rotated each round); a ratio is the median of the per-round ratios to "
-        "the baseline (below 1: faster).  CV: standard deviation / mean of the block medians.",
-        f"Machine: {result['environment'].get('cpu', '?')}; measured power: {bench['power']}.", "",
+        "the baseline (below 1: faster).  CV: standard deviation / mean of the block medians "
+        "(robust CV: 1.4826 MAD / median of the same, which one disturbed block does not move); "
+        "a round in which a block median strays more than 4 robust deviations and 5% from its "
+        "model's median was disturbed by the host and is run again (counted in the table).",
+        f"Machine: {result['environment'].get('cpu', '?')}; measured power: {bench['power']}; "
+        f"CPU steal (time the host gave to other machines) during the run: "
+        f"{_fmt_share(bench.get('cpu_steal_fraction'))}.", "",
         "## Models", "",
         "| model | kind | bytes | gzip bytes | TFLite bytes | params | nonzero | MACs | "
         "effective MACs | est. energy µJ |",
@@ -34,7 +39,7 @@ def markdown(result: dict) -> str:
             lines += [f"## `{target}`", "", f"Unavailable: {reasons.pop()}.", ""]
             continue
         lines += [f"## `{target}`", "",
-                  "| model | batch | median ms | p90 ms | p99 ms | CV | ratio to baseline | "
+                  "| model | batch | median ms | p90 ms | p99 ms | CV (robust) | ratio to baseline | "
                   "per second | peak MiB | measured µJ |",
                   "|---|---|---|---|---|---|---|---|---|---|"]
         for r in rows:
@@ -45,10 +50,20 @@ def markdown(result: dict) -> str:
             lat = r["latency"]
             lines.append(
                 f"| `{r['model']}` | {r['batch']} | {lat['median_ms']:.4f} | {lat['p90_ms']:.4f} | "
-                f"{lat['p99_ms']:.4f} | {lat['cv']:.1%} | {_fmt(r.get('ratio'))} | "
+                f"{lat['p99_ms']:.4f} | {lat['cv']:.1%} ({lat.get('cv_robust', float('nan')):.1%})"
+                f"{_reruns(lat)} | {_fmt(r.get('ratio'))} | "
                 f"{lat['throughput_per_s']:.0f} | {r['peak_memory_mb']} | {_fmt(r.get('measured_uj'))} |")
         lines.append("")
     return "\n".join(lines)
+
+
+def _reruns(lat: dict) -> str:
+    n = lat.get("rerun_rounds", 0)
+    return f", {n} round{'s' if n > 1 else ''} rerun" if n else ""
+
+
+def _fmt_share(value) -> str:
+    return "not exposed" if value is None else f"{value:.1%}"
 
 
 def _fmt(value) -> str:
