@@ -4,7 +4,7 @@ Importing kerasprune binds tf_keras (Keras 2) before TensorFlow is used; see
 :mod:`kerasprune.backend`.
 """
 from . import backend  # noqa: F401  (must come first: binds tf.keras to tf_keras)
-from . import data, metrics, models
+from . import benchmark, data, metrics, models, structured
 from .callbacks import AdaptivePruning
 from .errors import ConfigError, DataError, ExportError, KerasPruneError, ModelError
 from .experiment import run_experiment
@@ -18,5 +18,6 @@ __version__ = "0.1.0"
 __all__ = [
     "AdaptivePruning", "ConfigError", "DataError", "ExportError", "FeedbackSchedule",
     "KerasPruneError", "ModelError", "PruningWrapper",
-    "data", "metrics", "models", "prune", "run_experiment", "set_sparsity", "strip", "to_tflite",
+    "benchmark", "data", "metrics", "models", "prune", "run_experiment", "set_sparsity", "strip",
+    "structured", "to_tflite",
 ]
