@@ -98,3 +98,11 @@ def test_runs_of_several_experiments_are_named_by_their_paths(artifacts, tmp_pat
         (tmp_path / exp / "dense" / "model.tflite").write_bytes(b"")
     named = _unique([load(tmp_path / exp / "dense" / "model.tflite") for exp in ("a", "b")])
     assert [a.name for a in named] == ["a/dense/model.tflite", "b/dense/model.tflite"]
+
+
+def test_an_input_of_unknown_length_is_named(tmp_path):
+    inputs = keras.Input((None,), dtype="int32")
+    model = keras.Model(inputs, keras.layers.GlobalAveragePooling1D()(keras.layers.Embedding(9, 2)(inputs)))
+    model.save(tmp_path / "model.keras")
+    with pytest.raises(ConfigError, match=r"unknown size \(None,\)"):
+        bench([tmp_path / "model.keras"], ["tflite@1"], **FAST)

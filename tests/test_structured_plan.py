@@ -120,3 +120,31 @@ def test_text_cnn_embedding_and_filters_shrink(mock_tfds):
     assert small.get_layer("embedding").output_dim == 90  # 128 -> 90
     assert small.get_layer("conv3").filters == 6
     assert small.predict(data.val, verbose=0).shape[1] == 2  # ready to fine-tune and export
+
+
+@pytest.mark.parametrize("build, layer, reason", [
+    (lambda x: L.Conv2DTranspose(4, 3, name="up")(L.Conv2D(4, 3, name="c")(x)), "up", "transposed"),
+    (lambda x: L.Multiply(name="gate")([L.Conv2D(1, 1, name="g")(x), L.Conv2D(4, 1, name="c")(x)]),
+     "gate", "broadcasting"),
+])
+def test_layers_that_would_be_cut_wrongly_are_left_intact(build, layer, reason):
+    inputs = keras.Input((8, 8, 3))
+    x = build(inputs)
+    x = L.Conv2D(5, 1, name="after")(x)
+    model = keras.Model(inputs, L.Dense(2)(L.Flatten()(x)))
+    graph = analyze(model)
+    assert reason in graph.frozen[layer]
+    small = shrink(model, plan_channels(model, 0.5, graph=graph), graph)  # still consistent
+    x = np.random.default_rng(0).standard_normal((2, 8, 8, 3)).astype("float32")
+    assert small.predict(x, verbose=0).shape == (2, 2)
+
+
+def test_attention_with_a_separate_key_and_bad_head_ratios_are_reported():
+    q, kv = keras.Input((4, 6)), keras.Input((5, 6))
+    out = L.MultiHeadAttention(2, 3, name="mha")(q, kv, key=kv)
+    graph = analyze(keras.Model([q, kv], L.Dense(2)(L.GlobalAveragePooling1D()(out))))
+    assert "separate key" in graph.frozen["mha"]
+    model = _mlp()
+    with pytest.raises(ConfigError, match="ratios must be in"):
+        make_plan(analyze(model), channel_scores(analyze(model), "l1"), 0.3, head_ratio=-0.5,
+                  head_scores={})

@@ -58,15 +58,23 @@ class Artifact:
         return None
 
     def input_spec(self) -> tuple[tuple[int, ...], np.dtype]:
-        """Per-example input shape and dtype."""
+        """Per-example input shape and dtype (one input, every dimension known)."""
         if self.kind == "keras":
-            spec = self.keras_model.inputs[0]
-            return tuple(int(d) for d in spec.shape[1:]), spec.dtype.as_numpy_dtype
-        if self.kind == "savedmodel":
-            (spec,) = self._saved_signature.structured_input_signature[1].values()
-            return tuple(int(d) for d in spec.shape[1:]), spec.dtype.as_numpy_dtype
-        detail = export.interpreter(self.tflite()).get_input_details()[0]
-        return tuple(int(d) for d in detail["shape"][1:]), detail["dtype"]
+            specs = self.keras_model.inputs
+            shape, dtype = (specs[0].shape[1:], specs[0].dtype.as_numpy_dtype) if specs else ((), None)
+        elif self.kind == "savedmodel":
+            specs = list(self._saved_signature.structured_input_signature[1].values())
+            shape, dtype = (specs[0].shape[1:], specs[0].dtype.as_numpy_dtype) if specs else ((), None)
+        else:
+            specs = export.interpreter(self.tflite()).get_input_details()
+            shape, dtype = specs[0]["shape"][1:], specs[0]["dtype"]
+        if len(specs) != 1:
+            raise ConfigError(f"bench: {self.path} has {len(specs)} inputs; the benchmark feeds "
+                              "models with exactly one input.")
+        if any(d is None for d in shape):
+            raise ConfigError(f"bench: {self.path} has an input of unknown size {tuple(shape)}; "
+                              "export it with a fixed input shape (e.g. Input(shape=(128,))).")
+        return tuple(int(d) for d in shape), dtype
 
     def tflite(self, sparse: bool = False) -> bytes:
         """The flatbuffer: the file itself, or the checked conversion of a TF model."""

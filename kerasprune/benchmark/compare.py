@@ -42,6 +42,8 @@ def bench(
     artifacts = _unique([m if isinstance(m, Artifact) else load(m) for m in models])
     if not artifacts:
         raise ConfigError("bench: give at least one model (.keras, .h5, .tflite or SavedModel).")
+    for a in artifacts:
+        a.input_spec()  # one input of known shape, or a ConfigError that names the model
     names = [a.name for a in artifacts]
     baseline = baseline or names[0]
     if baseline not in names:  # 'dense' given, 'dense.tflite' and 'dense.keras' loaded
@@ -94,7 +96,9 @@ def _time_target(artifacts: list[Artifact], target: Target, batch: int, baseline
             rows[n].update(
                 latency=s.as_dict(), peak_memory_mb=memory[n],
                 ratio=round(ratio(medians[n], medians[baseline]), 4) if baseline in medians else None,
-                measured_uj=round(sum(joules) / s.runs * 1e6, 3) if joules else None)
+                # every metered block (reruns too) ran runs/blocks inferences
+                measured_uj=round(sum(joules) / len(joules) / (s.runs / s.blocks) * 1e6, 3)
+                if joules else None)
     return list(rows.values())
 
 

@@ -78,7 +78,9 @@ class PowerMeter:
             else:
                 self._watts = [self._gpu_watts()]
             return self
-        self._rapl = sorted(self.RAPL.glob("intel-rapl:[0-9]*/energy_uj"))
+        # packages only (intel-rapl:0), not their subzones (intel-rapl:0:0), counted inside them
+        self._rapl = sorted(p for p in self.RAPL.glob("intel-rapl:*/energy_uj")
+                            if p.parent.name.count(":") == 1)
         try:
             self._before = [int(p.read_text()) for p in self._rapl]
         except OSError as exc:

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from ..backend import keras, require_tf_keras_model
+from ..backend import keras, require_tf_keras_model, tf
 from ..errors import ModelError
 from .rules import RULES, Unsupported, mixes_outputs, rule_for
 
@@ -106,7 +106,7 @@ def analyze(model: keras.Model) -> ChannelGraph:
     for depth in sorted(model._nodes_by_depth, reverse=True):
         for node in model._nodes_by_depth[depth]:
             layer = node.layer
-            outputs = node.outputs if isinstance(node.outputs, list) else [node.outputs]
+            outputs = tf.nest.flatten(node.outputs)
             if node.is_input:
                 ids = uf.fresh(_width(outputs[0]))
                 tensor_ids[id(outputs[0])] = ids
@@ -117,6 +117,10 @@ def analyze(model: keras.Model) -> ChannelGraph:
                 raise ModelError(f"analyze: layer '{layer.name}' is called more than once; shared "
                                  "layers cannot be shrunk for one call only.")
             out = _outputs(layer, in_ids, uf, freeze)
+            if out is not None and (len(outputs) != 1 or len(out[0]) != _width(outputs[0])):
+                freeze([], layer.name, "returns several tensors" if len(outputs) != 1 else
+                       "its output is wider than its channel rule says (a broadcasting merge?)")
+                out = None
             if out is None:
                 out = [uf.fresh(_width(t)) for t in outputs]
                 for ids in [*in_ids, *out]:
@@ -157,6 +161,8 @@ def _outputs(layer, in_ids, uf: _UnionFind, freeze) -> list[np.ndarray] | None:
     rule = rule_for(layer)
     if isinstance(layer, keras.Model):
         reason = "a nested model: apply structured pruning to it separately"
+    elif getattr(layer, "data_format", "channels_last") == "channels_first":
+        reason = "channels_first: only channels-last layouts are mapped"
     elif rule is None:
         reason = f"no channel rule for {type(layer).__name__} (register one in kerasprune.structured.rules)"
     else:

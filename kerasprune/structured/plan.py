@@ -71,6 +71,8 @@ def make_plan(graph: ChannelGraph, scores: Mapping[int, float], ratio: Ratio, *,
     ``head_ratio`` (default: ``ratio``) removes attention heads by ``head_scores``.
     """
     _check(ratio, graph)
+    if head_ratio is not None:
+        _check(head_ratio, graph)
     if scope not in ("layer", "global"):
         raise ConfigError(f"plan: scope must be 'layer' or 'global', got {scope!r}.")
     if round_to < 1:

@@ -209,6 +209,14 @@ for _cls in (L.Conv1D, L.Conv2D, L.Conv3D):
     RULES[_cls] = _dense_like("filters", -2)
 
 
+def _transposed(layer, in_ids, fresh):
+    raise Unsupported("transposed convolutions (kernel [..., filters, in]) are not mapped")
+
+
+for _cls in (L.Conv1DTranspose, L.Conv2DTranspose, L.Conv3DTranspose):
+    RULES[_cls] = Rule(_transposed)  # subclasses of Conv: must not inherit its rule
+
+
 def _separable_outputs(layer, in_ids, fresh):
     if layer.depth_multiplier != 1:
         raise Unsupported("depth_multiplier > 1 ties several outputs to one input channel")
@@ -255,6 +263,8 @@ def _recurrent_outputs(layer, in_ids, fresh):
         raise Unsupported("only LSTM, GRU and SimpleRNN cells are understood")
     if layer.return_state:
         raise Unsupported("return_state exposes the cell state")
+    if len(in_ids) > 1:
+        raise Unsupported("an initial_state ties its units to other layers")
     return fresh(layer.units)
 
 
@@ -294,6 +304,10 @@ RULES[L.RNN] = Rule(
 def _mha_outputs(layer, in_ids, fresh):
     if layer._attention_axes is not None and len(layer._attention_axes) != 1:
         raise Unsupported("attention over several axes")
+    if not layer._use_bias:
+        raise Unsupported("use_bias=False attention is not mapped")
+    if len(in_ids) > 2:
+        raise Unsupported("called with a separate key or a mask: only attention(query, value) is mapped")
     return fresh(int(layer._output_dense.kernel.shape[-1]))
 
 
