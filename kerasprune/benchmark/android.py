@@ -2,7 +2,8 @@
 
 The phone is where mobile latency is real (and where XNNPACK's sparse kernels exist); this
 machine has no device, so the target reports itself unavailable with the reason.  The
-tool's text output is parsed into the same statistics as the local targets.
+tool's text output is parsed; each block is one tool run whose median is one observation,
+so the row's ``runs`` counts tool runs and its percentiles are over their medians.
 """
 from __future__ import annotations
 
