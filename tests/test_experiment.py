@@ -194,6 +194,25 @@ def test_the_structured_method_fine_tunes_a_smaller_model(tmp_path, mock_tfds):
     assert (tmp_path / "out" / "small" / "cpu" / "structured" / "model.tflite").exists()
 
 
+def test_the_dense_finetune_control_trains_on_without_pruning(tmp_path, mock_tfds):
+    config = tmp_path / "experiments" / "control.yaml"
+    config.parent.mkdir()
+    config.write_text(textwrap.dedent("""
+        experiment: control
+        dataset: mnist
+        model: lenet5
+        methods: [{method: dense}, {method: dense_finetune}]
+        budgets:
+          cpu:
+            data: {batch_size: 8, max_train_examples: 32}
+            train: {epochs: 1}
+            finetune: {epochs: 2}
+    """))
+    dense, control = _run(config, tmp_path)["runs"]
+    assert control["run"] == "dense_finetune" and control["epochs"] == 2
+    assert control["sparsity"] == 0.0 and control["params"] == dense["params"]
+
+
 def test_another_seed_writes_its_own_results(tiny, tmp_path):
     results = _run(tiny, tmp_path, only=["tfmot_gmp_sparsity-0.5"], seed=3)
     assert results["experiment"] == "tiny.seed3"

@@ -103,6 +103,18 @@ def dense(ctx: RunContext, params: dict[str, Any]) -> Outcome:
     return Outcome(model, history, ctx.budget.train.epochs)
 
 
+@register_method("dense_finetune")
+def dense_finetune(ctx: RunContext, params: dict[str, Any]) -> Outcome:
+    """The control: the baseline trained on for the ``finetune`` phase, nothing pruned.
+
+    It separates what pruning costs from what the extra epochs cost (a model that
+    overfits loses accuracy from fine-tuning alone).
+    """
+    model = ctx.baseline()
+    history = ctx.train(model, "finetune")
+    return Outcome(model, history, ctx.budget.finetune.epochs)
+
+
 @register_method(
     "tfmot_gmp",
     defaults={"sparsity": None, "initial_sparsity": 0.0, "end_fraction": 0.7, "frequency": 100},
