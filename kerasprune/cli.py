@@ -82,6 +82,7 @@ def _parser() -> argparse.ArgumentParser:
     study.add_argument("--sparsity", type=float, default=0.9, help="1x1 conv sparsity (default: 0.9)")
     study.add_argument("--results-dir", default="experiments/results",
                        help="where sparse_inference.json/.md/.png go (default: experiments/results)")
+    study.add_argument("--out", default="saved_models", help="where the models go (default: saved_models)")
 
     latency = sub.add_parser("latency-study",
                              help="dense vs structurally pruned convnet: TF-CPU and TFLite latency")
@@ -89,6 +90,7 @@ def _parser() -> argparse.ArgumentParser:
     latency.add_argument("--ratio", type=float, default=0.5, help="channels removed per set (default: 0.5)")
     latency.add_argument("--results-dir", default="experiments/results",
                          help="where structured_<model>.json/.md/.png go (default: experiments/results)")
+    latency.add_argument("--out", default="saved_models", help="where the models go (default: saved_models)")
 
     sub.add_parser("models", help="list the model zoo")
     sub.add_parser("datasets", help="list the supported datasets")
@@ -153,7 +155,7 @@ def _dispatch(args: argparse.Namespace, argv: list[str]) -> int:
         if not 0 < args.ratio < 1:
             raise ConfigError("latency-study: --ratio must be in (0, 1).")
         run_latency_study(args.results_dir, model=args.model, ratio=args.ratio,
-                          command="kerasprune " + shlex.join(argv))
+                          models_dir=args.out, command="kerasprune " + shlex.join(argv))
         print(f"kerasprune: wrote {Path(args.results_dir) / f'structured_{args.model}.md'}")
         return 0
     if args.command == "sparse-study":
@@ -161,7 +163,7 @@ def _dispatch(args: argparse.Namespace, argv: list[str]) -> int:
 
         if not 0.5 <= args.sparsity < 1:
             raise ConfigError("sparse-study: --sparsity must be in [0.5, 1).")
-        run_study(args.results_dir, sparsity=args.sparsity,
+        run_study(args.results_dir, sparsity=args.sparsity, models_dir=args.out,
                   command="kerasprune " + shlex.join(argv))
         print(f"kerasprune: wrote {Path(args.results_dir) / 'sparse_inference.md'}")
         return 0

@@ -7,7 +7,8 @@ from kerasprune.experiment.sparse_inference import run_study
 
 
 def test_the_study_reports_size_outputs_speed_and_why(tmp_path):
-    results = run_study(tmp_path, sparsity=0.9, width=0.35, rounds=2, min_block_seconds=0.01)
+    results = run_study(tmp_path, sparsity=0.9, width=0.35, rounds=2, min_block_seconds=0.01,
+                        models_dir=tmp_path / "models")
     runs = {r["run"]: r for r in results["runs"]}
     assert set(runs) >= {"dense", "sparse"}
     f = results["findings"]
@@ -22,3 +23,4 @@ def test_the_study_reports_size_outputs_speed_and_why(tmp_path):
     assert saved["findings"] == json.loads(json.dumps(f))
     report = (tmp_path / "sparse_inference.md").read_text()
     assert "Why, from the runtime" in report and (tmp_path / "sparse_inference.png").exists()
+    assert (tmp_path / "models" / "sparse_inference" / "sparse.tflite").exists()

@@ -8,7 +8,7 @@ from kerasprune.experiment.structured_latency import run_latency_study
 
 def test_the_study_writes_dense_structured_and_unstructured_runs(tmp_path):
     results = run_latency_study(tmp_path, model="resnet20", ratio=0.5, rounds=2,
-                                min_block_seconds=0.005)
+                                min_block_seconds=0.005, models_dir=tmp_path / "models")
     runs = {r["run"]: r for r in results["runs"]}
     assert list(runs) == ["dense", "structured", "unstructured"]
     assert results["findings"]["macs_ratio"] <= 0.30
@@ -17,5 +17,5 @@ def test_the_study_writes_dense_structured_and_unstructured_runs(tmp_path):
     assert set(runs["structured"]["latency_ratio"]) == {"tflite@1", "tflite@2", "tflite@4", "tf-cpu"}
     saved = json.loads((tmp_path / "structured_resnet20.json").read_text())
     assert [r["run"] for r in saved["runs"]] == ["dense", "structured", "unstructured"]
-    assert (tmp_path / "structured_resnet20" / "structured.tflite").exists()
+    assert (tmp_path / "models" / "structured_resnet20" / "structured.tflite").exists()
     assert "Speed-up of `structured`" in (tmp_path / "structured_resnet20.md").read_text()

@@ -38,9 +38,11 @@ def pointwise(layer: keras.layers.Layer) -> bool:
 
 
 def run_study(out_dir: str | os.PathLike, *, sparsity: float = 0.9, width: float = 1.0,
-              rounds: int = 15, min_block_seconds: float = 0.2, seed: int = 0,
+              rounds: int = 15, min_block_seconds: float = 0.25, seed: int = 0,
+              models_dir: str | os.PathLike = "saved_models",
               command: str = "kerasprune sparse-study") -> dict:
-    """Build, prune, convert, check and time; write ``sparse_inference.{json,md,png}``."""
+    """Build, prune, convert, check and time; write ``sparse_inference.{json,md,png}`` in
+    ``out_dir`` and the three ``.tflite`` files in ``models_dir/sparse_inference/``."""
     out_dir = Path(out_dir)
     keras.utils.set_random_seed(seed)
     dense = models.build("mobilenetv2", input_shape=(32, 32, 3), num_classes=10, width=width)
@@ -50,7 +52,7 @@ def run_study(out_dir: str | os.PathLike, *, sparsity: float = 0.9, width: float
 
     inputs = np.random.default_rng(seed).standard_normal((16, 32, 32, 3)).astype(np.float32)
     variants = {"dense": dense, "sparse": pruned, "pruned_dense_format": pruned}
-    runs, timed, exports = measure_variants(out_dir, "sparse_inference", variants, sparse=("sparse",),
+    runs, timed, exports = measure_variants(Path(models_dir), "sparse_inference", variants, sparse=("sparse",),
                                             inputs=inputs, rounds=rounds,
                                             min_block_seconds=min_block_seconds)
     same = float(np.max(np.abs(export.run_tflite(exports["sparse"].content, inputs)
@@ -69,7 +71,7 @@ def run_study(out_dir: str | os.PathLike, *, sparsity: float = 0.9, width: float
             "max_abs_diff_sparse_vs_pruned_dense_format": same,
             "latency_ratio_sparse_to_dense": dict(runs[1]["latency_ratio"]),
             "runtime": _runtime_evidence(benchmark.graph_stats(exports["sparse"].content),
-                                         out_dir / "sparse_inference" / "sparse.tflite"),
+                                         Path(models_dir) / "sparse_inference" / "sparse.tflite"),
         },
     }
     write_study(out_dir, "sparse_inference", results, _markdown(results, timed), timed)

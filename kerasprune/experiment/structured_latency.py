@@ -21,9 +21,11 @@ from .study import measure_variants, runs_table, write_study
 
 
 def run_latency_study(out_dir: str | os.PathLike, *, model: str = "resnet20", ratio: float = 0.5,
-                      rounds: int = 15, min_block_seconds: float = 0.2, seed: int = 0,
+                      rounds: int = 15, min_block_seconds: float = 0.25, seed: int = 0,
+              models_dir: str | os.PathLike = "saved_models",
                       command: str | None = None) -> dict:
-    """Write ``structured_<model>.{json,md,png}`` in ``out_dir`` and return the results."""
+    """Write ``structured_<model>.{json,md,png}`` in ``out_dir`` (the models in
+    ``models_dir/structured_<model>/``) and return the results."""
     out_dir = Path(out_dir)
     keras.utils.set_random_seed(seed)
     dense = models.build(model, input_shape=(32, 32, 3), num_classes=10)
@@ -38,7 +40,7 @@ def run_latency_study(out_dir: str | os.PathLike, *, model: str = "resnet20", ra
     inputs = np.random.default_rng(seed).standard_normal((8, 32, 32, 3)).astype(np.float32)
     study = f"structured_{model}"
     runs, timed, _ = measure_variants(
-        out_dir, study, {"dense": dense, "structured": small, "unstructured": unstructured},
+        Path(models_dir), study, {"dense": dense, "structured": small, "unstructured": unstructured},
         inputs=inputs, rounds=rounds, min_block_seconds=min_block_seconds, extra_targets=("tf-cpu",))
     runs[1]["settings"] = {"ratio": ratio, "importance": "l1", "widths": plan.summary(graph)}
     runs[2]["settings"] = {"sparsity": round(sparsity, 4), "importance": "magnitude", "scope": "layer"}

@@ -18,25 +18,25 @@ from ..environment import environment
 TARGETS = ("tflite@1", "tflite@2", "tflite@4")
 
 
-def measure_variants(out_dir: Path, study: str, variants: dict[str, keras.Model], *,
+def measure_variants(models_dir: Path, study: str, variants: dict[str, keras.Model], *,
                      sparse: tuple[str, ...] = (), inputs: np.ndarray, targets=TARGETS,
                      rounds: int, min_block_seconds: float, extra_targets: tuple[str, ...] = ()):
-    """Export every variant to ``out_dir/<study>/<name>.tflite`` and time them together.
+    """Export every variant to ``models_dir/<study>/<name>.tflite`` and time them together.
 
     Returns the run records (ratios to the first variant), the bench result and the
     exports.  Names in ``sparse`` use the sparse-weight conversion.  ``extra_targets``
     (e.g. tf-cpu) time the Keras models as well.
     """
     exports = {n: export.to_tflite(m, check_inputs=inputs, sparse=n in sparse) for n, m in variants.items()}
-    paths = {n: files.write_bytes(out_dir / study / f"{n}.tflite", e.content) for n, e in exports.items()}
+    paths = {n: files.write_bytes(models_dir / study / f"{n}.tflite", e.content) for n, e in exports.items()}
     settings = {"throughput_batch": None, "rounds": rounds, "min_block_seconds": min_block_seconds}
     timed = benchmark.bench([Artifact(n, p, "tflite") for n, p in paths.items()], targets, **settings)
     if extra_targets:
         saved = []
         for n, m in variants.items():
-            with files.atomic_path(out_dir / study / f"{n}.keras") as tmp:
+            with files.atomic_path(models_dir / study / f"{n}.keras") as tmp:
                 m.save(tmp)
-            saved.append(Artifact(f"{n}.keras", out_dir / study / f"{n}.keras", "keras"))
+            saved.append(Artifact(f"{n}.keras", models_dir / study / f"{n}.keras", "keras"))
         on_tf = benchmark.bench(saved, extra_targets, **settings)
         timed["results"] += on_tf["results"]
         timed["models"] += on_tf["models"]
