@@ -132,7 +132,7 @@ def _dispatch(args: argparse.Namespace, argv: list[str]) -> int:
         return 0
 
     if args.command == "bench":
-        return _bench(args)
+        return _bench(args, argv)
     if args.command == "bench-train":
         from . import files
         from .benchmark import training
@@ -142,8 +142,7 @@ def _dispatch(args: argparse.Namespace, argv: list[str]) -> int:
         result = training.train_step_benchmark(
             args.config, budget=args.budget, sparsity=args.sparsity, rounds=args.rounds,
             steps=args.steps, data_dir=args.data_dir,
-            progress=lambda line: print(line, file=sys.stderr))
-        result["command"] = "kerasprune " + shlex.join(argv)
+            progress=lambda line: print(line, file=sys.stderr), command="kerasprune " + shlex.join(argv))
         out = Path(args.results_dir) / f"{result['experiment']}.json"
         files.write_json(out, result)
         files.write_text(out.with_suffix(".md"), training.markdown(result))
@@ -187,7 +186,7 @@ def _dispatch(args: argparse.Namespace, argv: list[str]) -> int:
     return 0
 
 
-def _bench(args: argparse.Namespace) -> int:
+def _bench(args: argparse.Namespace, argv: list[str]) -> int:
     from . import benchmark
     from .benchmark.compare import DEFAULT_TARGETS
 
@@ -199,7 +198,8 @@ def _bench(args: argparse.Namespace) -> int:
         throughput_batch=args.throughput_batch or None, rounds=args.rounds,
         min_block_seconds=args.block_seconds,
         android={"adb": args.adb, "serial": args.android_serial, "binary": args.android_binary},
-        progress=lambda line: print(line, file=sys.stderr))
+        progress=lambda line: print(line, file=sys.stderr),
+        name=Path(args.json).stem if args.json else "bench", command="kerasprune " + shlex.join(argv))
     if args.json:
         for path in benchmark.write(result, args.json):
             print(f"kerasprune: wrote {path}")

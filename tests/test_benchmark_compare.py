@@ -9,6 +9,7 @@ from kerasprune import cli, export
 from kerasprune.backend import keras, tf
 from kerasprune.benchmark import bench, load, markdown
 from kerasprune.errors import ConfigError
+from kerasprune.results import RUN_FIELDS, TOP_FIELDS
 
 FAST = {"rounds": 2, "min_block_seconds": 0.005, "warmup": 2, "progress": None}
 
@@ -33,10 +34,12 @@ def test_every_artifact_kind_is_measured_with_ratios_to_the_baseline(artifacts):
     models = [artifacts / "dense" / "model.tflite", artifacts / "dense" / "model.keras",
               artifacts / "saved"]
     result = bench(models, ["tflite@1", "tf-cpu"], baseline="dense", throughput_batch=4, **FAST)
-    names = [m["name"] for m in result["models"]]
+    names = [m["name"] for m in result["runs"]]
     assert names == ["dense.tflite", "dense.keras", "saved"]  # run folder names, made unique
     assert result["benchmark"]["baseline"] == "dense.tflite"  # the first of the run's files
-    first = result["models"][0]
+    first = result["runs"][0]
+    assert first["method"] == "tflite" and first["latency_ms"] > 0 and first["sparsity"] >= 0
+    assert first["accuracy"] is None and "random inputs" in first["not_measured"]["accuracy"]
     assert first["params"] >= first["nonzero_params"] > 0 and first["macs"] > 0
     assert first["energy"]["estimated_uj"] > 0 and first["gzip_bytes"] < first["bytes"]
     lite = {(r["model"], r["batch"]): r for r in result["results"] if r["target"] == "tflite@1"}
@@ -79,7 +82,10 @@ def test_the_cli_writes_json_markdown_and_a_plot(artifacts, tmp_path, capsys):
                      "--throughput-batch", "0"])
     assert code == 0
     result = json.loads(out.read_text())
-    assert [m["name"] for m in result["models"]] == ["mine", "dense"]
+    assert result["experiment"] == "lenet" and result["command"].startswith("kerasprune bench ")
+    assert all(f in result for f in TOP_FIELDS) and set(result["not_measured"]) == {"dataset", "model", "budget"}
+    assert all(f in run for run in result["runs"] for f in RUN_FIELDS)
+    assert [m["name"] for m in result["runs"]] == ["mine", "dense"]
     assert result["benchmark"]["targets"] == ["tflite@2", "android@1"]
     assert "## `android@1`" in out.with_suffix(".md").read_text()
     assert out.with_suffix(".png").stat().st_size > 0

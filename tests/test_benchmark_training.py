@@ -20,8 +20,11 @@ def test_dense_tfmot_and_kerasprune_steps_are_timed_side_by_side(tmp_path, mock_
             finetune: {epochs: 1}
     """))
     result = train_step_benchmark(config, sparsity=0.5, rounds=2, steps=6, progress=None)
-    assert set(result["step_ms"]) == {"dense", "tfmot_gmp", "adaptive"}
-    assert all(s["runs"] == 2 * 5 for s in result["step_ms"].values())  # first step of a block skipped
-    assert result["ratio_to_dense"]["dense"] == 1.0 and result["ratio_to_tfmot"]["tfmot_gmp"] == 1.0
+    runs = {r["run"]: r for r in result["runs"]}
+    assert set(runs) == {"dense", "tfmot_gmp", "adaptive"}
+    assert all(r["step_ms"]["runs"] == 2 * 5 for r in runs.values())  # first step of a block skipped
+    assert runs["dense"]["ratio_to_dense"] == 1.0 and runs["tfmot_gmp"]["ratio_to_tfmot"] == 1.0
+    assert runs["adaptive"]["sparsity"] == 0.5 and runs["dense"]["sparsity"] == 0.0
+    assert runs["adaptive"]["latency_ms"] is None and "not exported" in runs["adaptive"]["not_measured"]["latency_ms"]
     assert result["mask_update_ms"] > 0
     assert "| `adaptive` |" in markdown(result)

@@ -11,6 +11,7 @@ from kerasprune.cli import main
 from kerasprune.experiment import run_experiment
 from kerasprune.experiment.config import TrainSpec
 from kerasprune.experiment.training import fit
+from kerasprune.results import RUN_FIELDS, TOP_FIELDS
 
 CONFIG = """
 experiment: tiny
@@ -31,15 +32,17 @@ budgets:
     finetune: {epochs: 2}
 """
 
-RUN_FIELDS = ["method", "accuracy", "f1", "sparsity", "params", "nonzero_params", "macs",
-              "tflite_bytes", "tflite_gzip_bytes", "latency_ms", "train_seconds", "peak_memory_mb"]
 
 
 @pytest.fixture
 def tiny(tmp_path, mock_tfds):
-    config = tmp_path / "experiments" / "tiny.yaml"
-    config.parent.mkdir()
-    config.write_text(textwrap.dedent(CONFIG))
+    return _write_config(tmp_path, "tiny", CONFIG)
+
+
+def _write_config(tmp_path, name: str, text: str):
+    config = tmp_path / "experiments" / f"{name}.yaml"
+    config.parent.mkdir(exist_ok=True)
+    config.write_text(textwrap.dedent(text))
     return config
 
 
@@ -52,8 +55,9 @@ def test_results_json_has_the_schema_and_the_report_its_plots(tiny, tmp_path):
     results = _run(tiny, tmp_path)
     written = json.loads((tiny.parent / "results" / "tiny.json").read_text())
     assert written == json.loads(json.dumps(results))
-    for key in ("experiment", "dataset", "model", "budget", "command", "environment", "runs"):
-        assert written[key] not in (None, "", [])
+    for key in TOP_FIELDS:
+        assert written[key] not in (None, [])
+        assert written[key] != "" or key == "description"  # the tiny config has none
     assert [r["method"] for r in written["runs"]] == ["dense", "tfmot_gmp", "adaptive"]
     for run in written["runs"]:
         assert all(run[k] is not None for k in RUN_FIELDS), run
@@ -167,25 +171,24 @@ def test_the_report_compares_each_method_with_tfmot_at_the_same_sparsity(tmp_pat
     assert "| `ours` | `tfmot` | +2.00 | 2.00 | 1.000 |" in text
 
 
-def test_the_structured_method_fine_tunes_a_smaller_model(tmp_path, mock_tfds):
-    config = tmp_path / "experiments" / "small.yaml"
-    config.parent.mkdir()
-    config.write_text(textwrap.dedent("""
-        experiment: small
+def _lenet_mnist(tmp_path, name: str, methods: str, finetune_epochs: int):
+    """A tiny MNIST LeNet-5 experiment with the given methods (YAML list items)."""
+    return _write_config(tmp_path, name, f"""
+        experiment: {name}
         dataset: mnist
         model: lenet5
-        methods:
-          - method: dense
-          - method: structured
-            ratio: 0.5
-            importance: apoz
-            batches: 2
+        methods: {methods}
         budgets:
           cpu:
-            data: {batch_size: 8, max_train_examples: 32}
-            train: {epochs: 1}
-            finetune: {epochs: 1}
-    """))
+            data: {{batch_size: 8, max_train_examples: 32}}
+            train: {{epochs: 1}}
+            finetune: {{epochs: {finetune_epochs}}}
+    """)
+
+
+def test_the_structured_method_fine_tunes_a_smaller_model(tmp_path, mock_tfds):
+    config = _lenet_mnist(tmp_path, "small", "[{method: dense}, {method: structured, ratio: 0.5, "
+                          "importance: apoz, batches: 2}]", finetune_epochs=1)
     dense, small = _run(config, tmp_path)["runs"]
     assert small["run"] == "structured"
     assert small["widths"] == {"conv1": "3/6", "conv2": "8/16", "fc1": "60/120", "fc2": "42/84"}
@@ -195,19 +198,8 @@ def test_the_structured_method_fine_tunes_a_smaller_model(tmp_path, mock_tfds):
 
 
 def test_the_dense_finetune_control_trains_on_without_pruning(tmp_path, mock_tfds):
-    config = tmp_path / "experiments" / "control.yaml"
-    config.parent.mkdir()
-    config.write_text(textwrap.dedent("""
-        experiment: control
-        dataset: mnist
-        model: lenet5
-        methods: [{method: dense}, {method: dense_finetune}]
-        budgets:
-          cpu:
-            data: {batch_size: 8, max_train_examples: 32}
-            train: {epochs: 1}
-            finetune: {epochs: 2}
-    """))
+    config = _lenet_mnist(tmp_path, "control", "[{method: dense}, {method: dense_finetune}]",
+                          finetune_epochs=2)
     dense, control = _run(config, tmp_path)["runs"]
     assert control["run"] == "dense_finetune" and control["epochs"] == 2
     assert control["sparsity"] == 0.0 and control["params"] == dense["params"]

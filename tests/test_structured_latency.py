@@ -4,6 +4,7 @@ from __future__ import annotations
 import json
 
 from kerasprune.experiment.structured_latency import run_latency_study
+from kerasprune.results import RUN_FIELDS
 
 
 def test_the_study_writes_dense_structured_and_unstructured_runs(tmp_path):
@@ -16,6 +17,9 @@ def test_the_study_writes_dense_structured_and_unstructured_runs(tmp_path):
     assert runs["unstructured"]["nonzero_params"] <= runs["structured"]["params"] * 1.05
     assert set(runs["structured"]["latency_ratio"]) == {"tflite@1", "tflite@2", "tflite@4", "tf-cpu"}
     saved = json.loads((tmp_path / "structured_resnet20.json").read_text())
+    assert all(f in run for run in saved["runs"] for f in RUN_FIELDS)
+    assert "not available offline" in saved["runs"][0]["not_measured"]["accuracy"]
+    assert saved["runs"][0]["peak_memory_mb"] is not None
     assert [r["run"] for r in saved["runs"]] == ["dense", "structured", "unstructured"]
     assert (tmp_path / "models" / "structured_resnet20" / "structured.tflite").exists()
     assert "Speed-up of `structured`" in (tmp_path / "structured_resnet20.md").read_text()

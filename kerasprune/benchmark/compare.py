@@ -6,18 +6,21 @@ come from here.
 """
 from __future__ import annotations
 
+import gzip
 import os
 from collections.abc import Callable, Sequence
 
 from .. import metrics
 from ..environment import environment
 from ..errors import ConfigError
+from ..results import complete_results, complete_run
 from .artifacts import Artifact, load
 from .energy import SOURCE, PowerMeter, estimate_uj
 from .targets import Target, TFLiteTarget, TFTarget, parse_targets
 from .timing import CpuSteal, interleaved, ratio
 
 DEFAULT_TARGETS = ("tf-cpu", "tf-gpu", "tflite")
+NO_DATA = "a benchmark feeds random inputs; accuracy is in the results of the run that made the model"
 
 
 def bench(
@@ -31,11 +34,15 @@ def bench(
     warmup: int = 10,
     android: dict | None = None,
     progress: Callable[[str], None] | None = print,
+    name: str = "bench",
+    command: str | None = None,
 ) -> dict:
-    """Time ``models`` on ``targets`` and return a JSON-ready result.
+    """Time ``models`` on ``targets`` and return a result in the results schema.
 
     ``baseline`` names the model ratios are taken to (default: the first).  Batch-1 latency
     is always timed; ``throughput_batch`` adds throughput at that batch size (None: skip).
+    ``runs`` holds one record per model (figures from its first timed batch-1 row, LiteRT
+    at one thread first), ``results`` every target and batch.
     """
     resolved = [t for t in targets if isinstance(t, Target)] + parse_targets(
         [t for t in targets if not isinstance(t, Target)], android)
@@ -58,16 +65,23 @@ def bench(
             for batch in [1] + ([throughput_batch] if throughput_batch and throughput_batch > 1 else []):
                 rows += _time_target(artifacts, target, batch, baseline, rounds=rounds,
                                      min_block_seconds=min_block_seconds, warmup=warmup, say=say)
-    return {
+    return complete_results({
+        "experiment": name,
+        "description": f"{len(artifacts)} model(s) timed side by side on "
+                       f"{', '.join(t.name for t in resolved)}, as ratios to {baseline}.",
+        "dataset": None, "model": None, "budget": None, "command": command,
+        "environment": environment(),
         "benchmark": {"baseline": baseline, "targets": [t.name for t in resolved],
                       "throughput_batch": throughput_batch, "rounds": rounds,
                       "min_block_seconds": min_block_seconds, "warmup": warmup,
                       "energy_table": SOURCE, "power": _power_availability(),
                       "cpu_steal_fraction": steal.fraction},
-        "environment": environment(),
-        "models": [_describe(a) for a in artifacts],
+        "runs": [_describe(a, [r for r in rows if r["model"] == a.name]) for a in artifacts],
         "results": rows,
-    }
+    }, {"dataset": "random inputs: timing needs no data",
+        "model": "several models, one per run",
+        "budget": "files timed as they are, not an experiment budget",
+        "command": "called from Python, not from the command line"})
 
 
 def _time_target(artifacts: list[Artifact], target: Target, batch: int, baseline: str, *,
@@ -92,7 +106,7 @@ def _time_target(artifacts: list[Artifact], target: Target, batch: int, baseline
             blocks, rounds=rounds, warmup=warmup, min_block_seconds=min_block_seconds,
             batch=batch, meter=lambda n: _meter(target, meters[n]))
         for n, s in stats.items():
-            joules = [j for j in meters[n] if j is not None]
+            joules = [m.joules for m in meters[n] if m.joules is not None]
             rows[n].update(
                 latency=s.as_dict(), peak_memory_mb=memory[n],
                 ratio=round(ratio(medians[n], medians[baseline]), 4) if baseline in medians else None,
@@ -102,32 +116,33 @@ def _time_target(artifacts: list[Artifact], target: Target, batch: int, baseline
     return list(rows.values())
 
 
-def _meter(target: Target, sink: list):
-    device = "gpu" if isinstance(target, TFTarget) and target.device == "GPU" else "cpu"
-    return _Recording(PowerMeter(device), sink) if isinstance(target, (TFTarget, TFLiteTarget)) \
-        else None
+def _meter(target: Target, kept: list[PowerMeter]) -> PowerMeter | None:
+    """A fresh meter for one block, kept to be read afterwards (the phone has none)."""
+    if not isinstance(target, (TFTarget, TFLiteTarget)):
+        return None
+    kept.append(PowerMeter("gpu" if isinstance(target, TFTarget) and target.device == "GPU" else "cpu"))
+    return kept[-1]
 
 
-class _Recording:
-    """A PowerMeter that appends its reading (None when unavailable) to ``sink``."""
-
-    def __init__(self, meter: PowerMeter, sink: list) -> None:
-        self.meter, self.sink = meter, sink
-
-    def __enter__(self):
-        self.meter.__enter__()
-
-    def __exit__(self, *exc):
-        self.meter.__exit__(*exc)
-        self.sink.append(self.meter.joules)
-
-
-def _describe(a: Artifact) -> dict:
-    graph = a.graph
-    return {"name": a.name, "path": str(a.path), "kind": a.kind, **a.footprint(),
-            "tflite_bytes": len(a.tflite()), "graph": graph.as_dict(),
-            "energy": estimate_uj(graph.macs_effective, graph.weight_bytes,
-                                  graph.activation_bytes, graph.weight_type)}
+def _describe(a: Artifact, rows: list[dict]) -> dict:
+    """The model's run record: its footprint, and the figures of its first timed row."""
+    graph, content = a.graph, a.tflite()
+    timed = sorted((r for r in rows if r.get("latency") and r["batch"] == 1),
+                   key=lambda r: r["target"] != "tflite@1")
+    first = timed[0] if timed else {}
+    sparsity = metrics.global_sparsity(a.keras_model) if a.keras_model is not None else graph.sparsity
+    run = {"method": a.kind, "run": a.name, "name": a.name, "path": str(a.path), "kind": a.kind,
+           **a.footprint(), "sparsity": round(sparsity, 5), "tflite_bytes": len(content),
+           "tflite_gzip_bytes": len(gzip.compress(content, 9, mtime=0)),
+           "latency_ms": round(first["latency"]["median_ms"], 4) if first else None,
+           "latency_target": first.get("target"), "peak_memory_mb": first.get("peak_memory_mb"),
+           "graph": graph.as_dict(),
+           "energy": estimate_uj(graph.macs_effective, graph.weight_bytes,
+                                 graph.activation_bytes, graph.weight_type)}
+    return complete_run(run, {"accuracy": NO_DATA, "f1": NO_DATA, "train_seconds": "not trained: "
+                              "a benchmark times the files it is given",
+                              "latency_ms": "no target could run it at batch 1",
+                              "peak_memory_mb": "no target could run it at batch 1"})
 
 
 def _power_availability() -> str:

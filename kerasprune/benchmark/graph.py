@@ -32,6 +32,7 @@ class GraphStats:
     macs_effective: int = 0  # MACs with nonzero weights only
     activation_bytes: int = 0  # read and written by the ops, constants excluded
     weight_type: str = "float32"  # the type holding most weights (rank >= 2)
+    sparsity: float = 0.0  # zeros among kernels and embeddings (rank >= 2), as in metrics
 
     @property
     def densified_at_load(self) -> bool:
@@ -61,6 +62,7 @@ def graph_stats(content: bytes | str | os.PathLike) -> GraphStats:
         if name == "DENSIFY":
             source[op.outputs[0]] = op.inputs[0]
     by_type: dict[str, int] = {}
+    kernel_count = kernel_nonzero = 0
     for op in graph.operators:
         name = _op_name(model, op, op_names)
         if name == "DENSIFY":
@@ -75,6 +77,7 @@ def graph_stats(content: bytes | str | os.PathLike) -> GraphStats:
             stats.nonzero_params += w.nonzero
             if w.rank >= 2:
                 by_type[w.type] = by_type.get(w.type, 0) + w.count
+                kernel_count, kernel_nonzero = kernel_count + w.count, kernel_nonzero + w.nonzero
         macs = _macs(name, [graph.tensors[i] if i >= 0 else None for i in op.inputs],
                      graph.tensors[op.outputs[0]])
         if macs:
@@ -87,6 +90,7 @@ def graph_stats(content: bytes | str | os.PathLike) -> GraphStats:
         stats.weight_bytes += w.stored_bytes
         stats.sparse_tensors += int(w.sparse)
     stats.weight_type = max(by_type, key=by_type.get) if by_type else "float32"
+    stats.sparsity = round(1 - kernel_nonzero / kernel_count, 5) if kernel_count else 0.0
     return stats
 
 

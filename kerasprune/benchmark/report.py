@@ -8,10 +8,11 @@ from .. import files
 
 
 def markdown(result: dict) -> str:
-    bench, models = result["benchmark"], result["models"]
+    bench, models = result["benchmark"], result["runs"]
     base = bench["baseline"]
     lines = [
-        "# Benchmark", "",
+        f"# {result['experiment']}", "",
+        *([f"- reproduce: `{result['command']}`", ""] if result.get("command") else []),
         f"Baseline `{base}`; targets {', '.join(f'`{t}`' for t in bench['targets'])}; "
         f"{bench['rounds']} interleaved rounds of at least {bench['min_block_seconds']} s per "
         "model (order rotated each round); a ratio is the median of the per-round ratios to "
@@ -78,7 +79,7 @@ def plot(result: dict, path: str | os.PathLike) -> Path:
     import matplotlib.pyplot as plt
 
     targets = result["benchmark"]["targets"]
-    names = [m["name"] for m in result["models"]]
+    names = [m["name"] for m in result["runs"]]
     fig, ax = plt.subplots(figsize=(max(6, 1.2 * len(names) * max(1, len(targets)) / 2), 4))
     width = 0.8 / max(1, len(targets))
     for k, target in enumerate(targets):

@@ -13,21 +13,29 @@ import time
 from collections.abc import Callable
 
 import numpy as np
+import tensorflow_model_optimization as tfmot
 
-from .. import models
+from .. import metrics, models
 from ..backend import keras
 from ..callbacks import StepTimer
 from ..data import load
 from ..environment import environment
 from ..experiment import training
 from ..experiment.config import load_config
-from ..pruning import prune, set_sparsity
+from ..pruning import prune, set_sparsity, strip
+from ..results import complete_results, complete_run
 from .timing import ratio, summarize
+
+NOT_TIMED = "a training-step benchmark: the models are timed in training, not exported"
+NOT_MEASURED = {
+    "accuracy": "a timing run of a few hundred steps; accuracy is in the experiment's results",
+    "f1": "a timing run of a few hundred steps; accuracy is in the experiment's results",
+    "tflite_bytes": NOT_TIMED, "tflite_gzip_bytes": NOT_TIMED, "latency_ms": NOT_TIMED,
+    "peak_memory_mb": "the three train in one process, so their peaks cannot be told apart",
+}
 
 
 def _variants(model: keras.Model, sparsity: float, total_steps: int) -> dict[str, tuple]:
-    import tensorflow_model_optimization as tfmot
-
     def copy() -> keras.Model:
         clone = keras.models.clone_model(model)
         clone.set_weights(model.get_weights())
@@ -44,7 +52,8 @@ def _variants(model: keras.Model, sparsity: float, total_steps: int) -> dict[str
 def train_step_benchmark(config_path: str | os.PathLike, *, budget: str = "cpu",
                          sparsity: float = 0.8, rounds: int = 5, steps: int = 40,
                          data_dir: str | os.PathLike | None = None, frequency: int = 100,
-                         progress: Callable[[str], None] | None = print) -> dict:
+                         progress: Callable[[str], None] | None = print,
+                         command: str | None = None) -> dict:
     """Median training-step milliseconds of the three, and their ratios, for a config."""
     config = load_config(config_path, budget)
     data = load(config.dataset, data_dir=data_dir, seed=config.seed, **config.budget.data)
@@ -75,34 +84,48 @@ def train_step_benchmark(config_path: str | os.PathLike, *, budget: str = "cpu",
         set_sparsity(ours, sparsity, "taylor")
         updates.append((time.perf_counter() - start) * 1000.0)
     update_ms = float(np.median(updates))
-    return {
-        "experiment": f"{config.name}_train_step", "dataset": config.dataset,
-        "model": config.budget.model, "budget": budget, "sparsity": sparsity,
+    plain = {"dense": variants["dense"][0], "adaptive": strip(ours),
+             "tfmot_gmp": tfmot.sparsity.keras.strip_pruning(variants["tfmot_gmp"][0])}
+    runs = [complete_run({
+        "method": n, "run": n, "step_ms": stats[n].as_dict(),
+        "ratio_to_dense": round(ratio(medians[n], medians["dense"]), 4),
+        "ratio_to_tfmot": round(ratio(medians[n], medians["tfmot_gmp"]), 4),
+        "train_seconds": round(float(np.sum(np.concatenate(samples[n]))) / 1000.0, 3),
+        "sparsity": round(metrics.global_sparsity(plain[n]), 5),
+        "params": metrics.count_params(plain[n]),
+        "nonzero_params": metrics.count_nonzero_params(plain[n]),
+        "macs": metrics.count_macs(plain[n]).dense,
+    }, NOT_MEASURED) for n in names]
+    return complete_results({
+        "experiment": f"{config.name}_train_step",
+        "description": f"Training-step time of dense, tfmot and kerasprune on {config.dataset} "
+                       f"{config.budget.model}, interleaved.",
+        "dataset": config.dataset, "model": config.budget.model, "budget": budget,
+        "command": command, "environment": environment(), "sparsity": sparsity,
         "batch_size": config.budget.data.get("batch_size"), "rounds": rounds, "steps": steps,
-        "environment": environment(),
-        "step_ms": {n: s.as_dict() for n, s in stats.items()},
-        "ratio_to_dense": {n: round(ratio(medians[n], medians["dense"]), 4) for n in names},
-        "ratio_to_tfmot": {n: round(ratio(medians[n], medians["tfmot_gmp"]), 4) for n in names},
+        "runs": runs,
         "mask_update_ms": round(update_ms, 3),
         "mask_update_ms_per_step": round(update_ms / frequency, 4),
         "adaptive_ratio_to_tfmot_with_updates": round(
             ratio(medians["adaptive"], medians["tfmot_gmp"])
             + update_ms / frequency / stats["tfmot_gmp"].median_ms, 4),
-    }
+    }, {"command": "called from Python, not from the command line"})
 
 
 def markdown(result: dict) -> str:
     lines = [
         f"# {result['experiment']}", "",
+        *([f"- reproduce: `{result['command']}`", ""] if result.get("command") else []),
         f"Training-step time of `{result['model']}` on `{result['dataset']}` (batch "
         f"{result['batch_size']}, sparsity {result['sparsity']}), {result['rounds']} interleaved rounds "
         f"of {result['steps']} steps after a warm-up round; ratios are medians of per-round ratios.", "",
         "| variant | median ms | p90 ms | CV | ratio to dense | ratio to tfmot |",
         "|---|---|---|---|---|---|",
     ]
-    for name, s in result["step_ms"].items():
-        lines.append(f"| `{name}` | {s['median_ms']:.2f} | {s['p90_ms']:.2f} | {s['cv']:.1%} | "
-                     f"{result['ratio_to_dense'][name]:.3f} | {result['ratio_to_tfmot'][name]:.3f} |")
+    for run in result["runs"]:
+        s = run["step_ms"]
+        lines.append(f"| `{run['run']}` | {s['median_ms']:.2f} | {s['p90_ms']:.2f} | {s['cv']:.1%} | "
+                     f"{run['ratio_to_dense']:.3f} | {run['ratio_to_tfmot']:.3f} |")
     lines += ["", f"kerasprune's mask update (global Taylor ranking): {result['mask_update_ms']:.1f} ms, "
               f"{result['mask_update_ms_per_step']:.3f} ms per step at one update per 100 steps; with it "
               f"adaptive / tfmot = {result['adaptive_ratio_to_tfmot_with_updates']:.3f} (an upper bound: "

@@ -13,14 +13,15 @@ import os
 import shlex
 import shutil
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 from .. import benchmark, export, files, metrics
 from ..backend import keras
 from ..data import Data, load
 from ..environment import environment
 from ..errors import ConfigError
+from ..results import complete_results, complete_run
 from .config import ExperimentConfig, RunSpec, load_config
 from .methods import METHODS, Outcome, RunContext
 from .report import write_report
@@ -112,6 +113,8 @@ def run_experiment(
         files.write_json(json_path, results)  # partial results survive a later failure
 
     _time_side_by_side(results, root, log)
+    results["runs"] = [complete_run(r) for r in results["runs"]]
+    results = complete_results(results)
     files.write_json(json_path, results)
     write_report(results, report_path)
     log(f"kerasprune: finished in {time.perf_counter() - started:.0f}s; results {json_path}, "
@@ -193,6 +196,8 @@ def _run_one(config: ExperimentConfig, run: RunSpec, data: Data, run_dir: Path,
         "peak_memory_mb": round(memory.mb, 1),
         "fingerprint": config.fingerprint(run),
     }
+    # latency is taken later, side by side with the other runs (_time_side_by_side)
+    record = complete_run(record, {"latency_ms": "timed with every run at the end"})
     files.write_json(run_dir / "result.json", record)
     log(f"{label}: accuracy {record['accuracy']:.4f}, sparsity {record['sparsity']:.3f}, "
         f"TFLite {record['tflite_bytes'] / 1024:.0f} KiB")
@@ -225,4 +230,4 @@ def measure(outcome: Outcome, data: Data, run_dir: Path) -> dict:
     }
 
 
-__all__ = ["run_experiment", "measure", "results_paths"]
+__all__ = ["measure", "results_paths", "run_experiment"]

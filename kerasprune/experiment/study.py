@@ -14,8 +14,12 @@ from .. import benchmark, export, files, metrics
 from ..backend import keras
 from ..benchmark.artifacts import Artifact
 from ..environment import environment
+from ..results import complete_results, complete_run
 
 TARGETS = ("tflite@1", "tflite@2", "tflite@4")
+NO_DATA = ("untrained models on random inputs: size and latency need no labels, and cifar10, "
+           "which these models are built for, is not available offline here")
+UNTRAINED = {"accuracy": NO_DATA, "f1": NO_DATA, "train_seconds": "not trained (0 epochs)"}
 
 
 def measure_variants(models_dir: Path, study: str, variants: dict[str, keras.Model], *,
@@ -39,7 +43,7 @@ def measure_variants(models_dir: Path, study: str, variants: dict[str, keras.Mod
             saved.append(Artifact(f"{n}.keras", models_dir / study / f"{n}.keras", "keras"))
         on_tf = benchmark.bench(saved, extra_targets, **settings)
         timed["results"] += on_tf["results"]
-        timed["models"] += on_tf["models"]
+        timed["runs"] += on_tf["runs"]
         timed["benchmark"]["targets"] += on_tf["benchmark"]["targets"]
     runs = []
     for name, model in variants.items():
@@ -47,7 +51,7 @@ def measure_variants(models_dir: Path, study: str, variants: dict[str, keras.Mod
                 if r["model"] in (name, f"{name}.keras") and r.get("latency")}
         first = rows[targets[0]]["latency"]
         macs = metrics.count_macs(model)
-        runs.append({
+        runs.append(complete_run({
             "method": name, "run": name,
             "sparsity": round(metrics.global_sparsity(model), 5),
             "params": metrics.count_params(model),
@@ -59,15 +63,17 @@ def measure_variants(models_dir: Path, study: str, variants: dict[str, keras.Mod
             "latency_ms": round(first["median_ms"], 4), "latency": first,
             "latency_ratio": {t: r["ratio"] for t, r in rows.items()},
             "latency_by_target": {t: r["latency"] for t, r in rows.items()},
-        })
+            "peak_memory_mb": rows[targets[0]]["peak_memory_mb"],  # added by loading and running it
+            "epochs": 0,
+        }, UNTRAINED))
     return runs, timed, exports
 
 
 def write_study(out_dir: Path, study: str, results: dict, markdown: str, timed: dict) -> Path:
     """``<study>.json``, ``.md`` and ``.png`` (latency ratios) in ``out_dir``."""
     json_path = out_dir / f"{study}.json"
-    files.write_json(json_path, {**results, "environment": environment(),
-                                 "benchmark": timed["benchmark"]})
+    record = {**results, "environment": environment(), "benchmark": timed["benchmark"]}
+    files.write_json(json_path, complete_results(record, {"dataset": NO_DATA}))
     files.write_text(json_path.with_suffix(".md"), markdown)
     benchmark.report.plot(timed, json_path.with_suffix(".png"))
     return json_path

@@ -1,0 +1,26 @@
+"""The results schema: every field present, a missing figure only with its reason."""
+from __future__ import annotations
+
+import pytest
+
+from kerasprune.results import RUN_FIELDS, TOP_FIELDS, complete_results, complete_run
+
+
+def test_a_run_gets_every_field_and_a_missing_one_its_reason():
+    run = complete_run({"method": "m", "run": "r", "params": 3},
+                       {f: "why" for f in RUN_FIELDS if f not in ("method", "run", "params")})
+    assert all(f in run for f in RUN_FIELDS) and run["accuracy"] is None
+    assert run["not_measured"]["accuracy"] == "why" and "params" not in run["not_measured"]
+
+
+def test_a_missing_figure_without_a_reason_is_refused():
+    with pytest.raises(ValueError, match="run 'r' has no accuracy"):
+        complete_run({f: 1 for f in RUN_FIELDS if f != "accuracy"} | {"run": "r"})
+    with pytest.raises(ValueError, match="has no dataset"):
+        complete_results({f: 1 for f in TOP_FIELDS if f != "dataset"})
+
+
+def test_a_figure_taken_later_drops_its_reason():
+    first = complete_run({f: 1 for f in RUN_FIELDS if f != "latency_ms"}, {"latency_ms": "later"})
+    assert first["not_measured"] == {"latency_ms": "later"}
+    assert "not_measured" not in complete_run({**first, "latency_ms": 0.5})
