@@ -20,14 +20,24 @@ def _version(package: str) -> str | None:
         return None
 
 
-def _cpu_model() -> str:
+def _cpuinfo(*keys: str) -> str | None:
+    """The first ``/proc/cpuinfo`` value under one of ``keys`` (Linux), else None."""
     try:
         for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
+            if line.startswith(keys):
                 return line.split(":", 1)[1].strip()
     except OSError:
         pass
-    return platform.processor() or platform.machine()
+    return None
+
+
+def _cpu_model() -> str:
+    return _cpuinfo("model name") or platform.processor() or platform.machine()
+
+
+def cpu_flags() -> set[str]:
+    """The CPU's feature flags (x86 ``flags``, ARM ``Features``); empty where not exposed."""
+    return set((_cpuinfo("flags", "Features") or "").split())
 
 
 def _git(*args: str) -> str | None:

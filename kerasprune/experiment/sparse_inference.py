@@ -20,6 +20,7 @@ from pathlib import Path
 import numpy as np
 
 from .. import benchmark, export, models
+from ..environment import cpu_flags
 from ..backend import keras
 from ..pruning import prune, set_sparsity, strip
 from .study import measure_variants, runs_table, write_study
@@ -82,7 +83,7 @@ def _runtime_evidence(graph: benchmark.GraphStats, path: Path) -> dict:
     """What the runtime does with the sparse file, read from it and from this CPU."""
     interp = export.interpreter(path)
     ops = [op["op_name"] for op in interp._get_ops_details()]  # the interpreter's own view
-    flags = _cpu_flags()
+    flags = cpu_flags()
     x86_avx = "avx" in flags
     reason = []
     if graph.densified_at_load:
@@ -99,17 +100,6 @@ def _runtime_evidence(graph: benchmark.GraphStats, path: Path) -> dict:
             "sparse_weight_tensors": graph.sparse_tensors, "xnnpack_delegate": "DELEGATE" in ops,
             "machine": platform.machine(), "cpu_simd": sorted(f for f in flags if f.startswith(("avx", "sse", "neon", "asimd"))),
             "why": "; ".join(reason) or "no sparse weights found in the file"}
-
-
-def _cpu_flags() -> set[str]:
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith(("flags", "Features")):
-                    return set(line.split(":", 1)[1].split())
-    except OSError:
-        pass
-    return set()
 
 
 def _markdown(results: dict, timed: dict) -> str:
