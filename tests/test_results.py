@@ -24,3 +24,22 @@ def test_a_figure_taken_later_drops_its_reason():
     first = complete_run({f: 1 for f in RUN_FIELDS if f != "latency_ms"}, {"latency_ms": "later"})
     assert first["not_measured"] == {"latency_ms": "later"}
     assert "not_measured" not in complete_run({**first, "latency_ms": 0.5})
+
+
+def test_every_committed_results_file_follows_the_schema():
+    import json
+    from pathlib import Path
+
+    files = sorted((Path(__file__).parent.parent / "experiments" / "results").glob("*.json"))
+    assert files
+    for path in files:
+        results = json.loads(path.read_text())
+        for field in TOP_FIELDS:
+            assert field in results, f"{path.name}: no {field}"
+            assert results[field] is not None or field in results.get("not_measured", {}), \
+                f"{path.name}: {field} is null without a reason"
+        for run in results["runs"]:
+            for field in RUN_FIELDS:
+                assert field in run, f"{path.name}: run {run.get('run')} has no {field}"
+                assert run[field] is not None or field in run.get("not_measured", {}), \
+                    f"{path.name}: run {run.get('run')}: {field} is null without a reason"
