@@ -1,12 +1,16 @@
-"""Keras callbacks that observe training: sparsity per epoch and a compact progress line."""
+"""Keras callbacks for pruning runs: the adaptive pruner, the best sparse epoch, progress."""
 from __future__ import annotations
 
+import json
+import math
+import shutil
 import statistics
 import sys
 import time
+from pathlib import Path
 from typing import TextIO
 
-from . import metrics
+from . import files, metrics
 from .backend import keras
 from .errors import ConfigError, ModelError
 from .pruning import model_sparsity, set_sparsity, wrappers
@@ -49,6 +53,55 @@ class StepTimer(keras.callbacks.Callback):
     @property
     def median_ms(self) -> float | None:
         return float(statistics.median(self.times_ms)) if self.times_ms else None
+
+
+class KeepBest(keras.callbacks.Callback):
+    """When ``fit`` ends, restore the weights of the best epoch at the target sparsity.
+
+    Keras' ``EarlyStopping(restore_best_weights=True)`` would hand back an early, denser
+    epoch of a pruning run; here only epochs that end with at least ``min_sparsity``
+    (less half a point, for per-layer rounding) compete, judged by ``monitor`` on the
+    validation data.  The best weights (masks included) are kept in ``folder``, written
+    atomically with their epoch and metric, so a run resumed by ``BackupAndRestore``
+    still knows them.  ``best_epoch`` is None when no epoch reached the sparsity.  Put it
+    before callbacks that change weights at epoch end (``AdaptivePruning``), so what it
+    keeps is what was validated.
+    """
+
+    def __init__(self, folder: str | Path, monitor: str = "val_accuracy", mode: str = "auto",
+                 min_sparsity: float = 0.0) -> None:
+        super().__init__()
+        self.folder, self.monitor, self.min_sparsity = Path(folder), monitor, min_sparsity
+        self.higher = higher_is_better(monitor, mode)
+        self.best_epoch: int | None = None
+        self.best: float = math.nan
+
+    def on_train_begin(self, logs: dict | None = None) -> None:
+        meta = self.folder / "best.json"
+        if meta.is_file():  # a resumed run: the best so far survives the kill
+            saved = json.loads(meta.read_text())
+            self.best_epoch, self.best = saved["epoch"], saved["metric"]
+
+    def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
+        logs = logs or {}
+        if self.monitor not in logs:
+            raise ConfigError(f"KeepBest monitors '{self.monitor}', which is not in the epoch logs "
+                              f"({', '.join(sorted(logs)) or 'none'}); pass validation_data to fit().")
+        sparsity = logs.get("sparsity", metrics.global_sparsity(self.model))
+        value = float(logs[self.monitor])
+        if sparsity < self.min_sparsity - 0.005 or math.isnan(value):
+            return
+        if self.best_epoch is None or (value > self.best if self.higher else value < self.best):
+            with files.atomic_path(self.folder) as tmp:
+                tmp.mkdir()
+                self.model.save_weights(str(tmp / "weights.h5"))
+                (tmp / "best.json").write_text(json.dumps({"epoch": epoch, "metric": value}))
+            self.best_epoch, self.best = epoch, value
+
+    def on_train_end(self, logs: dict | None = None) -> None:
+        if self.best_epoch is not None:
+            self.model.load_weights(str(self.folder / "weights.h5"))
+            shutil.rmtree(self.folder, ignore_errors=True)
 
 
 class EpochProgress(keras.callbacks.Callback):
@@ -148,9 +201,11 @@ class AdaptivePruning(keras.callbacks.Callback):
         steps = self._steps()
         if self._ramp is None or not steps:
             return
-        if self._batches % self.frequency == 0 and self._batches < steps:
+        if self._batches % self.frequency == 0 or self._batches >= steps:
             start, end = self._ramp
-            self._mask_to(start + (end - start) * self._batches / steps)
+            self._mask_to(start + (end - start) * min(1.0, self._batches / steps))
+            if self._batches >= steps:  # at the level before validation measures the epoch
+                self._ramp = None
 
     def on_train_end(self, logs: dict | None = None) -> None:
         self._finish_ramp()  # the model ends at the level last decided
@@ -174,7 +229,7 @@ class AdaptivePruning(keras.callbacks.Callback):
             )
         found = self._wrappers()
         self._epoch_length = max(self._epoch_length, self._batches)
-        self._finish_ramp()  # the metric was measured with these masks
+        self._finish_ramp()  # only left when Keras did not know the epoch's length
         decision = self.schedule.update(epoch, float(logs[self.monitor]), self.params.get("epochs"))
         if decision.action == "step":
             for wrapper in found:

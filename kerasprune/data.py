@@ -2,14 +2,16 @@
 
 Every split is read with ``download=False`` unless the caller asks for a download, so an
 offline machine gets a specific error in well under a second instead of minutes of tfds
-retries.  Where a dataset has no validation split one is carved from the end of train;
-SST-2's test labels are hidden, so its GLUE validation split is the reported test set.
+retries.  Where a dataset has no validation split one is carved from train: from its end,
+or, for SST-2, by whole sentences (:func:`hold_out_sentences`).  SST-2's test labels are
+hidden, so its GLUE validation split is the reported test set.
 """
 from __future__ import annotations
 
 import os
+import zlib
 from dataclasses import dataclass, field
-from typing import Callable, Literal
+from typing import Callable, Iterator, Literal, Sequence
 
 import numpy as np
 
@@ -34,6 +36,7 @@ class DatasetSpec:
     augment: bool = False  # pad-crop and flip for natural images
     seq_len: int = 0  # text defaults, overridable per experiment
     vocab_size: int = 0
+    carve: Literal["tail", "sentences"] = "tail"  # no val_split: carve train's end, or sentences
 
 
 DATASETS: dict[str, DatasetSpec] = {
@@ -43,7 +46,8 @@ DATASETS: dict[str, DatasetSpec] = {
         (0.4914, 0.4822, 0.4465), (0.2470, 0.2435, 0.2616), augment=True,
     ),
     "sst2": DatasetSpec(
-        "glue/sst2", "text", 2, "sentence", "validation", None, seq_len=56, vocab_size=20000
+        "glue/sst2", "text", 2, "sentence", "validation", None, carve="sentences",
+        seq_len=56, vocab_size=20000,
     ),
     "imdb": DatasetSpec(
         "imdb_reviews", "text", 2, "text", "test", None, seq_len=400, vocab_size=20000
@@ -132,12 +136,15 @@ def load(
         raise ConfigError(f"batch sizes must be positive, got {batch_size}/{eval_batch_size}.")
     data_dir = resolve_data_dir(data_dir)
     cut = round(100 * (1 - val_fraction))
+    tail = ds_spec.val_split is None and ds_spec.carve == "tail"
     splits = {
-        "train": f"train[:{cut}%]" if ds_spec.val_split is None else "train",
-        "val": f"train[{cut}%:]" if ds_spec.val_split is None else ds_spec.val_split,
+        "train": f"train[:{cut}%]" if tail else "train",
+        "val": f"train[{cut}%:]" if tail else ds_spec.val_split,
         "test": ds_spec.test_split,
     }
-    raw = {part: _read(ds_spec, split, data_dir, download) for part, split in splits.items()}
+    raw = {part: _read(ds_spec, split, data_dir, download) for part, split in splits.items() if split}
+    if ds_spec.val_split is None and not tail:
+        raw["train"], raw["val"] = _split_by_sentences(raw["train"], val_fraction)
     if max_train_examples:
         raw["train"] = raw["train"].take(max_train_examples)
     train_examples = _count(raw["train"])
@@ -213,6 +220,52 @@ def _read(ds_spec: DatasetSpec, split: str, data_dir: str | None, download: bool
             "machine with internet access."
         ) from exc
     return ds.map(lambda ex: (ex[ds_spec.x_key], ex["label"]))
+
+
+def hold_out_sentences(texts: Sequence[str], fraction: float) -> tuple[list[int], list[int]]:
+    """Indices ``(train, val)`` that split a corpus of labelled phrases by whole sentences.
+
+    SST-2's train split holds the labelled sub-phrases of its sentences as well as the
+    sentences, so a validation carved from its end is mostly phrases whose longer versions
+    are trained on: 0.93 validation accuracy for 0.80 on the GLUE validation sentences,
+    useless for pruning feedback.  Here a sentence is a phrase that is no span of another;
+    ``fraction`` of them, picked by a hash of their text (the same whatever the order or
+    seed), are validation (once each), and every phrase inside one of them leaves train.
+    """
+    tokens = [tuple(text.split()) for text in texts]
+    phrases = set(tokens)
+    inside = {span for phrase in phrases for span in _spans(phrase, proper=True) if span in phrases}
+    limit = fraction * 2 ** 32
+    held = {p for p in phrases - inside if zlib.crc32(" ".join(p).encode()) < limit}
+    dropped = {span for sentence in held for span in _spans(sentence, proper=False)}
+    val, seen = [], set()
+    for i, t in enumerate(tokens):
+        if t in held and t not in seen:
+            val.append(i)
+            seen.add(t)
+    return [i for i, t in enumerate(tokens) if t not in dropped], val
+
+
+def _spans(tokens: tuple[str, ...], proper: bool) -> Iterator[tuple[str, ...]]:
+    """Every contiguous run of ``tokens``; without the whole sequence if ``proper``."""
+    n = len(tokens)
+    for i in range(n):
+        for j in range(i + 1, n + 1):
+            if not (proper and i == 0 and j == n):
+                yield tokens[i:j]
+
+
+def _split_by_sentences(train: tf.data.Dataset, fraction: float):
+    texts, labels = next(iter(train.batch(_count(train))))
+    keep, val = hold_out_sentences([t.decode() for t in texts.numpy()], fraction)
+    if not val:
+        raise DataError(f"no whole sentence of the training split fell in a {fraction:.0%} "
+                        "validation carve; raise val_fraction.")
+
+    def subset(index: list[int]) -> tf.data.Dataset:
+        return tf.data.Dataset.from_tensor_slices((tf.gather(texts, index), tf.gather(labels, index)))
+
+    return subset(keep), subset(val)
 
 
 def _count(ds: tf.data.Dataset) -> int:

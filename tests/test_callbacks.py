@@ -6,7 +6,7 @@ import pytest
 
 from kerasprune import prune, strip
 from kerasprune.backend import keras, tf
-from kerasprune.callbacks import AdaptivePruning
+from kerasprune.callbacks import AdaptivePruning, KeepBest
 from kerasprune.errors import ConfigError, ModelError
 from kerasprune.pruning import wrappers
 
@@ -109,20 +109,24 @@ def test_a_missing_monitor_and_an_unpruned_model_get_specific_errors():
 
 
 def test_a_step_ramps_in_over_the_next_epoch_and_lands_exactly():
+    from kerasprune.pruning import model_sparsity
+
     model = _model()
-    seen = []
+    seen, validated = [], []
 
     class Watch(keras.callbacks.Callback):
         def on_train_batch_end(self, batch, logs=None):
-            from kerasprune.pruning import model_sparsity
-
             seen.append(round(model_sparsity(self.model), 3))
+
+        def on_test_begin(self, logs=None):
+            validated.append(round(model_sparsity(self.model), 3))
 
     pruning = AdaptivePruning(initial=0.4, final=0.8, step=0.4, every=1, frequency=1, scope="layer")
     model.fit(X, Y, validation_data=(X, Y), epochs=3, batch_size=4, shuffle=False, verbose=0,
               callbacks=[_ForceMetric([0.9] * 3), pruning, Watch()])
     epoch2 = seen[16:32]  # 16 batches an epoch; 3 epochs: the first step goes to the final 0.8
-    assert epoch2[0] < epoch2[7] < epoch2[14] < 0.8 and len(set(epoch2)) > 8
+    assert epoch2[0] < epoch2[7] < epoch2[14] < epoch2[15] and len(set(epoch2)) > 8
+    assert validated[1] == epoch2[15] == round(model_sparsity(model), 3)  # validated at the level
     for w in wrappers(model):
         n = int(np.prod(w.masks[0].shape))
         assert int(np.sum(w.masks[0].numpy() == 0)) == round(0.8 * n)  # exact after the last ramp
@@ -153,3 +157,50 @@ def test_steps_ramp_in_when_keras_does_not_know_the_epoch_length():
     for w in wrappers(model):
         n = int(np.prod(w.masks[0].shape))
         assert int(np.sum(w.masks[0].numpy() == 0)) == round(0.8 * n)
+
+
+def _snapshots():
+    """Weights at every epoch end, to compare with what KeepBest hands back."""
+    taken = []
+
+    class Snapshot(keras.callbacks.Callback):
+        def on_epoch_end(self, epoch, logs=None):
+            taken.append([w.numpy().copy() for w in self.model.weights])
+
+    return taken, Snapshot()
+
+
+def test_keep_best_ends_on_the_best_epoch_at_the_target_sparsity(tmp_path):
+    model = _model()
+    taken, snapshot = _snapshots()
+    # epoch 1 (dense) scores best of all, but only epochs at 75% may be handed back
+    metric = _ForceMetric([0.99, 0.6, 0.8, 0.7])
+    pruning = AdaptivePruning(initial=0.5, final=0.75, step=0.25, every=1, scope="layer",
+                              mode="guard", tolerance=1.0, verbose=0)
+    keep = KeepBest(tmp_path / "best", min_sparsity=0.75)
+    _fit(model, [metric, keep, snapshot, pruning], epochs=4)  # keep what was validated
+    assert keep.best_epoch == 2 and keep.best == 0.8
+    for now, then in zip(model.weights, taken[2]):
+        np.testing.assert_array_equal(now.numpy(), then)
+    assert not (tmp_path / "best").exists()  # nothing left behind once restored
+
+
+def test_keep_best_remembers_the_best_epoch_across_a_kill(tmp_path):
+    class Crash(keras.callbacks.Callback):
+        def on_epoch_end(self, epoch, logs=None):
+            if epoch == 1:
+                raise KeyboardInterrupt
+
+    model = _model()
+    with pytest.raises(KeyboardInterrupt):
+        _fit(model, [_ForceMetric([0.9, 0.5]), KeepBest(tmp_path / "best"), Crash()], epochs=2)
+    taken, snapshot = _snapshots()
+    keep = KeepBest(tmp_path / "best")
+    _fit(model, [_ForceMetric([0.6, 0.7]), keep, snapshot], epochs=2)  # never beats 0.9
+    assert keep.best_epoch == 0 and keep.best == 0.9
+    assert not any(np.array_equal(model.weights[0].numpy(), t[0]) for t in taken)
+
+
+def test_keep_best_without_the_monitor_says_what_is_missing(tmp_path):
+    with pytest.raises(ConfigError, match="KeepBest monitors 'val_accuracy'.*validation_data"):
+        _model().fit(X, Y, epochs=1, verbose=0, callbacks=[KeepBest(tmp_path / "b")])

@@ -54,6 +54,7 @@ def test_fingerprints_follow_what_each_run_depends_on(tmp_path):
     (("    sparsity: [0.8, 0.9]\n", ""), "method 'tfmot_gmp' needs 'sparsity'"),
     (("learning_rate: 1e-3", "learning_rate: fast"), "learning_rate must be a number"),
     (("learning_rate: 1e-3", "learning_rate: 1e-3, weight_decay: 0.1"), "adam does not use weight_decay"),
+    (("learning_rate: 1e-3", "learning_rate: 1e-3, keep_best: yes please"), "keep_best must be true or false"),
     (("model: lenet5", "model: lenet6"), "unknown model 'lenet6'"),
     (("model: lenet5", "model: lenet5\nmodel_args: {depth: 3}"), "no argument.*depth"),
     (("sparsity: [0.8, 0.9]", "sparsity: 0.8\n    frequency: 0"), "frequency >= 1"),

@@ -46,7 +46,32 @@ def test_text_becomes_fixed_length_token_ids(mock_tfds, name, split):
     assert x.shape[1:] == (12,) and x.dtype == tf.int32 and y.dtype == tf.int32
     assert d.kind == "text" and d.test_split == split and d.num_classes == 2
     assert 3 <= len(d.vocabulary) <= 50 and int(tf.reduce_max(x)) < len(d.vocabulary)
-    assert int(d.train.cardinality()) == 40 // 8  # known, so Keras knows the epoch length
+    # known, so Keras knows the epoch length
+    assert int(d.train.cardinality()) == -(-d.train_examples // 8) > 0
+
+
+def test_a_sentence_carve_keeps_every_span_of_a_held_out_sentence_out_of_training():
+    sentences = [f"sentence {i} is about film {i % 7} and more" for i in range(200)]
+    phrases = [p for s in sentences for p in (s, " ".join(s.split()[:3]), " ".join(s.split()[2:5]))]
+    phrases += [sentences[5], "film"]  # a duplicate sentence, a phrase inside many sentences
+    train, val = data.hold_out_sentences(phrases, 0.2)
+    held = {phrases[i] for i in val}
+    assert 20 <= len(val) <= 60 and len(held) == len(val)  # about a fifth, each once
+    assert held <= set(sentences)  # whole sentences only, never a sub-phrase
+    assert not set(train) & set(val)
+    for i in train:
+        assert not any(f" {phrases[i]} " in f" {s} " for s in held), phrases[i]
+    kept_sentences = {phrases[i] for i in train} & set(sentences)
+    assert kept_sentences == set(sentences) - held  # nothing else leaves training
+    # chosen by the text, not its position: the same sentences whatever the order
+    _, again_val = data.hold_out_sentences(phrases[::-1], 0.2)
+    assert {phrases[::-1][i] for i in again_val} == held
+
+
+def test_sst2_validation_is_whole_training_sentences(mock_tfds):
+    d = data.load("sst2", batch_size=8, seq_len=12, vocab_size=50, data_dir="/unused", val_fraction=0.3)
+    val = sum(int(y.shape[0]) for _, y in d.val)
+    assert val > 0 and d.train_examples + val <= 40
 
 
 def test_vocabulary_is_adapted_on_the_training_split_only(mock_tfds):

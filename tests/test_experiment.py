@@ -171,8 +171,9 @@ def test_the_report_compares_each_method_with_tfmot_at_the_same_sparsity(tmp_pat
     assert "| `ours` | `tfmot` | +2.00 | 2.00 | 1.000 |" in text
 
 
-def _lenet_mnist(tmp_path, name: str, methods: str, finetune_epochs: int):
+def _lenet_mnist(tmp_path, name: str, methods: str, finetune_epochs: int, keep_best: bool = False):
     """A tiny MNIST LeNet-5 experiment with the given methods (YAML list items)."""
+    keep = ", keep_best: true" if keep_best else ""
     return _write_config(tmp_path, name, f"""
         experiment: {name}
         dataset: mnist
@@ -182,7 +183,7 @@ def _lenet_mnist(tmp_path, name: str, methods: str, finetune_epochs: int):
           cpu:
             data: {{batch_size: 8, max_train_examples: 32}}
             train: {{epochs: 1}}
-            finetune: {{epochs: {finetune_epochs}}}
+            finetune: {{epochs: {finetune_epochs}{keep}}}
     """)
 
 
@@ -203,6 +204,20 @@ def test_the_dense_finetune_control_trains_on_without_pruning(tmp_path, mock_tfd
     dense, control = _run(config, tmp_path)["runs"]
     assert control["run"] == "dense_finetune" and control["epochs"] == 2
     assert control["sparsity"] == 0.0 and control["params"] == dense["params"]
+
+
+def test_keep_best_ends_every_pruning_run_on_an_epoch_at_its_sparsity(tmp_path, mock_tfds):
+    config = _lenet_mnist(tmp_path, "best", "[{method: dense}, {method: tfmot_gmp, sparsity: 0.5, "
+                          "frequency: 1, end_fraction: 0.5}, {method: adaptive, sparsity: 0.5, "
+                          "initial: 0.5, finish_fraction: 0.4}]", finetune_epochs=3, keep_best=True)
+    dense, gmp, adaptive = _run(config, tmp_path)["runs"]
+    for run in (gmp, adaptive):
+        kept = run["history"]["kept_epoch"][0]
+        assert 1 <= kept <= 3 and run["history"]["sparsity"][kept - 1] >= 0.495
+        assert run["sparsity"] == pytest.approx(0.5, abs=0.01)  # what is handed back is sparse
+        assert not (tmp_path / "out" / "best" / "cpu" / run["run"] / "best").exists()
+    assert "kept_epoch" not in dense["history"]  # keep_best is set for the finetune phase only
+    assert "## Epoch kept" in (config.parent / "results" / "best.md").read_text()
 
 
 def test_another_seed_writes_its_own_results(tiny, tmp_path):

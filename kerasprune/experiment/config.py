@@ -45,6 +45,7 @@ class TrainSpec:
     weight_decay: float = 0.0
     momentum: float = 0.9  # sgd only
     schedule: str = "cosine"  # cosine | constant
+    keep_best: bool = False  # end on the best validation epoch at the run's sparsity
 
 
 @dataclass(frozen=True)
@@ -236,6 +237,8 @@ def _train_spec(section: Any, where: str) -> TrainSpec:
         raise ConfigError(f"{where}: epochs must be a non-negative integer, got {spec.epochs!r}.")
     if spec.optimizer not in _OPTIMIZERS:
         raise ConfigError(f"{where}: optimizer {spec.optimizer!r} is not one of {sorted(_OPTIMIZERS)}.")
+    if not isinstance(spec.keep_best, bool):
+        raise ConfigError(f"{where}: keep_best must be true or false, got {spec.keep_best!r}.")
     if spec.schedule not in _SCHEDULES:
         raise ConfigError(f"{where}: schedule {spec.schedule!r} is not one of {sorted(_SCHEDULES)}.")
     if not (isinstance(spec.learning_rate, (int, float)) and spec.learning_rate > 0):

@@ -34,12 +34,17 @@ class RunContext:
         """A fresh, untrained model of the budget's architecture."""
         return models.build_for(self.data, self.budget.model, **self.budget.model_args)
 
-    def train(self, model: keras.Model, phase: str, callbacks: list | None = None):
-        """Compile and fit ``model`` for the budget's ``train`` or ``finetune`` phase."""
+    def train(self, model: keras.Model, phase: str, callbacks: list | None = None,
+              sparsity: float = 0.0):
+        """Compile and fit ``model`` for the budget's ``train`` or ``finetune`` phase.
+
+        ``sparsity`` is what the run prunes to: with ``keep_best`` only epochs at that
+        sparsity may be handed back.
+        """
         spec = getattr(self.budget, phase)
         training.compile_for(model, spec, training.steps_per_epoch(self.data))
         return training.fit(model, self.data, spec, label=self.label, run_dir=self.run_dir,
-                            callbacks=callbacks)
+                            callbacks=callbacks, sparsity=sparsity)
 
 
 @dataclass
@@ -137,7 +142,8 @@ def tfmot_gmp(ctx: RunContext, params: dict[str, Any]) -> Outcome:
         frequency=int(p["frequency"]),
     )
     pruned = tfmot.sparsity.keras.prune_low_magnitude(ctx.baseline(), pruning_schedule=schedule)
-    history = ctx.train(pruned, "finetune", callbacks=[tfmot.sparsity.keras.UpdatePruningStep()])
+    history = ctx.train(pruned, "finetune", callbacks=[tfmot.sparsity.keras.UpdatePruningStep()],
+                        sparsity=float(p["sparsity"]))
     return Outcome(tfmot.sparsity.keras.strip_pruning(pruned), history, spec.epochs)
 
 
@@ -177,7 +183,7 @@ def adaptive(ctx: RunContext, params: dict[str, Any]) -> Outcome:
     p = {**METHODS["adaptive"].defaults, **params}
     callback = _adaptive_parts(p)
     pruned = prune(ctx.baseline(), track_scores=p["importance"] == "taylor")
-    history = ctx.train(pruned, "finetune", callbacks=[callback])
+    history = ctx.train(pruned, "finetune", callbacks=[callback], sparsity=float(p["sparsity"]))
     return Outcome(strip(pruned), history, ctx.budget.finetune.epochs,
                    extra={"decisions": callback.decisions})
 

@@ -111,6 +111,17 @@ def write_report(results: dict, path: Path) -> Path:
             )
         lines.append("")
     lines += _peer_table(runs)
+    kept = [r for r in runs if (r.get("history") or {}).get("kept_epoch")]
+    if kept:
+        lines += ["## Epoch kept", "", "With `keep_best` each run ends on its best validation epoch "
+                  "among those at its final sparsity (the same rule for every method).", "",
+                  "| run | epochs | kept epoch | its val_accuracy |", "|---|---|---|---|"]
+        for r in kept:
+            epoch = int(r["history"]["kept_epoch"][0])
+            val = r["history"].get("val_accuracy", [])
+            shown = f"{val[epoch - 1]:.4f}" if len(val) >= epoch else "—"
+            lines.append(f"| `{r['run']}` | {r['epochs']} | {epoch} | {shown} |")
+        lines.append("")
     for r in runs:
         steps = [d for d in r.get("decisions", []) if d["action"] not in ("none", "done")]
         if steps:

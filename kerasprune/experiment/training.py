@@ -6,7 +6,7 @@ import shutil
 from pathlib import Path
 
 from ..backend import keras
-from ..callbacks import EpochProgress, SparsityHistory, StepTimer
+from ..callbacks import EpochProgress, KeepBest, SparsityHistory, StepTimer
 from ..data import Data
 from .config import TrainSpec
 
@@ -34,29 +34,34 @@ def steps_per_epoch(data: Data) -> int:
 
 
 def fit(model: keras.Model, data: Data, spec: TrainSpec, *, label: str, run_dir: Path,
-        callbacks: list | None = None) -> dict[str, list[float]]:
+        callbacks: list | None = None, sparsity: float = 0.0) -> dict[str, list[float]]:
     """Train ``spec.epochs`` epochs in ``run_dir`` and return the per-epoch history.
 
     A killed run resumes from its last finished epoch (``BackupAndRestore`` in
     ``run_dir/backup``), and the history is appended to ``run_dir/history.csv`` so the
     epochs before the kill are kept.  The backup is removed once training completes.
-    The history's ``step_ms`` holds the median training step time of this phase.
+    The history's ``step_ms`` holds the median training step time of this phase; with
+    ``spec.keep_best`` the model ends on its best validation epoch at ``sparsity``
+    (:class:`~kerasprune.callbacks.KeepBest`), recorded as ``kept_epoch`` (1-based).
     """
     if spec.epochs == 0:
         return {}
     timer = StepTimer()
-    backup, log = run_dir / "backup", run_dir / "history.csv"
-    if not backup.exists():
-        log.unlink(missing_ok=True)  # a fresh start: drop the log of an abandoned run
+    backup, log, best = run_dir / "backup", run_dir / "history.csv", run_dir / "best"
+    if not backup.exists():  # a fresh start: drop what an abandoned run left
+        log.unlink(missing_ok=True)
+        shutil.rmtree(best, ignore_errors=True)
+    keep = [KeepBest(best, min_sparsity=sparsity)] if spec.keep_best else []
     cbs = [
-        SparsityHistory(), *(callbacks or []),
+        SparsityHistory(), *keep, *(callbacks or []),
         keras.callbacks.CSVLogger(str(log), append=True),
         keras.callbacks.BackupAndRestore(str(backup), delete_checkpoint=True),
         EpochProgress(label), timer,
     ]
     model.fit(data.train, validation_data=data.val, epochs=spec.epochs, callbacks=cbs, verbose=0)
     shutil.rmtree(backup, ignore_errors=True)
-    return {**read_history(log), "step_ms": [timer.median_ms] if timer.median_ms else []}
+    kept = {"kept_epoch": [keep[0].best_epoch + 1]} if keep and keep[0].best_epoch is not None else {}
+    return {**read_history(log), "step_ms": [timer.median_ms] if timer.median_ms else [], **kept}
 
 
 def read_history(path: Path) -> dict[str, list[float]]:
