@@ -12,7 +12,7 @@ def test_dense_tfmot_and_kerasprune_steps_are_timed_side_by_side(tmp_path, mock_
         experiment: tiny
         dataset: mnist
         model: lenet5
-        methods: [{method: dense}]
+        methods: [{method: dense}, {method: adaptive, sparsity: 0.5, frequency: 20}]
         budgets:
           cpu:
             data: {batch_size: 4}
@@ -27,4 +27,7 @@ def test_dense_tfmot_and_kerasprune_steps_are_timed_side_by_side(tmp_path, mock_
     assert runs["adaptive"]["sparsity"] == 0.5 and runs["dense"]["sparsity"] == 0.0
     assert runs["adaptive"]["latency_ms"] is None and "not exported" in runs["adaptive"]["not_measured"]["latency_ms"]
     assert result["mask_update_ms"] > 0
-    assert "| `adaptive` |" in markdown(result)
+    # the update cost is spread over the config's own mask-update frequency
+    assert result["mask_update_frequency"] == 20
+    assert abs(result["mask_update_ms_per_step"] - result["mask_update_ms"] / 20) < 1e-3
+    assert "| `adaptive` |" in markdown(result) and "one update per 20 steps" in markdown(result)
