@@ -204,3 +204,15 @@ def test_keep_best_remembers_the_best_epoch_across_a_kill(tmp_path):
 def test_keep_best_without_the_monitor_says_what_is_missing(tmp_path):
     with pytest.raises(ConfigError, match="KeepBest monitors 'val_accuracy'.*validation_data"):
         _model().fit(X, Y, epochs=1, verbose=0, callbacks=[KeepBest(tmp_path / "b")])
+
+
+def test_decisions_reach_tensorboard_as_scalars(tmp_path):
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    model = _model()
+    pruning = AdaptivePruning(initial=0.5, final=0.75, step=0.25, every=1, scope="layer", verbose=0)
+    _fit(model, [_ForceMetric([0.9] * 4), pruning, keras.callbacks.TensorBoard(str(tmp_path))], epochs=4)
+    events = EventAccumulator(str(tmp_path / "train"), size_guidance={"tensors": 0}).Reload()
+    target = [float(tf.make_ndarray(e.tensor_proto)) for e in events.Tensors("epoch_pruning_target")]
+    action = [float(tf.make_ndarray(e.tensor_proto)) for e in events.Tensors("epoch_pruning_action")]
+    assert target == [0.5, 0.75, 0.75, 0.75] and action[:2] == [1.0, 1.0]
