@@ -58,6 +58,7 @@ def test_fingerprints_follow_what_each_run_depends_on(tmp_path):
     (("model: lenet5", "model: lenet6"), "unknown model 'lenet6'"),
     (("model: lenet5", "model: lenet5\nmodel_args: {depth: 3}"), "no argument.*depth"),
     (("sparsity: [0.8, 0.9]", "sparsity: 0.8\n    frequency: 0"), "frequency >= 1"),
+    (("sparsity: [0.8, 0.9]", "sparsity: 0.8\n    begin_fraction: 0.8"), "begin_fraction < end_fraction"),
     (("method: tfmot_gmp", "method: adaptive"), None),
     (("dataset: mnist\n", ""), "missing required key 'dataset'"),
 ])
@@ -77,6 +78,7 @@ def test_mistakes_are_named_with_file_and_key(tmp_path, edit, message):
     ("mode: strict", "mode must be 'target' or 'guard'"),
     ("every: 0", "every >= 1"),
     ("monitor_mode: up", "mode must be 'auto', 'max' or 'min'"),
+    ("start: pretrained", "start must be 'baseline' or 'scratch'"),
 ])
 def test_adaptive_settings_are_checked_before_anything_trains(tmp_path, setting, message):
     text = BASE.replace("method: tfmot_gmp\n    sparsity: [0.8, 0.9]",

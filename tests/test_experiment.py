@@ -220,6 +220,20 @@ def test_keep_best_ends_every_pruning_run_on_an_epoch_at_its_sparsity(tmp_path, 
     assert "## Epoch kept" in (config.parent / "results" / "best.md").read_text()
 
 
+def test_pruning_from_scratch_trains_for_the_baselines_own_epochs(tmp_path, mock_tfds):
+    config = _lenet_mnist(tmp_path, "scratch", "[{method: dense}, {method: tfmot_gmp, sparsity: 0.5, "
+                          "start: scratch, begin_fraction: 0.25, end_fraction: 0.5, frequency: 1}, "
+                          "{method: adaptive, sparsity: 0.5, initial: 0.5, start: scratch}]",
+                          finetune_epochs=1)
+    config.write_text(config.read_text().replace("train: {epochs: 1}", "train: {epochs: 3}"))
+    dense, gmp, adaptive = _run(config, tmp_path)["runs"]
+    for run in (gmp, adaptive):
+        assert run["epochs"] == 3 and len(run["history"]["loss"]) == 3  # the train phase, not finetune
+        assert run["history"]["sparsity"][0] < 0.5  # it starts dense: nothing trained yet to rank
+        assert run["sparsity"] == pytest.approx(0.5, abs=0.01)
+    assert dense["epochs"] == 3
+
+
 def test_another_seed_writes_its_own_results(tiny, tmp_path):
     results = _run(tiny, tmp_path, only=["tfmot_gmp_sparsity-0.5"], seed=3)
     assert results["experiment"] == "tiny.seed3"

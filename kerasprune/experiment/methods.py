@@ -1,7 +1,9 @@
 """The methods an experiment compares, by name: how each one turns data into a model.
 
 Every method but ``dense`` starts from the trained dense baseline and fine-tunes for the
-budget's ``finetune`` phase, so all of them see the same data, epochs and seeds.  A method
+budget's ``finetune`` phase, so all of them see the same data, epochs and seeds; the
+pruning methods can instead prune while training from scratch (``start: scratch``) for
+the baseline's own ``train`` phase.  A method
 returns a plain tf_keras model (wrappers stripped), which the runner measures and exports
 the same way for all.  Later methods register here with :func:`register_method`.
 """
@@ -93,11 +95,28 @@ def register_method(name: str, defaults: dict[str, Any] | None = None,
     return decorator
 
 
+def _check_start(p: dict[str, Any]) -> None:
+    if p["start"] not in ("baseline", "scratch"):
+        raise ConfigError(f"start must be 'baseline' or 'scratch', got {p['start']!r}.")
+
+
+def _starting_point(ctx: RunContext, p: dict[str, Any]) -> tuple[keras.Model, str]:
+    """A pruning run fine-tunes the trained baseline, or prunes while training from scratch.
+
+    From scratch it trains for the ``train`` phase, the dense baseline's own epochs: the
+    comparison for a dataset where epochs beyond the baseline's only overfit.
+    """
+    if p["start"] == "scratch":
+        return ctx.build(), "train"
+    return ctx.baseline(), "finetune"
+
+
 def _check_gmp(p: dict[str, Any]) -> None:
+    _check_start(p)
     if not 0 <= float(p["initial_sparsity"]) < float(p["sparsity"]):
         raise ConfigError("initial_sparsity must be in [0, sparsity).")
-    if not 0 < float(p["end_fraction"]) <= 1 or int(p["frequency"]) < 1:
-        raise ConfigError("end_fraction must be in (0, 1] and frequency >= 1.")
+    if not 0 <= float(p["begin_fraction"]) < float(p["end_fraction"]) <= 1 or int(p["frequency"]) < 1:
+        raise ConfigError("need 0 <= begin_fraction < end_fraction <= 1 and frequency >= 1.")
 
 
 @register_method("dense", from_baseline=False)
@@ -122,27 +141,30 @@ def dense_finetune(ctx: RunContext, params: dict[str, Any]) -> Outcome:
 
 @register_method(
     "tfmot_gmp",
-    defaults={"sparsity": None, "initial_sparsity": 0.0, "end_fraction": 0.7, "frequency": 100},
+    defaults={"sparsity": None, "initial_sparsity": 0.0, "begin_fraction": 0.0, "end_fraction": 0.7,
+              "frequency": 100, "start": "baseline"},
     required=("sparsity",), check=_check_gmp,
 )
 def tfmot_gmp(ctx: RunContext, params: dict[str, Any]) -> Outcome:
     """tfmot's ``prune_low_magnitude`` with ``PolynomialDecay`` (Zhu & Gupta 2017): the peer.
 
-    Sparsity rises from ``initial_sparsity`` to ``sparsity`` over the first
-    ``end_fraction`` of the fine-tuning steps, then the masks stay fixed while it recovers.
+    Sparsity rises from ``initial_sparsity`` to ``sparsity`` between ``begin_fraction``
+    and ``end_fraction`` of the run's steps, then the masks stay fixed while it recovers.
     """
     import tensorflow_model_optimization as tfmot
 
     p = {**METHODS["tfmot_gmp"].defaults, **params}
-    spec = ctx.budget.finetune
+    model, phase = _starting_point(ctx, p)
+    spec = getattr(ctx.budget, phase)
     total = training.steps_per_epoch(ctx.data) * spec.epochs
+    begin = int(total * p["begin_fraction"])
     schedule = tfmot.sparsity.keras.PolynomialDecay(
         initial_sparsity=float(p["initial_sparsity"]), final_sparsity=float(p["sparsity"]),
-        begin_step=0, end_step=max(1, int(total * p["end_fraction"])),
+        begin_step=begin, end_step=max(begin + 1, int(total * p["end_fraction"])),
         frequency=int(p["frequency"]),
     )
-    pruned = tfmot.sparsity.keras.prune_low_magnitude(ctx.baseline(), pruning_schedule=schedule)
-    history = ctx.train(pruned, "finetune", callbacks=[tfmot.sparsity.keras.UpdatePruningStep()],
+    pruned = tfmot.sparsity.keras.prune_low_magnitude(model, pruning_schedule=schedule)
+    history = ctx.train(pruned, phase, callbacks=[tfmot.sparsity.keras.UpdatePruningStep()],
                         sparsity=float(p["sparsity"]))
     return Outcome(tfmot.sparsity.keras.strip_pruning(pruned), history, spec.epochs)
 
@@ -153,6 +175,7 @@ def _adaptive_parts(p: dict[str, Any]):
     from ..importance import get
     from ..schedules import FeedbackSchedule, higher_is_better
 
+    _check_start(p)
     if p["scope"] not in ("global", "layer"):
         raise ConfigError(f"scope must be 'global' or 'layer', got {p['scope']!r}.")
     get(p["importance"])
@@ -173,7 +196,7 @@ def _adaptive_parts(p: dict[str, Any]):
     defaults={"sparsity": None, "initial": 0.2, "step": 0.1, "every": 5, "tolerance": 0.005,
               "recovery_epochs": 2, "importance": "taylor", "scope": "global", "mode": "target",
               "finish_fraction": 0.7, "monitor": "val_accuracy", "monitor_mode": "auto",
-              "min_density": 0.005, "normalize": False, "frequency": 100},
+              "min_density": 0.005, "normalize": False, "frequency": 100, "start": "baseline"},
     required=("sparsity",), check=_adaptive_parts,
 )
 def adaptive(ctx: RunContext, params: dict[str, Any]) -> Outcome:
@@ -182,9 +205,10 @@ def adaptive(ctx: RunContext, params: dict[str, Any]) -> Outcome:
 
     p = {**METHODS["adaptive"].defaults, **params}
     callback = _adaptive_parts(p)
-    pruned = prune(ctx.baseline(), track_scores=p["importance"] == "taylor")
-    history = ctx.train(pruned, "finetune", callbacks=[callback], sparsity=float(p["sparsity"]))
-    return Outcome(strip(pruned), history, ctx.budget.finetune.epochs,
+    model, phase = _starting_point(ctx, p)
+    pruned = prune(model, track_scores=p["importance"] == "taylor")
+    history = ctx.train(pruned, phase, callbacks=[callback], sparsity=float(p["sparsity"]))
+    return Outcome(strip(pruned), history, getattr(ctx.budget, phase).epochs,
                    extra={"decisions": callback.decisions})
 
 
