@@ -60,8 +60,8 @@ class KeepBest(keras.callbacks.Callback):
 
     Keras' ``EarlyStopping(restore_best_weights=True)`` would hand back an early, denser
     epoch of a pruning run; here only epochs that end with at least ``min_sparsity``
-    (less half a point, for per-layer rounding) compete, judged by ``monitor`` on the
-    validation data.  The best weights (masks included) are kept in ``folder``, written
+    compete (at most 1% more nonzeros, for per-layer rounding), judged by ``monitor`` on
+    the validation data.  The best weights (masks included) are kept in ``folder``, written
     atomically with their epoch and metric, so a run resumed by ``BackupAndRestore``
     still knows them.  ``best_epoch`` is None when no epoch reached the sparsity.  Put it
     before callbacks that change weights at epoch end (``AdaptivePruning``), so what it
@@ -89,7 +89,7 @@ class KeepBest(keras.callbacks.Callback):
                               f"({', '.join(sorted(logs)) or 'none'}); pass validation_data to fit().")
         sparsity = logs.get("sparsity", metrics.global_sparsity(self.model))
         value = float(logs[self.monitor])
-        if sparsity < self.min_sparsity - 0.005 or math.isnan(value):
+        if 1.0 - sparsity > (1.0 - self.min_sparsity) * 1.01 or math.isnan(value):
             return
         if self.best_epoch is None or (value > self.best if self.higher else value < self.best):
             with files.atomic_path(self.folder) as tmp:

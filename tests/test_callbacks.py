@@ -185,6 +185,17 @@ def test_keep_best_ends_on_the_best_epoch_at_the_target_sparsity(tmp_path):
     assert not (tmp_path / "best").exists()  # nothing left behind once restored
 
 
+def test_keep_best_never_hands_back_an_epoch_short_of_the_sparsity(tmp_path):
+    class Sparsity(keras.callbacks.Callback):  # what SparsityHistory would log
+        def on_epoch_end(self, epoch, logs=None):
+            logs["sparsity"] = [0.976, 0.9799, 0.98][epoch]
+
+    keep = KeepBest(tmp_path / "best", min_sparsity=0.98)
+    _fit(_model(), [_ForceMetric([0.99, 0.95, 0.9]), Sparsity(), keep], epochs=3)
+    # 0.976 keeps 20% more weights than 0.98 asks: not eligible; 0.9799 is rounding
+    assert keep.best_epoch == 1 and keep.best == 0.95
+
+
 def test_keep_best_remembers_the_best_epoch_across_a_kill(tmp_path):
     class Crash(keras.callbacks.Callback):
         def on_epoch_end(self, epoch, logs=None):
