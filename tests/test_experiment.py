@@ -124,6 +124,18 @@ def test_a_killed_training_resumes_from_its_last_epoch(tmp_path, mock_tfds):
     assert not (tmp_path / "backup").exists()
 
 
+def test_a_backup_of_an_unknown_config_is_not_restored(tiny, tmp_path):
+    """A folder left by an older kerasprune (no fingerprint) held a different model."""
+    run_dir = tmp_path / "out" / "tiny" / "cpu" / "dense"
+    (run_dir / "backup").mkdir(parents=True)
+    (run_dir / "backup" / "checkpoint").write_text("a model of another shape")
+    (run_dir / "history.csv").write_text("epoch,loss\n0,9.9\n")
+    messages: list[str] = []
+    results = _run(tiny, tmp_path, messages)
+    assert any("no record of the config of the interrupted run" in m for m in messages)
+    assert len(results["runs"][0]["history"]["loss"]) == 1  # trained afresh, old row gone
+
+
 def test_cli_reports_input_errors_in_one_line(tmp_path, capsys):
     assert main(["experiment", str(tmp_path / "missing.yaml")]) == 2
     err = capsys.readouterr().err

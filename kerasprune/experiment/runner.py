@@ -162,10 +162,18 @@ def _cached(run_dir: Path, fingerprint: str) -> dict | None:
 
 
 def _forget_other_config(run_dir: Path, fingerprint: str, log: Log, label: str) -> None:
-    """Drop a killed run's backup and history if they were made with another config."""
+    """Drop a killed run's backup and history unless they were made with this config.
+
+    A backup without a fingerprint beside it comes from an unknown config (an older
+    kerasprune, a copied folder): restoring it could fail on changed shapes, or resume a
+    different run silently.
+    """
     marker = run_dir / "fingerprint"
-    if marker.is_file() and marker.read_text().strip() != fingerprint:
-        log(f"{label}: the config changed since the interrupted run; starting it afresh")
+    known = marker.read_text().strip() if marker.is_file() else None
+    left = (run_dir / "backup").exists() or (run_dir / "history.csv").exists()
+    if left and known != fingerprint:
+        why = "the config changed since" if known else "no record of the config of"
+        log(f"{label}: {why} the interrupted run; starting it afresh")
         shutil.rmtree(run_dir / "backup", ignore_errors=True)
         (run_dir / "history.csv").unlink(missing_ok=True)
     files.write_text(marker, fingerprint + "\n")
