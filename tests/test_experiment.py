@@ -124,6 +124,23 @@ def test_a_killed_training_resumes_from_its_last_epoch(tmp_path, mock_tfds):
     assert not (tmp_path / "backup").exists()
 
 
+def test_a_backup_of_another_model_gets_a_specific_error(tmp_path, mock_tfds):
+    from kerasprune import data, models
+    from kerasprune.errors import ModelError
+    from kerasprune.experiment.training import compile_for
+
+    d = data.load("mnist", batch_size=8, max_train_examples=16, data_dir="/unused")
+    spec = TrainSpec(epochs=3)
+
+    def model(width):
+        return compile_for(models.build_for(d, "lenet_300_100", width=width), spec, steps_per_epoch=2)
+
+    with pytest.raises(KeyboardInterrupt):
+        fit(model(0.1), d, spec, label="t", run_dir=tmp_path, callbacks=[_Crash()])
+    with pytest.raises(ModelError, match="backup holds a checkpoint of another model.*--fresh"):
+        fit(model(0.2), d, spec, label="t", run_dir=tmp_path)
+
+
 def test_a_backup_of_an_unknown_config_is_not_restored(tiny, tmp_path):
     """A folder left by an older kerasprune (no fingerprint) held a different model."""
     run_dir = tmp_path / "out" / "tiny" / "cpu" / "dense"

@@ -8,6 +8,7 @@ from pathlib import Path
 from ..backend import keras
 from ..callbacks import EpochProgress, KeepBest, SparsityHistory, StepTimer
 from ..data import Data
+from ..errors import ModelError
 from .config import TrainSpec
 
 
@@ -58,7 +59,13 @@ def fit(model: keras.Model, data: Data, spec: TrainSpec, *, label: str, run_dir:
         keras.callbacks.BackupAndRestore(str(backup), delete_checkpoint=True),
         EpochProgress(label), timer,
     ]
-    model.fit(data.train, validation_data=data.val, epochs=spec.epochs, callbacks=cbs, verbose=0)
+    try:
+        model.fit(data.train, validation_data=data.val, epochs=spec.epochs, callbacks=cbs, verbose=0)
+    except ValueError as exc:
+        if "attempting to restore" not in str(exc):
+            raise
+        raise ModelError(f"{backup} holds a checkpoint of another model, which cannot resume "
+                         f"this one ({exc}). Delete that folder, or rerun with --fresh.") from None
     shutil.rmtree(backup, ignore_errors=True)
     kept = {"kept_epoch": [keep[0].best_epoch + 1]} if keep and keep[0].best_epoch is not None else {}
     return {**read_history(log), "step_ms": [timer.median_ms] if timer.median_ms else [], **kept}
