@@ -40,6 +40,7 @@ def test_every_artifact_kind_is_measured_with_ratios_to_the_baseline(artifacts):
     first = result["runs"][0]
     assert first["method"] == "tflite" and first["latency_ms"] > 0 and first["sparsity"] >= 0
     assert first["accuracy"] is None and "random inputs" in first["not_measured"]["accuracy"]
+    assert result["runs"][2]["accuracy"] is None  # a SavedModel folder: no run beside it
     assert first["params"] >= first["nonzero_params"] > 0 and first["macs"] > 0
     assert first["energy"]["estimated_uj"] > 0 and first["gzip_bytes"] < first["bytes"]
     lite = {(r["model"], r["batch"]): r for r in result["results"] if r["target"] == "tflite@1"}
@@ -50,6 +51,21 @@ def test_every_artifact_kind_is_measured_with_ratios_to_the_baseline(artifacts):
     assert "tflite targets only" in on_tf["dense.tflite"]["unavailable"]
     assert on_tf["dense.keras"]["latency"]["median_ms"] > 0
     assert on_tf["dense.keras"]["ratio"] is None  # the baseline did not run on tf-cpu
+
+
+def test_a_models_accuracy_comes_from_the_experiment_run_that_wrote_it(artifacts, tmp_path):
+    run = tmp_path / "adaptive_sparsity-0.8"
+    run.mkdir()
+    content = (artifacts / "dense" / "model.tflite").read_bytes()
+    (run / "model.tflite").write_bytes(content)
+    (run / "result.json").write_text(json.dumps(
+        {"accuracy": 0.91, "f1": 0.9, "train_seconds": 12.5, "tflite_bytes": len(content)}))
+    record = bench([run / "model.tflite"], ["tflite@1"], **FAST)["runs"][0]
+    assert (record["accuracy"], record["f1"], record["train_seconds"]) == (0.91, 0.9, 12.5)
+    assert "not_measured" not in record or "accuracy" not in record["not_measured"]
+    (run / "result.json").write_text(json.dumps({"accuracy": 0.91, "tflite_bytes": len(content) + 1}))
+    replaced = bench([run / "model.tflite"], ["tflite@1"], **FAST)["runs"][0]
+    assert replaced["accuracy"] is None  # the file changed since that run: not its accuracy
 
 
 def test_a_missing_gpu_is_a_result_not_an_error(artifacts, monkeypatch):

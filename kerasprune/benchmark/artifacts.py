@@ -6,6 +6,7 @@ or a SavedModel signature) and/or a TFLite flatbuffer, plus the input spec to fe
 from __future__ import annotations
 
 import gzip
+import json
 import os
 from dataclasses import dataclass, field
 from functools import cached_property
@@ -29,6 +30,22 @@ class Artifact:
     path: Path
     kind: str  # keras | savedmodel | tflite
     _cache: dict = field(default_factory=dict, repr=False)
+
+    @cached_property
+    def run_record(self) -> dict | None:
+        """The experiment's ``result.json`` beside the file, when it describes this file.
+
+        An experiment writes a run's model files and then its result, so the accuracy
+        there is this model's; a ``.tflite`` whose size differs from the recorded one was
+        replaced since, and gets nothing.
+        """
+        path = self.path.parent / "result.json"
+        if self.path.stem != "model" or not path.is_file():
+            return None
+        record = json.loads(path.read_text())
+        if self.kind == "tflite" and record.get("tflite_bytes") != self.path.stat().st_size:
+            return None
+        return record
 
     @cached_property
     def keras_model(self) -> keras.Model | None:

@@ -20,7 +20,9 @@ from .targets import Target, TFLiteTarget, TFTarget, parse_targets
 from .timing import CpuSteal, interleaved, ratio
 
 DEFAULT_TARGETS = ("tf-cpu", "tf-gpu", "tflite")
-NO_DATA = "a benchmark feeds random inputs; accuracy is in the results of the run that made the model"
+NO_DATA = ("a benchmark feeds random inputs, and no experiment result.json beside the file "
+           "describes it")
+FROM_RUN = ("accuracy", "f1", "train_seconds")  # taken from the run that made the model
 
 
 def bench(
@@ -138,9 +140,11 @@ def _describe(a: Artifact, rows: list[dict]) -> dict:
            "latency_target": first.get("target"), "peak_memory_mb": first.get("peak_memory_mb"),
            "graph": graph.as_dict(),
            "energy": estimate_uj(graph.macs_effective, graph.weight_bytes,
-                                 graph.activation_bytes, graph.weight_type)}
-    return complete_run(run, {"accuracy": NO_DATA, "f1": NO_DATA, "train_seconds": "not trained: "
-                              "a benchmark times the files it is given",
+                                 graph.activation_bytes, graph.weight_type),
+           **{k: (a.run_record or {}).get(k) for k in FROM_RUN}}
+    return complete_run(run, {"accuracy": NO_DATA, "f1": NO_DATA, "train_seconds": "not trained "
+                              "here, and no experiment result.json beside the file says how long "
+                              "it took",
                               "latency_ms": "no target could run it at batch 1",
                               "peak_memory_mb": "no target could run it at batch 1"})
 
