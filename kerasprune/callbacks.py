@@ -14,7 +14,13 @@ from . import files, metrics
 from .backend import keras
 from .errors import ConfigError, ModelError
 from .pruning import model_sparsity, set_sparsity, wrappers
-from .schedules import ACTION_CODES, FeedbackSchedule, FeedbackState, higher_is_better
+from .schedules import (
+    ACTION_CODES,
+    FeedbackSchedule,
+    FeedbackState,
+    higher_is_better,
+    ramp_level,
+)
 
 
 class SparsityHistory(keras.callbacks.Callback):
@@ -139,7 +145,8 @@ class AdaptivePruning(keras.callbacks.Callback):
     monitored metric and steps sparsity up, holds it, or rolls the last step back (the
     previous masks come back).  A step is not taken at once: the masks move toward the
     new level every ``frequency`` batches of the next epoch and reach it at its end, since
-    removing many weights in one jump costs accuracy that small steps do not.  Masks are
+    removing many weights in one jump costs accuracy that small steps do not; ``ramp``
+    sets the path (see :func:`~kerasprune.schedules.ramp_level`).  Masks are
     chosen by ``importance`` (Taylor scores collected by the wrappers, weighted toward the
     last epoch, by default) over ``scope``.
 
@@ -153,7 +160,7 @@ class AdaptivePruning(keras.callbacks.Callback):
     def __init__(self, schedule=None, *, importance="taylor", scope="global",
                  monitor: str = "val_accuracy", monitor_mode: str = "auto",
                  min_density: float = 0.005, normalize: bool = False, frequency: int = 100,
-                 verbose: int = 1, **schedule_args) -> None:
+                 ramp: str = "geometric", verbose: int = 1, **schedule_args) -> None:
         super().__init__()
         if schedule is not None and schedule_args:
             raise TypeError("pass either a FeedbackSchedule or its arguments, not both")
@@ -162,6 +169,8 @@ class AdaptivePruning(keras.callbacks.Callback):
         self.importance, self.scope = importance, scope
         self.min_density, self.normalize = min_density, normalize
         self.monitor, self.verbose, self.frequency = monitor, verbose, max(1, int(frequency))
+        ramp_level(0.0, 0.0, 0.0, ramp)  # an unknown shape fails here, not mid-fit
+        self.ramp = ramp
         self.decisions: list[dict] = []
         self._state_loaded = False
         self._ramp: tuple[float, float] | None = None  # (from, to) sparsity over this epoch
@@ -203,7 +212,7 @@ class AdaptivePruning(keras.callbacks.Callback):
             return
         if self._batches % self.frequency == 0 or self._batches >= steps:
             start, end = self._ramp
-            self._mask_to(start + (end - start) * min(1.0, self._batches / steps))
+            self._mask_to(ramp_level(start, end, self._batches / steps, self.ramp))
             if self._batches >= steps:  # at the level before validation measures the epoch
                 self._ramp = None
 

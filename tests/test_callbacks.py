@@ -102,6 +102,8 @@ def test_the_stripped_model_computes_what_the_masked_model_does():
 def test_a_missing_monitor_and_an_unpruned_model_get_specific_errors():
     with pytest.raises(ConfigError, match="monitors 'val_auc'.*validation_data"):
         _fit(_model(), [AdaptivePruning(monitor="val_auc")], epochs=1)
+    with pytest.raises(ConfigError, match="ramp must be one of"):
+        AdaptivePruning(ramp="cubic")
     plain = keras.Sequential([keras.Input((12,)), keras.layers.Dense(2)])
     plain.compile("sgd", "mse")
     with pytest.raises(ModelError, match="kerasprune.prune"):
@@ -126,6 +128,8 @@ def test_a_step_ramps_in_over_the_next_epoch_and_lands_exactly():
               callbacks=[_ForceMetric([0.9] * 3), pruning, Watch()])
     epoch2 = seen[16:32]  # 16 batches an epoch; 3 epochs: the first step goes to the final 0.8
     assert epoch2[0] < epoch2[7] < epoch2[14] < epoch2[15] and len(set(epoch2)) > 8
+    # From dense to 0.8, halfway through: density sqrt(0.2) (geometric), not sparsity 0.4.
+    assert epoch2[7] == pytest.approx(1 - 0.2 ** 0.5, abs=0.01)
     assert validated[1] == epoch2[15] == round(model_sparsity(model), 3)  # validated at the level
     for w in wrappers(model):
         n = int(np.prod(w.masks[0].shape))

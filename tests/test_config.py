@@ -117,3 +117,7 @@ def test_a_budget_can_tailor_method_settings(tmp_path):
     assert {r.params.get("frequency") for r in config.runs if r.method == "tfmot_gmp"} == {7}
     with pytest.raises(ConfigError, match="method_args.tfmot_gmp: unknown key 'freq'"):
         load_config(_write(tmp_path, text.replace("frequency: 7", "freq: 7")))
+    swept = text.replace("sparsity: [0.8, 0.9]", "sparsity: [0.8, 0.9]\n    frequency: [5, 9]")
+    with pytest.raises(ConfigError, match=r"methods\[0\] \(tfmot_gmp\) and the budget's "
+                                          "method_args.tfmot_gmp both set frequency"):
+        load_config(_write(tmp_path, swept))  # the sweep would silently become frequency 7

@@ -1,6 +1,7 @@
 """The feedback schedule steps, holds and rolls back as validation feedback says."""
 from __future__ import annotations
 
+import itertools
 import math
 
 import pytest
@@ -113,3 +114,23 @@ def test_the_final_level_is_decided_early_enough_to_ramp_in_and_recover(total, l
     decisions = _run(schedule, [REF] + [REF - 0.004] * (total - 1), total=total)  # never comfortably inside
     reached = next(d.epoch for d in decisions if d.sparsity == pytest.approx(0.9))
     assert reached == last_decision  # ramps in during the next epoch; the rest recover
+
+
+def test_a_geometric_ramp_removes_the_same_share_of_survivors_at_every_update():
+    from kerasprune.schedules import ramp_level
+
+    densities = [1 - ramp_level(0.5, 0.98, i / 20) for i in range(21)]
+    assert densities[0] == pytest.approx(0.5) and densities[-1] == pytest.approx(0.02)
+    shares = [b / a for a, b in itertools.pairwise(densities)]
+    assert shares == pytest.approx([shares[0]] * 20)  # 25x fewer weights in 20 equal cuts
+    linear = [1 - ramp_level(0.5, 0.98, i / 20, "linear") for i in range(21)]
+    assert linear[-1] / linear[-2] == pytest.approx(0.02 / 0.044)  # the last linear cut halves them
+
+
+def test_a_ramp_has_a_known_shape_and_stays_within_its_ends():
+    from kerasprune.schedules import ramp_level
+
+    assert ramp_level(0.2, 0.8, 1.5) == pytest.approx(0.8) and ramp_level(0.2, 0.8, -1) == pytest.approx(0.2)
+    assert ramp_level(0.8, 0.5, 0.5) == pytest.approx(0.65)  # a rollback path is linear
+    with pytest.raises(ConfigError, match="ramp must be one of geometric, linear"):
+        ramp_level(0.2, 0.8, 0.5, "cubic")

@@ -195,7 +195,12 @@ def _expand_methods(methods: Any, where: str, budget_args: dict) -> list[RunSpec
         method = METHODS[name]
         _check_keys({k: v for k, v in entry.items() if k != "method"}, set(method.defaults),
                     f"{here} ({name})")
-        params = {**{k: v for k, v in entry.items() if k != "method"}, **budget_args.get(name, {})}
+        params = {k: v for k, v in entry.items() if k != "method"}
+        both = sorted(set(params) & set(budget_args.get(name, {})))
+        if both:  # one of the two would silently lose
+            raise ConfigError(f"{here} ({name}) and the budget's method_args.{name} both set "
+                              f"{', '.join(both)}; keep it in one place.")
+        params.update(budget_args.get(name, {}))
         grid = {k: v if isinstance(v, list) else [v] for k, v in params.items()}
         for values in itertools.product(*grid.values()):
             chosen = dict(zip(grid, values))

@@ -188,7 +188,8 @@ def _adaptive_parts(p: dict[str, Any]):
     )
     return AdaptivePruning(schedule, importance=p["importance"], scope=p["scope"],
                            monitor=p["monitor"], min_density=float(p["min_density"]),
-                           normalize=bool(p["normalize"]), frequency=int(p["frequency"]))
+                           normalize=bool(p["normalize"]), frequency=int(p["frequency"]),
+                           ramp=p["ramp"])
 
 
 @register_method(
@@ -196,7 +197,8 @@ def _adaptive_parts(p: dict[str, Any]):
     defaults={"sparsity": None, "initial": 0.2, "step": 0.1, "every": 5, "tolerance": 0.005,
               "recovery_epochs": 2, "importance": "taylor", "scope": "global", "mode": "target",
               "finish_fraction": 0.7, "monitor": "val_accuracy", "monitor_mode": "auto",
-              "min_density": 0.005, "normalize": False, "frequency": 100, "start": "baseline"},
+              "min_density": 0.005, "normalize": False, "frequency": 100, "ramp": "geometric",
+              "start": "baseline"},
     required=("sparsity",), check=_adaptive_parts,
 )
 def adaptive(ctx: RunContext, params: dict[str, Any]) -> Outcome:
