@@ -3,6 +3,7 @@
     kerasprune experiment experiments/mnist_lenet5.yaml [--budget cpu|full] [--data-dir D]
     kerasprune demo [--data-dir D]
     kerasprune report experiments/results/<name>.json
+    kerasprune seeds experiments/results/<name>.json experiments/results/<name>.seed1.json ...
     kerasprune bench-train experiments/adaptive_mnist.yaml [--sparsity 0.8]
     kerasprune sparse-study [--sparsity 0.9]
     kerasprune latency-study [--model resnet20] [--ratio 0.5]
@@ -48,6 +49,10 @@ def _parser() -> argparse.ArgumentParser:
 
     report = sub.add_parser("report", help="rebuild the Markdown report and plots of a results JSON")
     report.add_argument("results", nargs="+", help="experiments/results/<name>.json")
+
+    seeds = sub.add_parser("seeds", help="one experiment over seeds: spread and paired differences")
+    seeds.add_argument("results", nargs="+", help="the results JSONs of one experiment, one per seed")
+    seeds.add_argument("--out", help="write the Markdown here (default: print it)")
 
     bench = sub.add_parser("bench", help="time models side by side (Keras, SavedModel, .tflite)")
     bench.add_argument("models", nargs="+", metavar="MODEL",
@@ -129,6 +134,18 @@ def _dispatch(args: argparse.Namespace, argv: list[str]) -> int:
 
         for path in args.results:
             print(f"kerasprune: wrote {rebuild_report(path)}")
+        return 0
+
+    if args.command == "seeds":
+        from .experiment.seeds import seed_summary
+
+        summary = seed_summary(args.results)
+        if args.out:
+            from . import files
+
+            print(f"kerasprune: wrote {files.write_text(args.out, summary)}")
+        else:
+            print(summary, end="")
         return 0
 
     if args.command == "bench":

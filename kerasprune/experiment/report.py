@@ -138,11 +138,16 @@ def write_report(results: dict, path: Path) -> Path:
     return files.write_text(path, "\n".join(lines))
 
 
+def peer_pairs(runs: list[dict]) -> list[tuple[dict, dict]]:
+    """Each kerasprune run with tfmot's run at the same target sparsity, where there is one."""
+    peers = {r["settings"].get("sparsity"): r for r in runs if r["method"] == "tfmot_gmp"}
+    return [(r, peers[r["settings"].get("sparsity")]) for r in runs
+            if r["method"] not in ("dense", "tfmot_gmp") and r["settings"].get("sparsity") in peers]
+
+
 def _peer_table(runs: list[dict]) -> list[str]:
     """Each kerasprune run against tfmot's run at the same target sparsity, if there is one."""
-    peers = {r["settings"].get("sparsity"): r for r in runs if r["method"] == "tfmot_gmp"}
-    rows = [(r, peers[r["settings"].get("sparsity")]) for r in runs
-            if r["method"] not in ("dense", "tfmot_gmp") and r["settings"].get("sparsity") in peers]
+    rows = peer_pairs(runs)
     if not rows:
         return []
     lines = ["## Against tfmot at the same sparsity", "",

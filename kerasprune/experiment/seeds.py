@@ -1,0 +1,80 @@
+"""One experiment repeated over seeds: spread of each run, and paired differences.
+
+A single seed cannot tell a 0.05-point win from noise.  ``kerasprune seeds`` reads the
+results JSONs of one experiment run with different seeds (``kerasprune experiment
+--seed N`` writes ``<name>.seed<N>.json``) and reports, per run, mean and spread of the
+accuracy, and per seed the difference to the dense baseline and to tfmot at the same
+sparsity: the paired comparison, since a seed shares its baseline and data order.
+Like the report, it only reads results; nothing is measured here.
+"""
+from __future__ import annotations
+
+import json
+import re
+import statistics
+from pathlib import Path
+
+from ..errors import ConfigError
+from .report import peer_pairs
+
+
+def _load(paths: list[str | Path]) -> list[tuple[str, dict]]:
+    loaded = []
+    for path in map(Path, paths):
+        try:
+            loaded.append((path.stem, json.loads(path.read_text())))
+        except (OSError, ValueError) as exc:
+            raise ConfigError(f"cannot read results file '{path}': {exc}") from exc
+    names = [str(r.get("experiment")) for _, r in loaded]
+    if len(set(names)) < len(names):
+        raise ConfigError(f"the same seed is passed twice ({', '.join(names)}); pass one file per seed.")
+    kinds = {(re.sub(r"\.seed\d+$", "", n), r.get("budget")) for n, (_, r) in zip(names, loaded)}
+    if len(kinds) > 1:
+        raise ConfigError("these results mix experiments or budgets "
+                          f"({', '.join(sorted(f'{e}/{b}' for e, b in kinds))}); pass the "
+                          "files of one experiment and budget, one per seed.")
+    if len(loaded) < 2:
+        raise ConfigError("pass at least two results files of the same experiment (one per seed).")
+    return loaded
+
+
+def _points(values: list[float]) -> str:
+    """Differences in accuracy points: each seed, their mean, and how many are >= 0."""
+    each = " ".join(f"{100 * v:+.2f}" for v in values)
+    return f"{each} | {100 * statistics.fmean(values):+.2f} | {sum(v >= 0 for v in values)}/{len(values)}"
+
+
+def seed_summary(paths: list[str | Path]) -> str:
+    """The Markdown summary of one experiment's results over seeds (files in the given order)."""
+    loaded = _load(paths)
+    by_run: dict[str, dict[str, dict]] = {}
+    for name, results in loaded:
+        for run in results["runs"]:
+            by_run.setdefault(run["run"], {})[name] = run
+    experiment = re.sub(r"\.seed\d+$", "", str(loaded[0][1].get("experiment")))
+    budget = loaded[0][1].get("budget")
+    lines = [f"# {experiment} ({budget}) over {len(loaded)} seeds", "",
+             "Files: " + ", ".join(f"`{name}`" for name, _ in loaded) + ".", "",
+             "| run | seeds | mean accuracy | std | min | max |", "|---|---|---|---|---|---|"]
+    for run_id, runs in by_run.items():
+        acc = [r["accuracy"] for r in runs.values()]
+        spread = f"{statistics.stdev(acc):.4f}" if len(acc) > 1 else "-"
+        lines.append(f"| `{run_id}` | {len(acc)} | {statistics.fmean(acc):.4f} | {spread} | "
+                     f"{min(acc):.4f} | {max(acc):.4f} |")
+    dense = by_run.get("dense", {})
+    lines += ["", "## Paired, seed by seed (accuracy points)", "",
+              ("A difference is taken only within a seed, where both runs share the baseline "
+               "and the data order; `>= 0` counts the seeds where the run is not behind."), "",
+              "| run | against | each seed | mean | >= 0 |", "|---|---|---|---|---|"]
+    for run_id, runs in by_run.items():
+        shared = [name for name in runs if name in dense]
+        if run_id != "dense" and shared:
+            diffs = [runs[n]["accuracy"] - dense[n]["accuracy"] for n in shared]
+            lines.append(f"| `{run_id}` | `dense` | {_points(diffs)} |")
+    pairs: dict[tuple[str, str], list[float]] = {}
+    for _, results in loaded:
+        for run, peer in peer_pairs(results["runs"]):
+            pairs.setdefault((run["run"], peer["run"]), []).append(run["accuracy"] - peer["accuracy"])
+    for (run_id, peer_id), diffs in pairs.items():
+        lines.append(f"| `{run_id}` | `{peer_id}` | {_points(diffs)} |")
+    return "\n".join(lines) + "\n"

@@ -1,0 +1,76 @@
+"""Repeated seeds of one experiment summarize into spreads and seed-by-seed differences."""
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from kerasprune.cli import main
+from kerasprune.errors import ConfigError
+from kerasprune.experiment.seeds import seed_summary
+
+
+def _run(run_id, method, accuracy, sparsity=None):
+    return {"run": run_id, "method": method, "accuracy": accuracy,
+            "settings": {} if sparsity is None else {"sparsity": sparsity}}
+
+
+def _results(tmp_path, name, dense, tfmot, adaptive, budget="cpu"):
+    path = tmp_path / f"{name}.json"
+    path.write_text(json.dumps({"experiment": name, "budget": budget, "runs": [
+        _run("dense", "dense", dense), _run("tfmot_gmp_sparsity-0.8", "tfmot_gmp", tfmot, 0.8),
+        _run("adaptive_sparsity-0.8", "adaptive", adaptive, 0.8)]}))
+    return path
+
+
+def _row(summary, start):
+    return next(line for line in summary.splitlines() if line.startswith(start))
+
+
+def test_each_run_gets_its_spread_and_each_pair_its_seed_by_seed_difference(tmp_path):
+    paths = [_results(tmp_path, "exp", 0.99, 0.98, 0.985),
+             _results(tmp_path, "exp.seed1", 0.97, 0.96, 0.955),
+             _results(tmp_path, "exp.seed2", 0.98, 0.97, 0.975)]
+    summary = seed_summary(paths)
+    assert summary.startswith("# exp (cpu) over 3 seeds")
+    assert _row(summary, "| `dense` | 3 |") == "| `dense` | 3 | 0.9800 | 0.0100 | 0.9700 | 0.9900 |"
+    # Paired: seed 1 is the worst for every method, which the pooled means would hide.
+    assert _row(summary, "| `adaptive_sparsity-0.8` | `tfmot_gmp_sparsity-0.8` |") == (
+        "| `adaptive_sparsity-0.8` | `tfmot_gmp_sparsity-0.8` | +0.50 -0.50 +0.50 | +0.17 | 2/3 |")
+    assert _row(summary, "| `adaptive_sparsity-0.8` | `dense` |") == (
+        "| `adaptive_sparsity-0.8` | `dense` | -0.50 -1.50 -0.50 | -0.83 | 0/3 |")
+
+
+def test_a_run_missing_from_a_seed_is_compared_only_where_it_exists(tmp_path):
+    first = _results(tmp_path, "exp", 0.99, 0.98, 0.985)
+    second = _results(tmp_path, "exp.seed1", 0.97, 0.96, 0.955)
+    data = json.loads(second.read_text())
+    data["runs"] = data["runs"][:2]  # seed 1 ran no adaptive
+    second.write_text(json.dumps(data))
+    summary = seed_summary([first, second])
+    assert _row(summary, "| `adaptive_sparsity-0.8` | 1 |").endswith("| 0.9850 | - | 0.9850 | 0.9850 |")
+    assert _row(summary, "| `adaptive_sparsity-0.8` | `dense` |").endswith("| -0.50 | -0.50 | 0/1 |")
+
+
+def test_files_that_are_not_seeds_of_one_experiment_are_refused(tmp_path):
+    first = _results(tmp_path, "exp", 0.99, 0.98, 0.985)
+    with pytest.raises(ConfigError, match="at least two results files"):
+        seed_summary([first])
+    with pytest.raises(ConfigError, match="same seed is passed twice"):
+        seed_summary([first, first])
+    with pytest.raises(ConfigError, match="mix experiments or budgets.*exp/cpu.*other/cpu"):
+        seed_summary([first, _results(tmp_path, "other", 0.99, 0.98, 0.985)])
+    with pytest.raises(ConfigError, match="mix experiments or budgets"):
+        seed_summary([first, _results(tmp_path, "exp.seed1", 0.99, 0.98, 0.985, budget="full")])
+    with pytest.raises(ConfigError, match="cannot read results file"):
+        seed_summary([first, tmp_path / "missing.json"])
+
+
+def test_the_cli_prints_or_writes_the_summary(tmp_path, capsys):
+    paths = [str(_results(tmp_path, "exp", 0.99, 0.98, 0.985)),
+             str(_results(tmp_path, "exp.seed1", 0.97, 0.96, 0.955))]
+    assert main(["seeds", *paths]) == 0
+    assert "over 2 seeds" in capsys.readouterr().out
+    assert main(["seeds", *paths, "--out", str(tmp_path / "seeds.md")]) == 0
+    assert (tmp_path / "seeds.md").read_text().startswith("# exp (cpu) over 2 seeds")
+    assert main(["seeds", paths[0]]) == 2  # one line, not a traceback
