@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import os
 
 import pytest
 
@@ -66,6 +67,10 @@ def test_a_models_accuracy_comes_from_the_experiment_run_that_wrote_it(artifacts
     (run / "result.json").write_text(json.dumps({"accuracy": 0.91, "tflite_bytes": len(content) + 1}))
     replaced = bench([run / "model.tflite"], ["tflite@1"], **FAST)["runs"][0]
     assert replaced["accuracy"] is None  # the file changed since that run: not its accuracy
+    (run / "result.json").write_text(json.dumps({"accuracy": 0.91, "tflite_bytes": len(content)}))
+    later = (run / "result.json").stat().st_mtime + 5
+    os.utime(run / "model.tflite", (later, later))  # retrained since, to the same size
+    assert bench([run / "model.tflite"], ["tflite@1"], **FAST)["runs"][0]["accuracy"] is None
 
 
 def test_a_missing_gpu_is_a_result_not_an_error(artifacts, monkeypatch):

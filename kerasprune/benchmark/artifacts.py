@@ -36,11 +36,14 @@ class Artifact:
         """The experiment's ``result.json`` beside the file, when it describes this file.
 
         An experiment writes a run's model files and then its result, so the accuracy
-        there is this model's; a ``.tflite`` whose size differs from the recorded one was
-        replaced since, and gets nothing.
+        there is this model's; a file written after the result, or a ``.tflite`` whose
+        size differs from the recorded one, was replaced since and gets nothing (a
+        retrained LeNet-5 has the same size, so size alone cannot tell).
         """
         path = self.path.parent / "result.json"
         if self.path.stem != "model" or not path.is_file():
+            return None
+        if self.path.stat().st_mtime > path.stat().st_mtime:
             return None
         record = json.loads(path.read_text())
         if self.kind == "tflite" and record.get("tflite_bytes") != self.path.stat().st_size:
