@@ -10,7 +10,11 @@ is off by default: on MNIST LeNet-5 it pruned the sensitive first convolution ha
 lost accuracy against raw Taylor ranking (experiments/results/adaptive_mnist.md).
 
 Weights pruned earlier rank below every live weight: raising sparsity never revives a
-pruned weight, and lowering it revives the best-scored pruned ones first.
+pruned weight, and lowering it revives the best-scored pruned ones first.  With
+``revive`` they compete on their scores instead, so masks chosen again at the same
+sparsity rewire: a pruned weight keeps its last value and, with Taylor importance, keeps
+accruing ``|w * dL/dw|`` from the full gradient, so one that would now lower the loss
+more than a live one takes its place (like Dynamic Network Surgery's splicing).
 """
 from __future__ import annotations
 
@@ -32,6 +36,7 @@ def allocate(
     scope: Scope = "global",
     min_density: float = 0.005,
     normalize: bool = False,
+    revive: bool = False,
 ) -> list[list[np.ndarray]]:
     """New masks (one list per wrapper, one array per prunable weight) at ``sparsity``."""
     if not 0.0 <= sparsity < 1.0:
@@ -42,7 +47,7 @@ def allocate(
     scores = scorer.scores(wrappers)
     if scope == "global" and normalize:
         scores = [_layer_normalized(w, layer_scores) for w, layer_scores in zip(wrappers, scores)]
-    ranked = _rank_keys(wrappers, scores)
+    ranked = _rank_keys(wrappers, scores, revive)
     sizes = [keys.size for keys in ranked]
     if scope == "layer":
         keeps = [n - int(round(sparsity * n)) for n in sizes]
@@ -58,17 +63,18 @@ def _layer_normalized(wrapper: PruningWrapper, scores: list[np.ndarray]) -> list
     return [np.asarray(sc, dtype=np.float64) / rms for sc in scores] if rms > 0 else scores
 
 
-def _rank_keys(wrappers: Sequence[PruningWrapper], scores: list[list[np.ndarray]]) -> list[np.ndarray]:
+def _rank_keys(wrappers: Sequence[PruningWrapper], scores: list[list[np.ndarray]],
+               revive: bool = False) -> list[np.ndarray]:
     """Integer sort keys per layer: every live weight above every pruned one, then by score.
 
     Scores are replaced by their rank over the whole model, so keys are exact integers
-    (``live * N + rank``) whatever the scale of the scores.
+    (``live * N + rank``, or the rank alone with ``revive``) whatever their scale.
     """
     flat_scores, live, sizes = [], [], []
     for wrapper, layer_scores in zip(wrappers, scores):
         for score, mask in zip(layer_scores, wrapper.masks):
             flat_scores.append(np.nan_to_num(np.asarray(score, dtype=np.float64).ravel(), nan=0.0))
-            live.append(mask.numpy().ravel() != 0)
+            live.append((mask.numpy().ravel() != 0) & (not revive))
         sizes.append(sum(int(np.prod(m.shape)) for m in wrapper.masks))
     if not flat_scores:
         return [np.zeros(0, dtype=np.int64) for _ in wrappers]

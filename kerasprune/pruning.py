@@ -51,17 +51,17 @@ def wrappers(model: keras.Model) -> list[PruningWrapper]:
 
 def set_sparsity(model: keras.Model, sparsity: float, importance: ImportanceLike = "magnitude",
                  scope: Scope = "global", min_density: float = 0.005, normalize: bool = False,
-                 keep_previous: bool = True) -> float:
+                 keep_previous: bool = True, revive: bool = False) -> float:
     """Mask the model to ``sparsity`` by ``importance``; returns the sparsity reached.
 
     With ``keep_previous`` the masks before the call are kept in the wrappers, so the step
     can be rolled back.  See :func:`kerasprune.allocation.allocate` for ``scope``,
-    ``min_density`` and ``normalize``.
+    ``min_density``, ``normalize`` and ``revive``.
     """
     found = wrappers(model)
     if not found:
         raise ModelError("set_sparsity: the model has no pruning wrappers; call kerasprune.prune(model) first.")
-    masks_per_layer = allocate(found, sparsity, importance, scope, min_density, normalize)
+    masks_per_layer = allocate(found, sparsity, importance, scope, min_density, normalize, revive)
     for wrapper, masks in zip(found, masks_per_layer):
         wrapper.set_masks(masks, keep_previous)
     return model_sparsity(model)

@@ -71,6 +71,25 @@ def test_raising_sparsity_never_revives_and_lowering_revives_the_best_pruned_wei
         assert revived.any() and np.all(w.prunable[0].variable.numpy()[revived] == 100.0)
 
 
+@pytest.mark.parametrize("scope", ["layer", "global"])
+def test_with_revive_pruned_weights_compete_so_the_same_sparsity_rewires(scope):
+    model = _pruned()
+    set_sparsity(model, 0.6, scope=scope)
+    before = [w.masks[0].numpy().copy() for w in wrappers(model)]
+    set_sparsity(model, 0.6, scope=scope)  # without revive the same level changes nothing
+    for w, old in zip(wrappers(model), before):
+        np.testing.assert_array_equal(w.masks[0].numpy(), old)
+    for w in wrappers(model):  # a pruned weight now scores above every live one
+        v, pruned = w.prunable[0].variable, np.flatnonzero(w.masks[0].numpy() == 0)
+        v.assign(np.where(np.arange(v.shape.num_elements()).reshape(v.shape) == pruned[0], 100.0, v.numpy()))
+    set_sparsity(model, 0.6, scope=scope, revive=True)
+    for w, old in zip(wrappers(model), before):
+        new = w.masks[0].numpy()
+        assert int((new == 0).sum()) == int((old == 0).sum())  # still exactly the same level
+        assert np.all(w.prunable[0].variable.numpy()[(new == 1) & (old == 0)] == 100.0)
+        assert int(((new == 1) & (old == 0)).sum()) == 1  # the one that now matters came back
+
+
 def test_custom_importance_is_used():
     model = _pruned()
     first = wrappers(model)[0]

@@ -136,6 +136,29 @@ def test_a_step_ramps_in_over_the_next_epoch_and_lands_exactly():
         assert int(np.sum(w.masks[0].numpy() == 0)) == round(0.8 * n)  # exact after the last ramp
 
 
+def test_rewiring_moves_the_masks_while_the_level_holds_and_keeps_it_exact():
+    def run(rewire):
+        model = _model()
+        masks = []
+
+        class Snapshot(keras.callbacks.Callback):
+            def on_epoch_end(self, epoch, logs=None):
+                masks.append(np.concatenate([w.masks[0].numpy().ravel() for w in wrappers(self.model)]))
+
+        pruning = AdaptivePruning(initial=0.75, final=0.75, step=0.25, every=1, frequency=2,
+                                  rewire=rewire, verbose=0)
+        history = _fit(model, [_ForceMetric([0.9] * 6), pruning, Snapshot()], epochs=6)
+        return masks, history.history
+
+    fixed, _ = run(rewire=False)
+    assert all(np.array_equal(m, fixed[1]) for m in fixed[2:])  # the mask freezes after its step
+    moving, logs = run(rewire=True)
+    assert any(not np.array_equal(m, moving[1]) for m in moving[2:])
+    assert all(int((m == 0).sum()) == int((moving[1] == 0).sum()) for m in moving[2:])
+    assert logs["pruning_revived"][0] == 0 and sum(logs["pruning_revived"][2:]) > 0
+    assert sum(logs["pruning_revived"][2:]) >= int((moving[-1] != moving[1]).sum()) // 2
+
+
 def test_adaptive_pruning_runs_under_a_distribution_strategy():
     strategy = tf.distribute.MirroredStrategy(["/cpu:0"])
     with strategy.scope():

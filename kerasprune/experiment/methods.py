@@ -189,7 +189,7 @@ def _adaptive_parts(p: dict[str, Any]):
     return AdaptivePruning(schedule, importance=p["importance"], scope=p["scope"],
                            monitor=p["monitor"], min_density=float(p["min_density"]),
                            normalize=bool(p["normalize"]), frequency=int(p["frequency"]),
-                           ramp=p["ramp"])
+                           ramp=p["ramp"], rewire=bool(p["rewire"]))
 
 
 @register_method(
@@ -198,7 +198,7 @@ def _adaptive_parts(p: dict[str, Any]):
               "recovery_epochs": 2, "importance": "taylor", "scope": "global", "mode": "target",
               "finish_fraction": 0.7, "monitor": "val_accuracy", "monitor_mode": "auto",
               "min_density": 0.005, "normalize": False, "frequency": 100, "ramp": "geometric",
-              "start": "baseline"},
+              "rewire": False, "start": "baseline"},
     required=("sparsity",), check=_adaptive_parts,
 )
 def adaptive(ctx: RunContext, params: dict[str, Any]) -> Outcome:
