@@ -69,7 +69,8 @@ def test_feedback_holds_then_rolls_back_the_masks_on_a_forced_drop():
         np.testing.assert_array_equal(w.masks[0].numpy(), before)
 
 
-def test_kill_and_resume_reproduces_the_masks(tmp_path):
+@pytest.mark.parametrize("rewire", [False, True])
+def test_kill_and_resume_reproduces_the_masks(tmp_path, rewire):
     tf.config.experimental.enable_op_determinism()
 
     def run(directory, crash_at=None):
@@ -79,15 +80,17 @@ def test_kill_and_resume_reproduces_the_masks(tmp_path):
                     raise KeyboardInterrupt
 
         model = _model()
-        callbacks = [AdaptivePruning(initial=0.3, final=0.8, step=0.1, every=1, verbose=0),
+        # 0.3, 0.6, then 0.8 from the fourth epoch on: rewiring (if on) runs after the kill
+        callbacks = [AdaptivePruning(initial=0.3, final=0.8, step=0.3, every=1, frequency=2,
+                                     rewire=rewire, verbose=0),
                      keras.callbacks.BackupAndRestore(str(directory)), Crash()]
-        _fit(model, callbacks, epochs=6)
-        return model
+        return model, _fit(model, callbacks, epochs=6).history
 
-    uninterrupted = run(tmp_path / "a")
+    uninterrupted, logs = run(tmp_path / "a")
+    assert not rewire or sum(logs["pruning_revived"][3:]) > 0
     with pytest.raises(KeyboardInterrupt):
         run(tmp_path / "b", crash_at=2)
-    resumed = run(tmp_path / "b")
+    resumed, _ = run(tmp_path / "b")
     for a, b in zip(wrappers(uninterrupted), wrappers(resumed)):
         np.testing.assert_array_equal(a.masks[0].numpy(), b.masks[0].numpy())
         np.testing.assert_array_equal(a.state.numpy(), b.state.numpy())
