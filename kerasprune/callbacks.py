@@ -205,9 +205,11 @@ class AdaptivePruning(keras.callbacks.Callback):
             self.schedule.state = FeedbackState.from_vector(vector) if vector[0] else FeedbackState()
             self.decisions = []
             self._state_loaded = True
-        # The masks lag the decided level while a step ramps in, also after a resume.
+        # The masks lag the decided level while a step ramps in, also after a resume.  A
+        # level short by less than one weight is the rounding of an exact mask, not a lag.
         current, target = model_sparsity(self.model), self.schedule.state.level
-        self._ramp = (current, target) if current < target - 1e-6 else None
+        weights = sum(m.shape.num_elements() for w in self._wrappers() for m in w.masks)
+        self._ramp = (current, target) if (target - current) * weights >= 1 else None
         self._batches = self._revived = 0
 
     def _steps(self) -> int:

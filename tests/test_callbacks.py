@@ -148,7 +148,8 @@ def test_rewiring_moves_the_masks_while_the_level_holds_and_keeps_it_exact():
             def on_epoch_end(self, epoch, logs=None):
                 masks.append(np.concatenate([w.masks[0].numpy().ravel() for w in wrappers(self.model)]))
 
-        pruning = AdaptivePruning(initial=0.75, final=0.75, step=0.25, every=1, frequency=2,
+        # 70% of 336 weights is 235.2: the exact mask falls short by a fraction of a weight
+        pruning = AdaptivePruning(initial=0.7, final=0.7, step=0.25, every=1, frequency=2,
                                   rewire=rewire, verbose=0)
         history = _fit(model, [_ForceMetric([0.9] * 6), pruning, Snapshot()], epochs=6)
         return masks, history.history
