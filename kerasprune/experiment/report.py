@@ -132,9 +132,9 @@ def write_report(results: dict, path: Path) -> Path:
                       f"{d['metric']:.4f} | {d['reference']:.4f} | {d['reason']} |" for d in steps]
             revived = r.get("history", {}).get("pruning_revived")
             if revived:
+                per_epoch = ", ".join(str(int(n)) for n in revived)
                 lines += ["", f"Rewiring revived {int(sum(revived))} pruned weights (per epoch: "
-                              f"{', '.join(str(int(n)) for n in revived)}), as many live ones "
-                              "making way."]
+                          f"{per_epoch}), as many live ones making way."]
             lines.append("")
     if plots:
         lines += ["## Plots", ""]
