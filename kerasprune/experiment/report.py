@@ -133,8 +133,8 @@ def write_report(results: dict, path: Path) -> Path:
             revived = r.get("history", {}).get("pruning_revived")
             if revived:
                 per_epoch = ", ".join(str(int(n)) for n in revived)
-                lines += ["", f"Rewiring revived {int(sum(revived))} pruned weights (per epoch: "
-                          f"{per_epoch}), as many live ones making way."]
+                lines += ["", (f"Rewiring revived {int(sum(revived))} pruned weights (per "
+                               f"epoch: {per_epoch}), as many live ones making way.")]
             lines.append("")
     if plots:
         lines += ["## Plots", ""]
