@@ -13,6 +13,7 @@ import numpy as np
 
 from . import files
 from .backend import keras, require_tf_keras_model, tf
+from .checks import number
 from .errors import ExportError
 
 
@@ -31,7 +32,11 @@ class TFLiteExport:
 
 
 def interpreter(content: bytes | str | os.PathLike, num_threads: int = 1):
-    """A LiteRT interpreter (XNNPACK by default) over a flatbuffer or a ``.tflite`` path."""
+    """A LiteRT interpreter (XNNPACK by default) over a flatbuffer or a ``.tflite`` path.
+
+    Its ``invoke()`` resets the variable tensors first (a few microseconds), so every call
+    starts from a zero recurrent state, as Keras does, whatever ran before (see ``to_tflite``).
+    """
     from ai_edge_litert.interpreter import Interpreter
 
     if isinstance(content, (bytes, bytearray)):
@@ -39,11 +44,19 @@ def interpreter(content: bytes | str | os.PathLike, num_threads: int = 1):
     else:
         interp = Interpreter(model_path=os.fspath(content), num_threads=num_threads)
     interp.allocate_tensors()
+    invoke = interp.invoke
+
+    def invoke_from_zero_state() -> None:
+        interp.reset_all_variables()
+        invoke()
+
+    interp.invoke = invoke_from_zero_state
     return interp
 
 
 def run_tflite(content: bytes | str | os.PathLike, inputs: np.ndarray) -> np.ndarray:
-    """Outputs of a single-input TFLite model for a batch of inputs, one example at a time."""
+    """Outputs of a single-input TFLite model for a batch of inputs, one example at a time,
+    each from a zero recurrent state (``interpreter``'s ``invoke``)."""
     interp = interpreter(content)
     inp, out = interp.get_input_details()[0], interp.get_output_details()[0]
     results = []
@@ -59,35 +72,42 @@ def to_tflite(
     path: str | os.PathLike | None = None,
     *,
     check_inputs: np.ndarray | None = None,
-    atol: float | None = None,
+    atol: float = 1e-3,
     sparse: bool = False,
 ) -> TFLiteExport:
     """Convert ``model`` to float32 TFLite, compare outputs, then write ``path`` atomically.
 
     ``check_inputs`` are real examples (``Data.sample_inputs()``); without them random
     inputs of the model's input spec are used.  Raises ExportError when any output differs
-    by more than ``atol``: by default 1e-3, or 1e-2 for models with recurrent layers, whose
-    fused TFLite kernels differ from Keras' by up to ~2e-3 in probability (reference kernels
-    too; feed-forward models agree to ~1e-7).  The measured difference is returned.
-    ``sparse`` stores pruned weights in TFLite's sparse format (smaller files; runtimes
-    densify them at load unless they have sparse kernels for the op and CPU).
+    by more than ``atol`` (trained LSTM, BiLSTM, GRU and feed-forward models all agree to
+    ~1e-7).  The measured difference is returned.  ``sparse`` stores pruned weights in
+    TFLite's sparse format (smaller files; runtimes densify them at load unless they have
+    sparse kernels for the op and CPU).
+
+    LSTM layers become TFLite's fused sequence kernels, which keep their state in variable
+    tensors from one invocation to the next (no converter option turns that off): the file
+    gives Keras' output only when that state is reset before each example.  kerasprune's
+    ``interpreter`` (hence ``run_tflite`` and the benchmark) does so in every ``invoke``; a
+    deployed app must call ``Interpreter.resetVariableTensors()`` (Java) or
+    ``reset_all_variables()`` (Python) before every ``run``/``invoke`` on a new example.
     """
     model = require_tf_keras_model(model, "to_tflite")
+    atol = number(atol, "to_tflite(atol=)", low=0.0)
+    if path is not None:
+        files.refuse_folder(path)  # before a conversion that can take seconds
     if len(model.inputs) != 1 or len(model.outputs) != 1:
         raise ExportError(
             f"to_tflite: model '{model.name}' has {len(model.inputs)} inputs and "
             f"{len(model.outputs)} outputs; the checked export handles one of each."
         )
     model = _stripped(model)
-    recurrent = _has_recurrent_layers(model)
-    content = _convert(model, recurrent, sparse)
-    atol = atol if atol is not None else (1e-2 if recurrent else 1e-3)
+    inputs = (_checked_inputs(model, check_inputs) if check_inputs is not None
+              else _random_inputs(model, 8))[:32]
+    content = _convert(model, _has_recurrent_layers(model), sparse)
 
-    inputs = check_inputs if check_inputs is not None else _random_inputs(model, 8)
-    inputs = np.asarray(inputs)[:32]
     expected = model.predict(inputs, verbose=0, batch_size=len(inputs))
     got = run_tflite(content, inputs)
-    diff = float(np.max(np.abs(expected - got))) if got.size else 0.0
+    diff = float(np.max(np.abs(expected - got)))
     if not diff <= atol:  # also catches NaN
         raise ExportError(
             f"to_tflite: the TFLite model of '{model.name}' disagrees with Keras by up to "
@@ -108,8 +128,8 @@ def _convert(model: keras.Model, recurrent: bool, sparse: bool = False) -> bytes
     """Convert with a dynamic batch, or with batch 1 where the graph has recurrent layers.
 
     The converter cannot lower the tensor lists of Keras' RNN loops with a dynamic batch;
-    with a static batch it fuses LSTM/GRU into TFLite's sequence kernels, so the model
-    runs on builtin ops without the Flex (Select TF ops) delegate.
+    with a static batch it fuses LSTMs into TFLite's sequence kernel and turns GRUs into a
+    WHILE loop, so the model runs on builtin ops without the Flex (Select TF ops) delegate.
     """
     try:
         if not recurrent:
@@ -123,7 +143,12 @@ def _convert(model: keras.Model, recurrent: bool, sparse: bool = False) -> bytes
 
             signature = tf.TensorSpec([1, *spec.shape[1:]], spec.dtype)
             concrete = tf.function(serve).get_concrete_function(signature)
-            converter = tf.lite.TFLiteConverter.from_concrete_functions([concrete], model)
+            # The converter saves its trackable: holding just the variables gives the same
+            # file as the model in <1 s, where saving a Keras model retraces every layer (~12 s
+            # for a BiLSTM).
+            holder = tf.Module()
+            holder.model_variables = model.variables
+            converter = tf.lite.TFLiteConverter.from_concrete_functions([concrete], holder)
         if sparse:
             converter.optimizations = [tf.lite.Optimize.EXPERIMENTAL_SPARSITY]
         return converter.convert()
@@ -148,6 +173,37 @@ def _stripped(model: keras.Model) -> keras.Model:
     if any(isinstance(layer, PruneLowMagnitude) for layer in model.layers):
         return tfmot.sparsity.keras.strip_pruning(model)
     return model
+
+
+def _checked_inputs(model: keras.Model, check_inputs: np.ndarray) -> np.ndarray:
+    """``check_inputs`` in the model's input dtype, or an ExportError saying what does not
+    fit, instead of a traceback from ``predict`` or the interpreter."""
+    spec = model.inputs[0]
+    shape, dtype = tuple(spec.shape[1:]), np.dtype(spec.dtype.as_numpy_dtype)
+    batch = ", ".join(["n", *map(str, shape)])
+    fix = (f"'{model.name}' takes examples of shape {shape} and dtype {dtype}: pass an array "
+           f"of shape ({batch}), e.g. Data.sample_inputs(), or leave check_inputs out to "
+           "check on random inputs")
+
+    def fits(example_shape: tuple) -> bool:
+        return len(example_shape) == len(shape) and all(
+            want in (None, got) for want, got in zip(shape, example_shape))
+
+    try:
+        inputs = np.asarray(check_inputs)
+    except ValueError as exc:  # ragged nested lists
+        raise ExportError(f"to_tflite: check_inputs is not a rectangular array; {fix}.") from exc
+    if inputs.size == 0:
+        raise ExportError(f"to_tflite: check_inputs (shape {inputs.shape}) has no examples; {fix}.")
+    if inputs.ndim == 0 or not fits(inputs.shape[1:]):
+        single = " It looks like one example: add a batch axis (x[None])." if fits(inputs.shape) else ""
+        raise ExportError(f"to_tflite: check_inputs has shape {inputs.shape}, examples of shape "
+                          f"{inputs.shape[1:]}; {fix}.{single}")
+    if not np.can_cast(inputs.dtype, dtype, casting="same_kind"):
+        ids = " (token ids, not embeddings or scaled values)" if dtype.kind in "iu" else ""
+        raise ExportError(f"to_tflite: check_inputs has dtype {inputs.dtype}, which does not "
+                          f"cast to {dtype} without changing values{ids}; {fix}.")
+    return inputs.astype(dtype)
 
 
 def _random_inputs(model: keras.Model, n: int) -> np.ndarray:

@@ -20,7 +20,7 @@ def test_export_matches_keras_and_writes_the_file(tmp_path):
 
 def test_recurrent_models_export_with_builtin_ops():
     model = models.build("bilstm", input_shape=(12,), num_classes=2, vocab_size=50, units=8)
-    result = export.to_tflite(model)  # the default tolerance allows the fused kernel's ~1e-3
+    result = export.to_tflite(model)
     ops = {op["op_name"] for op in export.interpreter(result.content)._get_ops_details()}
     assert "UNIDIRECTIONAL_SEQUENCE_LSTM" in ops and "FlexTensorListReserve" not in ops
 
@@ -54,3 +54,32 @@ def test_multi_output_models_are_refused_by_name():
     model = keras.Model(inputs, [keras.layers.Dense(1)(inputs), keras.layers.Dense(1)(inputs)], name="two")
     with pytest.raises(ExportError, match="'two' has 1 inputs and 2 outputs"):
         export.to_tflite(model)
+
+
+def _token_model() -> keras.Model:
+    return keras.Sequential([keras.Input((10,), dtype="int32"), keras.layers.Embedding(50, 4),
+                             keras.layers.GlobalAveragePooling1D(), keras.layers.Dense(2)], name="tokens")
+
+
+@pytest.mark.parametrize("check_inputs, message", [
+    (np.zeros((5, 28, 28), "float32"), r"shape \(5, 28, 28\), examples of shape \(28, 28\); "
+                                       r"'lenet_300_100' takes examples of shape \(28, 28, 1\) and "
+                                       r"dtype float32: pass an array of shape \(n, 28, 28, 1\)"),
+    (np.zeros((28, 28, 1), "float32"), r"It looks like one example: add a batch axis \(x\[None\]\)"),
+    (np.zeros((0, 28, 28, 1), "float32"), r"check_inputs \(shape \(0, 28, 28, 1\)\) has no examples"),
+    ([], r"has no examples; 'lenet_300_100' takes examples of shape \(28, 28, 1\)"),
+    ([np.zeros((28, 28, 1)), np.zeros((28, 28))], r"not a rectangular array"),
+    (np.full((2, 28, 28, 1), "a"), r"dtype <U1, which does not cast to float32"),
+])
+def test_check_inputs_that_do_not_fit_the_model_are_refused_with_the_expected_shape(check_inputs, message):
+    model = models.build("lenet_300_100", input_shape=(28, 28, 1), num_classes=10, width=0.1)
+    with pytest.raises(ExportError, match=message):
+        export.to_tflite(model, check_inputs=check_inputs)
+
+
+def test_float_check_inputs_for_token_ids_are_refused_and_wider_ints_accepted():
+    with pytest.raises(ExportError, match=r"dtype float32, which does not cast to int32 without "
+                                          r"changing values \(token ids, not embeddings"):
+        export.to_tflite(_token_model(), check_inputs=np.zeros((3, 10), "float32"))
+    ids = np.random.default_rng(0).integers(0, 50, size=(3, 10))  # numpy's default int64
+    assert export.to_tflite(_token_model(), check_inputs=ids).checked_examples == 3
