@@ -14,12 +14,11 @@ from pathlib import Path
 
 import numpy as np
 
-from .. import export, metrics
+from .. import export, loading, metrics
 from ..backend import keras, tf
-from ..errors import ConfigError
+from ..errors import ConfigError, ModelError
 from .graph import GraphStats, graph_stats
 
-KINDS = {".keras": "keras", ".h5": "keras", ".hdf5": "keras", ".tflite": "tflite"}
 
 
 @dataclass
@@ -29,6 +28,7 @@ class Artifact:
     name: str
     path: Path
     kind: str  # keras | savedmodel | tflite
+    safe_mode: bool = True  # refuse files with serialized Python code (see kerasprune.loading)
     _cache: dict = field(default_factory=dict, repr=False)
 
     @cached_property
@@ -54,11 +54,11 @@ class Artifact:
     def keras_model(self) -> keras.Model | None:
         if self.kind != "keras":
             return None
-        return keras.models.load_model(self.path, compile=False)
+        return loading.load_model(self.path, safe_mode=self.safe_mode)
 
     @cached_property
     def _saved_signature(self):
-        loaded = tf.saved_model.load(str(self.path))
+        loaded = loading.load_saved_model(self.path, safe_mode=self.safe_mode)
         self._cache["loaded"] = loaded  # keep the object alive with its signature
         signatures = dict(loaded.signatures)
         if not signatures:
@@ -86,7 +86,7 @@ class Artifact:
             specs = list(self._saved_signature.structured_input_signature[1].values())
             shape, dtype = (specs[0].shape[1:], specs[0].dtype.as_numpy_dtype) if specs else ((), None)
         else:
-            specs = export.interpreter(self.tflite()).get_input_details()
+            specs = self._interpreter().get_input_details()
             shape, dtype = specs[0]["shape"][1:], specs[0]["dtype"]
         if len(specs) != 1:
             raise ConfigError(f"bench: {self.path} has {len(specs)} inputs; the benchmark feeds "
@@ -96,12 +96,27 @@ class Artifact:
                               "export it with a fixed input shape (e.g. Input(shape=(128,))).")
         return tuple(int(d) for d in shape), dtype
 
+    def _interpreter(self):
+        """The LiteRT interpreter of the flatbuffer.
+
+        It verifies the whole flatbuffer, so a truncated or corrupt ``.tflite`` is named
+        here, when the benchmark first reads it, rather than deep in a target.
+        """
+        try:
+            return export.interpreter(self.tflite())
+        except (ValueError, RuntimeError) as exc:
+            said = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+            what = ("is a truncated or corrupt TFLite flatbuffer (it does not verify)"
+                    if "not a valid Flatbuffer" in said else f"cannot be loaded by LiteRT ({said})")
+            raise ModelError(f"{self.path} {what}; convert the model again (kerasprune.to_tflite) "
+                             "or copy the whole file.") from exc
+
     def tflite(self, sparse: bool = False) -> bytes:
         """The flatbuffer: the file itself, or the checked conversion of a TF model."""
         key = ("tflite", sparse)
         if key not in self._cache:
             if self.kind == "tflite":
-                self._cache[key] = self.path.read_bytes()
+                self._cache[key] = loading.read_tflite(self.path)
             elif self.kind == "keras":
                 self._cache[key] = export.to_tflite(self.keras_model, sparse=sparse).content
             else:
@@ -146,29 +161,20 @@ class Artifact:
         return out
 
 
-def load(spec: str | os.PathLike, name: str | None = None) -> Artifact:
+def load(spec: str | os.PathLike, name: str | None = None, *, safe_mode: bool = True) -> Artifact:
     """An artifact from ``PATH`` or ``NAME=PATH``; named after its run folder by default.
 
     ``saved_models/<exp>/<budget>/<run>/model.tflite`` is named ``<run>``, so the
-    experiments' files compare under their run ids.
+    experiments' files compare under their run ids.  A Keras file or SavedModel is checked
+    at once (:func:`kerasprune.loading.check_file`): a Keras 3, corrupt or, with
+    ``safe_mode``, code-carrying one is refused before anything is deserialized or timed.
     """
     text = os.fspath(spec)
     if name is None and "=" in text and not Path(text).exists():
         name, text = text.split("=", 1)
     path = Path(text)
-    if not path.exists():
-        raise ConfigError(f"bench: {path} does not exist; give a .keras, .h5 or .tflite file "
-                          "or a SavedModel directory.")
-    if path.is_dir():
-        if not (path / "saved_model.pb").exists():
-            raise ConfigError(f"bench: {path} is a directory without saved_model.pb, so it is "
-                              "not a SavedModel; point at the model file or the SavedModel.")
-        kind = "savedmodel"
-    elif path.suffix.lower() in KINDS:
-        kind = KINDS[path.suffix.lower()]
-    else:
-        raise ConfigError(f"bench: cannot tell what {path} is from its suffix "
-                          f"'{path.suffix}'; supported: {', '.join(KINDS)} or a SavedModel dir.")
+    fmt = loading.check_file(path, safe_mode=safe_mode)
+    kind = "keras" if fmt in ("keras", "h5") else fmt
     if name is None:
         name = path.parent.name if path.stem == "model" and path.parent.name else path.stem
-    return Artifact(name, path, kind)
+    return Artifact(name, path, kind, safe_mode)

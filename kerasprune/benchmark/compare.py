@@ -38,17 +38,20 @@ def bench(
     progress: Callable[[str], None] | None = print,
     name: str = "bench",
     command: str | None = None,
+    safe_mode: bool = True,
 ) -> dict:
     """Time ``models`` on ``targets`` and return a result in the results schema.
 
     ``baseline`` names the model ratios are taken to (default: the first).  Batch-1 latency
     is always timed; ``throughput_batch`` adds throughput at that batch size (None: skip).
     ``runs`` holds one record per model (figures from its first timed batch-1 row, LiteRT
-    at one thread first), ``results`` every target and batch.
+    at one thread first), ``results`` every target and batch.  ``safe_mode=False`` lets
+    files with serialized Python code (Lambda layers) load and run it.
     """
     resolved = [t for t in targets if isinstance(t, Target)] + parse_targets(
         [t for t in targets if not isinstance(t, Target)], android)
-    artifacts = _unique([m if isinstance(m, Artifact) else load(m) for m in models])
+    artifacts = _unique([m if isinstance(m, Artifact) else load(m, safe_mode=safe_mode)
+                         for m in models])
     if not artifacts:
         raise ConfigError("bench: give at least one model (.keras, .h5, .tflite or SavedModel).")
     for a in artifacts:

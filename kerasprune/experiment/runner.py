@@ -16,7 +16,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from .. import benchmark, export, files, metrics
+from .. import benchmark, export, files, loading, metrics
 from ..backend import keras
 from ..data import Data, load
 from ..environment import environment
@@ -187,7 +187,7 @@ def _run_one(config: ExperimentConfig, run: RunSpec, data: Data, run_dir: Path,
     keras.utils.set_random_seed(config.seed)
 
     def baseline() -> keras.Model:
-        return keras.models.load_model(baseline_dir / "model.keras", compile=False)
+        return loading.load_model(baseline_dir / "model.keras")
 
     ctx = RunContext(data, config.budget, config.seed, run_dir, label, baseline)
     started = time.perf_counter()
