@@ -1,23 +1,57 @@
 """kerasprune: smaller, faster tf_keras models, on top of tensorflow-model-optimization.
 
-Importing kerasprune binds tf_keras (Keras 2) before TensorFlow is used; see
-:mod:`kerasprune.backend`.
+Importing kerasprune sets ``TF_USE_LEGACY_KERAS=1``, so TensorFlow binds ``tf.keras`` to
+tf_keras (Keras 2) whenever it is imported (see :mod:`kerasprune.backend`).  The API below
+loads on first use, so ``import kerasprune`` (and ``kerasprune --help``) does not pay for
+TensorFlow until something needs it; if TensorFlow is already imported, the binding is
+checked at once.
 """
-from . import backend  # noqa: F401  (must come first: binds tf.keras to tf_keras)
-from . import benchmark, data, metrics, models, structured
-from .callbacks import AdaptivePruning, KeepBest
-from .errors import ConfigError, DataError, ExportError, KerasPruneError, ModelError
-from .experiment import run_experiment
-from .export import to_tflite
-from .pruning import prune, set_sparsity, strip
-from .schedules import FeedbackSchedule
-from .wrapper import PruningWrapper
+from __future__ import annotations
+
+import importlib
+import os
+import sys
+
+os.environ["TF_USE_LEGACY_KERAS"] = "1"
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # hide oneDNN/CUDA banners unless asked
+
+from .errors import (  # noqa: E402  (no TensorFlow behind these)
+    ConfigError,
+    DataError,
+    ExportError,
+    FileError,
+    KerasPruneError,
+    ModelError,
+    TrainingError,
+)
+
+if "tensorflow" in sys.modules:  # tf.keras may be bound already: fail now, not later
+    from . import backend  # noqa: F401
 
 __version__ = "0.1.0"
 
+#: public name -> the module that defines it (imported on first access)
+_API = {
+    "AdaptivePruning": "callbacks", "KeepBest": "callbacks", "FeedbackSchedule": "schedules",
+    "PruningWrapper": "wrapper", "prune": "pruning", "set_sparsity": "pruning",
+    "strip": "pruning", "to_tflite": "export", "load_model": "loading",
+    "run_experiment": "experiment",
+}
+_MODULES = ("backend", "benchmark", "data", "metrics", "models", "structured")
+
 __all__ = [
-    "AdaptivePruning", "ConfigError", "DataError", "ExportError", "FeedbackSchedule",
-    "KeepBest", "KerasPruneError", "ModelError", "PruningWrapper",
-    "benchmark", "data", "metrics", "models", "prune", "run_experiment", "set_sparsity", "strip",
-    "structured", "to_tflite",
+    "ConfigError", "DataError", "ExportError", "FileError", "KerasPruneError", "ModelError",
+    "TrainingError", *_API, *_MODULES,
 ]
+
+
+def __getattr__(name: str):
+    if name in _MODULES:
+        return importlib.import_module(f".{name}", __name__)
+    if name in _API:
+        return getattr(importlib.import_module(f".{_API[name]}", __name__), name)
+    raise AttributeError(f"module 'kerasprune' has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), *__all__})

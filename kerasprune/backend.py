@@ -1,13 +1,13 @@
 """The one place that binds kerasprune to tf_keras (Keras 2).
 
 tfmot refuses Keras 3 models, and TensorFlow resolves ``tf.keras`` lazily from the
-``TF_USE_LEGACY_KERAS`` variable at first use.  So this module sets the variable before
-TensorFlow is imported and fails loudly if the process already bound ``tf.keras`` to
-Keras 3.  Every other module imports ``tf`` and ``keras`` from here.
+``TF_USE_LEGACY_KERAS`` variable at first use.  The package's ``__init__`` sets the
+variable (importing this module runs it first); this module imports TensorFlow and fails
+loudly if the process already bound ``tf.keras`` to Keras 3.  Every other module imports
+``tf`` and ``keras`` from here.
 """
 from __future__ import annotations
 
-import os
 
 _FIX = (
     "Import kerasprune (or set TF_USE_LEGACY_KERAS=1) before anything that touches "
@@ -15,10 +15,7 @@ _FIX = (
     "restart the Python process."
 )
 
-os.environ["TF_USE_LEGACY_KERAS"] = "1"
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # hide oneDNN/CUDA banners unless asked
-
-import tensorflow as tf  # noqa: E402  (must follow the environment variable)
+import tensorflow as tf  # noqa: E402  (the package's __init__ has set the variable)
 
 try:
     import tf_keras as keras  # noqa: E402

@@ -7,6 +7,7 @@ import shutil
 import statistics
 import sys
 import time
+from dataclasses import fields
 from pathlib import Path
 from typing import TextIO
 
@@ -14,10 +15,14 @@ import numpy as np
 
 from . import files, metrics
 from .backend import keras
+from .allocation import SCOPES
+from .checks import choice, number
 from .errors import ConfigError, ModelError
+from .importance import get as get_importance
 from .pruning import model_sparsity, set_sparsity, wrappers
 from .schedules import (
     ACTION_CODES,
+    RAMPS,
     FeedbackSchedule,
     FeedbackState,
     higher_is_better,
@@ -79,7 +84,9 @@ class KeepBest(keras.callbacks.Callback):
     def __init__(self, folder: str | Path, monitor: str = "val_accuracy", mode: str = "auto",
                  min_sparsity: float = 0.0) -> None:
         super().__init__()
-        self.folder, self.monitor, self.min_sparsity = Path(folder), monitor, min_sparsity
+        self.folder, self.monitor = Path(folder), monitor
+        self.min_sparsity = number(min_sparsity, "KeepBest(min_sparsity=)", low=0.0, high=1.0,
+                                   high_open=True)
         self.higher = higher_is_better(monitor, mode)
         self.best_epoch: int | None = None
         self.best: float = math.nan
@@ -100,7 +107,7 @@ class KeepBest(keras.callbacks.Callback):
         if 1.0 - sparsity > (1.0 - self.min_sparsity) * 1.01 or math.isnan(value):
             return
         if self.best_epoch is None or (value > self.best if self.higher else value < self.best):
-            with files.atomic_path(self.folder) as tmp:
+            with files.atomic_path(self.folder, folder=True) as tmp:
                 tmp.mkdir()
                 self.model.save_weights(str(tmp / "weights.h5"))
                 (tmp / "best.json").write_text(json.dumps({"epoch": epoch, "metric": value}))
@@ -140,6 +147,49 @@ class EpochProgress(keras.callbacks.Callback):
               file=self.stream, flush=True)
 
 
+class LastGood:
+    """The model's weights (masks and controller state included) at the last finite epoch.
+
+    Every pruning controller keeps one: when the loss turns NaN or Inf it restores this
+    and stops, instead of pruning on NaN scores and stripping a NaN model.
+    """
+
+    def __init__(self) -> None:
+        self.weights: list[np.ndarray] | None = None
+        self.epoch = -1  # -1: as the model was when fit() started
+
+    def save(self, model: keras.Model, epoch: int) -> None:
+        self.weights, self.epoch = model.get_weights(), epoch
+
+    def restore(self, model: keras.Model) -> None:
+        if self.weights is not None:
+            model.set_weights(self.weights)
+
+
+def check_monitor(model: keras.Model, monitor: str, where: str) -> None:
+    """Refuse at ``on_train_begin`` a monitor that no compiled loss or metric will log.
+
+    Only flat metric lists are checked (a multi-output model prefixes its names); whether
+    ``val_`` logs exist depends on ``validation_data``, known only at the first epoch end.
+    """
+    compiled = getattr(model, "compiled_metrics", None)
+    user = list(getattr(compiled, "_user_metrics", None) or []) if compiled is not None else []
+    if len(model.outputs or []) != 1 or not all(isinstance(m, (str, keras.metrics.Metric)) or callable(m)
+                                                 for m in user):
+        return
+    names = {"loss", *(m if isinstance(m, str) else getattr(m, "name", None) or m.__name__ for m in user),
+             *(m.name for m in model.metrics)}
+    if monitor.removeprefix("val_") not in names:
+        raise ConfigError(
+            f"{where} monitors '{monitor}', but the model logs only {', '.join(sorted(names))} "
+            f"(and their val_ versions with validation_data); fix monitor= or compile the model "
+            "with that metric.")
+
+
+#: the FeedbackSchedule settings AdaptivePruning accepts as keyword arguments
+SCHEDULE_ARGS = tuple(f.name for f in fields(FeedbackSchedule) if f.name not in ("state", "higher_is_better"))
+
+
 class AdaptivePruning(keras.callbacks.Callback):
     """Prune a ``kerasprune.prune``-d model during ``fit``, paced by validation feedback.
 
@@ -172,15 +222,32 @@ class AdaptivePruning(keras.callbacks.Callback):
                  **schedule_args) -> None:
         super().__init__()
         if schedule is not None and schedule_args:
-            raise TypeError("pass either a FeedbackSchedule or its arguments, not both")
+            raise ConfigError("AdaptivePruning: pass either a FeedbackSchedule or its arguments "
+                              f"({', '.join(sorted(schedule_args))}), not both.")
+        unknown = sorted(set(schedule_args) - set(SCHEDULE_ARGS))
+        if unknown:
+            raise ConfigError(f"AdaptivePruning got unknown argument(s) {', '.join(unknown)}; it "
+                              f"takes its own and FeedbackSchedule's: {', '.join(SCHEDULE_ARGS)}.")
+        if schedule is not None and not isinstance(schedule, FeedbackSchedule):
+            raise ConfigError(f"AdaptivePruning(schedule=) must be a FeedbackSchedule, got "
+                              f"{type(schedule).__name__}.")
+        if not isinstance(monitor, str) or not monitor:
+            raise ConfigError(f"AdaptivePruning(monitor=) must be the name of an epoch log, e.g. "
+                              f"'val_accuracy' or 'val_loss', got {monitor!r}.")
         self.schedule = schedule or FeedbackSchedule(
             higher_is_better=higher_is_better(monitor, monitor_mode), **schedule_args)
-        self.importance, self.scope = importance, scope
-        self.min_density, self.normalize = min_density, normalize
-        self.monitor, self.verbose, self.frequency = monitor, verbose, max(1, int(frequency))
-        ramp_level(0.0, 0.0, 0.0, ramp)  # an unknown shape fails here, not mid-fit
-        self.ramp, self.rewire = ramp, rewire
+        get_importance(importance)  # an unknown name fails here, not at the first mask update
+        self.importance, self.scope = importance, choice(scope, "AdaptivePruning(scope=)", SCOPES)
+        self.min_density = number(min_density, "AdaptivePruning(min_density=)", low=0.0, high=1.0)
+        self.normalize = normalize
+        self.monitor, self.verbose = monitor, verbose
+        self.frequency = number(frequency, "AdaptivePruning(frequency=)", low=1, integer=True)
+        self.ramp = choice(ramp, "AdaptivePruning(ramp=)", RAMPS)
+        self.rewire = rewire
         self.decisions: list[dict] = []
+        self.diverged: dict | None = None  # where the loss stopped being finite, if it did
+        self._last_good = LastGood()
+        self._epoch = 0
         self._state_loaded = False
         self._ramp: tuple[float, float] | None = None  # (from, to) sparsity over this epoch
         self._batches = self._revived = 0  # batches and weights revived by rewiring this epoch
@@ -195,9 +262,12 @@ class AdaptivePruning(keras.callbacks.Callback):
 
     def on_train_begin(self, logs: dict | None = None) -> None:
         self._wrappers()
+        check_monitor(self.model, self.monitor, "AdaptivePruning")
         self._state_loaded = False  # read after BackupAndRestore has restored the weights
+        self.diverged = None
 
     def on_epoch_begin(self, epoch: int, logs: dict | None = None) -> None:
+        self._epoch = epoch
         if not self._state_loaded:
             vector = self._wrappers()[0].state.numpy()[: len(FeedbackState().as_vector())]
             # The model's weights say where the schedule is: started (a resumed run, or a
@@ -205,6 +275,7 @@ class AdaptivePruning(keras.callbacks.Callback):
             self.schedule.state = FeedbackState.from_vector(vector) if vector[0] else FeedbackState()
             self.decisions = []
             self._state_loaded = True
+            self._last_good.save(self.model, epoch - 1)
         # The masks lag the decided level while a step ramps in, also after a resume.  A
         # level short by less than one weight is the rounding of an exact mask, not a lag.
         current, target = model_sparsity(self.model), self.schedule.state.level
@@ -217,6 +288,11 @@ class AdaptivePruning(keras.callbacks.Callback):
         return self.params.get("steps") or self._epoch_length
 
     def on_train_batch_end(self, batch: int, logs: dict | None = None) -> None:
+        loss = (logs or {}).get("loss")
+        if self.diverged or (loss is not None and not math.isfinite(float(loss))):
+            if not self.diverged:
+                self._diverge(f"batch {batch + 1} of epoch {self._epoch + 1}", float(loss))
+            return
         self._batches += 1
         steps = self._steps()
         if self._ramp is not None:
@@ -243,8 +319,28 @@ class AdaptivePruning(keras.callbacks.Callback):
         set_sparsity(self.model, level, self.importance, self.scope, self.min_density,
                      self.normalize, keep_previous=False, revive=revive)
 
+    def _diverge(self, where: str, value: float) -> None:
+        """Roll back to the last finite epoch and stop: NaN weights would strip to a NaN model."""
+        self._ramp = None
+        self._last_good.restore(self.model)
+        self.model.stop_training = True
+        self.diverged = {"epoch": self._epoch, "where": where, "loss": value,
+                         "restored_epoch": self._last_good.epoch}
+        kept = (f"the weights, masks and schedule of the end of epoch {self._last_good.epoch + 1}"
+                if self._last_good.epoch >= 0 else "the weights and masks it started with")
+        print(f"  AdaptivePruning: the training loss is {value} at {where}; restored {kept} "
+              f"(sparsity {model_sparsity(self.model):.3f}) and stopped training. Lower the "
+              "learning rate, clip gradients (e.g. optimizer clipnorm=1.0) or check the data "
+              "for NaN/Inf, then fit again.", file=sys.stderr, flush=True)
+
     def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
         logs = logs if logs is not None else {}
+        if self.diverged:
+            return
+        bad = {k: logs[k] for k in ("loss", "val_loss") if k in logs and not math.isfinite(logs[k])}
+        if bad:
+            self._diverge(f"the end of epoch {epoch + 1} ({', '.join(bad)})", float(next(iter(bad.values()))))
+            return
         if self.monitor not in logs:
             raise ConfigError(
                 f"AdaptivePruning monitors '{self.monitor}', which is not in the epoch logs "
@@ -279,6 +375,7 @@ class AdaptivePruning(keras.callbacks.Callback):
         if self.rewire:
             logs["pruning_revived"] = float(self._revived)
         self.decisions.append(decision.as_dict())
+        self._last_good.save(self.model, epoch)
         if self.verbose and decision.action not in ("none", "done"):
             print(f"  AdaptivePruning epoch {epoch + 1}: {decision.action} -> sparsity "
                   f"{decision.sparsity:.3f} ({self.monitor} {decision.metric:.4f}, reference "

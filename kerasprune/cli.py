@@ -11,17 +11,26 @@
     kerasprune models | datasets
 
 Input errors print one line (what, where, how to fix) and exit with status 2; an
-interrupted experiment says how to resume it.
+interrupted experiment says how to resume it.  Arguments are parsed and checked before
+TensorFlow is imported (``--help`` and a misspelt path answer at once), and TensorFlow's
+import-time banners are kept out of the output (set TF_CPP_MIN_LOG_LEVEL to see them).
 """
 from __future__ import annotations
 
 import argparse
+import os
 import shlex
 import sys
 from importlib import resources
 from pathlib import Path
 
 from .errors import ConfigError, KerasPruneError
+
+#: positional arguments that name files to read, checked before TensorFlow is imported
+_INPUT_FILES = {"experiment": ("config", "experiment config", "a YAML file under experiments/"),
+                "bench-train": ("config", "experiment config", "a YAML file under experiments/"),
+                "report": ("results", "results file", "experiments/results/<name>.json"),
+                "seeds": ("results", "results file", "experiments/results/<name>.json")}
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -71,6 +80,9 @@ def _parser() -> argparse.ArgumentParser:
     bench.add_argument("--android-serial", help="device serial when several are attached")
     bench.add_argument("--android-binary",
                        help="local benchmark_model built for the phone, pushed before timing")
+    bench.add_argument("--unsafe", action="store_true",
+                       help="load models whose Lambda layers carry Python code, and so run it "
+                            "(only for files you trust)")
 
     train = sub.add_parser("bench-train",
                            help="training-step time: dense vs tfmot vs kerasprune, side by side")
@@ -105,6 +117,8 @@ def _parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     try:
+        _check_inputs(args)
+        _import_tensorflow_quietly()
         return _dispatch(args, argv if argv is not None else sys.argv[1:])
     except KerasPruneError as exc:
         print(f"kerasprune: error: {exc}", file=sys.stderr)
@@ -112,6 +126,41 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("kerasprune: interrupted; run the same command again to resume.", file=sys.stderr)
         return 130
+
+
+def _check_inputs(args: argparse.Namespace) -> None:
+    """Files that must exist, before seconds go into importing TensorFlow."""
+    if args.command not in _INPUT_FILES:
+        return
+    attribute, noun, expected = _INPUT_FILES[args.command]
+    paths = getattr(args, attribute)
+    for path in [paths] if isinstance(paths, str) else paths:
+        if not Path(path).is_file():
+            raise ConfigError(f"{noun} '{path}' does not exist (expected {expected}; relative "
+                              f"paths are taken from {Path.cwd()}).")
+
+
+def _import_tensorflow_quietly() -> None:
+    """Import TensorFlow with its C++ banners (oneDNN, CUDA drivers) sent nowhere.
+
+    They are written to file descriptor 2 before absl logging is set up, so only a
+    redirection of the descriptor hides them; Python errors of the import still surface.
+    TF_CPP_MIN_LOG_LEVEL=0 or 1 shows them, and TensorFlow's other logs.
+    """
+    if "tensorflow" in sys.modules or os.environ.get("TF_CPP_MIN_LOG_LEVEL") in ("0", "1"):
+        from . import backend  # noqa: F401
+        return
+    if os.environ.get("TF_CPP_MIN_LOG_LEVEL") == "2":  # kerasprune's default, not a choice
+        os.environ["TF_CPP_MIN_LOG_LEVEL"] = "3"  # also the cuInit error of a machine without GPU
+    sys.stderr.flush()
+    saved, devnull = os.dup(2), os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, 2)
+    try:
+        from . import backend  # noqa: F401
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+        os.close(devnull)
 
 
 def _dispatch(args: argparse.Namespace, argv: list[str]) -> int:
@@ -216,7 +265,8 @@ def _bench(args: argparse.Namespace, argv: list[str]) -> int:
         min_block_seconds=args.block_seconds,
         android={"adb": args.adb, "serial": args.android_serial, "binary": args.android_binary},
         progress=lambda line: print(line, file=sys.stderr),
-        name=Path(args.json).stem if args.json else "bench", command="kerasprune " + shlex.join(argv))
+        name=Path(args.json).stem if args.json else "bench", command="kerasprune " + shlex.join(argv),
+        safe_mode=not args.unsafe)
     if args.json:
         for path in benchmark.write(result, args.json):
             print(f"kerasprune: wrote {path}")

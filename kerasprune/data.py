@@ -16,6 +16,7 @@ from typing import Callable, Iterator, Literal, Sequence
 import numpy as np
 
 from .backend import keras, tf
+from .checks import number
 from .errors import ConfigError, DataError
 
 AUTOTUNE_OFF = 2  # fixed parallelism: tf.data autotune can stall ~40 s at the end of fit
@@ -107,6 +108,21 @@ def spec(name: str) -> DatasetSpec:
     return DATASETS[key]
 
 
+def check_arguments(where: str = "data.load", **args) -> None:
+    """ConfigError for a loading argument of the wrong type or range (``load``'s keywords)."""
+    for key, value in args.items():
+        here = f"{where}: {key}"
+        if key == "val_fraction":
+            number(value, here, low=0.0, high=0.5, low_open=True, high_open=True)
+        elif key == "augment":
+            if value is not None and not isinstance(value, bool):
+                raise ConfigError(f"{here} must be true or false, got {value!r}.")
+        elif key == "seed":
+            number(value, here, integer=True)
+        elif value is not None or key in ("batch_size", "eval_batch_size"):
+            number(value, here, low=1, integer=True)
+
+
 def load(
     name: str,
     *,
@@ -130,10 +146,9 @@ def load(
     """
     ds_spec = spec(name)
     key = ALIASES.get(name, name)
-    if not 0.0 < val_fraction < 0.5:
-        raise ConfigError(f"val_fraction must be in (0, 0.5), got {val_fraction}.")
-    if batch_size < 1 or eval_batch_size < 1:
-        raise ConfigError(f"batch sizes must be positive, got {batch_size}/{eval_batch_size}.")
+    check_arguments(batch_size=batch_size, eval_batch_size=eval_batch_size,
+                    val_fraction=val_fraction, max_train_examples=max_train_examples,
+                    seq_len=seq_len, vocab_size=vocab_size, augment=augment, seed=seed)
     data_dir = resolve_data_dir(data_dir)
     cut = round(100 * (1 - val_fraction))
     tail = ds_spec.val_split is None and ds_spec.carve == "tail"

@@ -24,3 +24,11 @@ class ModelError(KerasPruneError, TypeError):
 
 class ExportError(KerasPruneError):
     """A converted model does not reproduce the Keras model it came from."""
+
+
+class TrainingError(KerasPruneError):
+    """Training went wrong in a way the run cannot recover from (e.g. the loss became NaN)."""
+
+
+class FileError(KerasPruneError, OSError):
+    """A file cannot be written where asked: a folder in the way, a full or read-only disk."""

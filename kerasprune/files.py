@@ -13,17 +13,31 @@ import tempfile
 from pathlib import Path
 from typing import Any, Iterator
 
+from .errors import FileError
+
 
 @contextlib.contextmanager
-def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
-    """Yield a temporary sibling of ``path`` to write (file or folder), then move it in place.
+def atomic_path(path: str | os.PathLike, *, folder: bool = False) -> Iterator[Path]:
+    """Yield a temporary sibling of ``path`` to write, then move it in place.
 
     The temporary name keeps ``path``'s suffix, because writers such as ``model.save``
     choose the format from it.  On error the temporary is removed and ``path`` is untouched.
+    A file never replaces a folder (``to_tflite(model, "saved_models")`` must not delete
+    one); with ``folder`` the caller writes a folder it owns (KeepBest's ``best/``), which
+    replaces the previous version of itself but never a file.  A full or read-only disk is
+    a FileError that names ``path``, not the temporary.
     """
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp_dir = Path(tempfile.mkdtemp(prefix=f".{path.name}.", dir=path.parent))
+    if not folder:
+        refuse_folder(path)
+    if folder and path.exists() and not path.is_dir():
+        raise FileError(f"{path} is a file, where a folder is to be written; move it away or "
+                        "choose another folder. Nothing was written.")
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp_dir = Path(tempfile.mkdtemp(prefix=f".{path.name}.", dir=path.parent))
+    except OSError as exc:
+        raise _unwritable(path, exc) from None
     tmp = tmp_dir / path.name
     try:
         yield tmp
@@ -32,8 +46,24 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
             # so a kill between the two renames leaves the old folder, not nothing.
             os.replace(path, tmp_dir / ".old")
         os.replace(tmp, path)
+    except OSError as exc:
+        raise _unwritable(path, exc) from None
     finally:
         shutil.rmtree(tmp_dir, ignore_errors=True)
+
+
+def refuse_folder(path: str | os.PathLike) -> None:
+    """FileError if ``path``, where a file is to go, is a folder (checked before slow work)."""
+    path = Path(path)
+    if path.is_dir():
+        raise FileError(f"{path} is a folder; give the path of a file to write (e.g. "
+                        f"{path / ('model' + (path.suffix or '.out'))}). Nothing was written.")
+
+
+def _unwritable(path: Path, exc: OSError) -> FileError:
+    reason = exc.strerror or str(exc) or type(exc).__name__
+    return FileError(f"cannot write {path}: {reason}. Free space or fix the permissions of "
+                     f"{path.parent}, or write elsewhere; {path} was left as it was.")
 
 
 def write_bytes(path: str | os.PathLike, data: bytes) -> Path:

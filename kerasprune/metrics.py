@@ -27,8 +27,8 @@ from typing import Callable, Iterable
 
 import numpy as np
 
-from .backend import keras, tf
-from .errors import ModelError
+from .backend import keras, require_tf_keras_model, tf
+from .errors import ConfigError, ModelError
 
 # Wrappers that are part of the architecture rather than pruning/quantization bookkeeping.
 _ARCHITECTURAL_WRAPPERS = (keras.layers.Bidirectional, keras.layers.TimeDistributed)
@@ -209,6 +209,7 @@ def count_macs(model: keras.Model) -> Macs:
     Layers with kernels but no rule are listed in ``unknown_layers`` (and warned about)
     instead of being counted as zero silently; :func:`register_macs` teaches new ones.
     """
+    model = require_tf_keras_model(model, "count_macs")
     if not getattr(model, "_is_graph_network", False):
         raise ModelError(
             f"count_macs: model '{model.name}' is subclassed; MACs need a functional or "
@@ -279,6 +280,10 @@ def classification_scores(y_true: np.ndarray, y_pred: np.ndarray) -> dict[str, f
 
 def evaluate(model: keras.Model, dataset: tf.data.Dataset) -> dict[str, float]:
     """Accuracy and macro F1 of ``model`` on a dataset of ``(x, y)`` batches."""
+    model = require_tf_keras_model(model, "evaluate")
+    if not isinstance(dataset, tf.data.Dataset) or len(dataset.element_spec) != 2:
+        raise ConfigError(f"evaluate: expected a tf.data.Dataset of (inputs, labels) batches, such "
+                          f"as kerasprune.data.load(...).test, got {type(dataset).__name__}.")
     labels, preds = [], []
     predict = tf.function(lambda x: tf.argmax(model(x, training=False), axis=-1))
     for x, y in dataset:

@@ -35,6 +35,13 @@ def prune(model: keras.Model, *, layers: LayerSelection = None,
     if any(isinstance(layer, PruningWrapper) for layer in model.layers):
         raise ModelError("prune: the model is already pruned; strip() it first or keep using it.")
     chosen = _selector(model, layers)
+    if layers is None and not any(chosen(layer) for layer in model.layers):
+        kinds = sorted({type(layer).__name__ for layer in model.layers})
+        raise ModelError(
+            f"prune: model '{model.name}' has no prunable layer (it has {', '.join(kinds)}); "
+            "kerasprune prunes the kernels of the layers in tfmot's registry (Dense, Conv, "
+            "Embedding, LSTM/GRU, MultiHeadAttention, ...), Bidirectional, and layers that "
+            "implement tfmot's PrunableLayer.")
 
     def wrap(layer: keras.layers.Layer) -> keras.layers.Layer:
         if chosen(layer):
@@ -110,6 +117,11 @@ def _selector(model: keras.Model, layers: LayerSelection) -> Callable[[keras.lay
         return prunable
     if callable(layers):
         return lambda layer: bool(layers(layer)) and prunable(layer)
+    if isinstance(layers, str):
+        layers = [layers]  # one name, not its letters
+    if not isinstance(layers, Iterable) or not all(isinstance(n, str) for n in layers):
+        raise ConfigError(f"prune: layers= takes layer names or a predicate f(layer) -> bool, "
+                          f"got {layers!r}.")
     names = set(layers)
     unknown = names - {layer.name for layer in model.layers}
     if unknown:

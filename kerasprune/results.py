@@ -7,7 +7,11 @@ says why, field by field.
 """
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping
+from pathlib import Path
+
+from .errors import ConfigError
 
 TOP_FIELDS = ("experiment", "description", "dataset", "model", "budget", "command",
               "environment", "runs")
@@ -36,3 +40,19 @@ def complete_run(run: dict, why: Mapping[str, str] = {}) -> dict:
 def complete_results(results: dict, why: Mapping[str, str] = {}) -> dict:
     """``results`` with every top-level field; a missing one must have its reason."""
     return _complete(results, TOP_FIELDS, why, f"results {results.get('experiment')!r}")
+
+
+def read_results(path: str | Path) -> dict:
+    """A results file written by kerasprune, or a ConfigError that says what it is instead."""
+    path = Path(path)
+    try:
+        results = json.loads(path.read_text())
+    except (OSError, ValueError) as exc:
+        raise ConfigError(f"cannot read results file '{path}': {exc}") from None
+    runs = results.get("runs") if isinstance(results, dict) else None
+    if not isinstance(runs, list) or not all(isinstance(r, dict) and "run" in r and "method" in r
+                                             for r in runs) or "experiment" not in results:
+        raise ConfigError(f"'{path}' is not a kerasprune results file (it needs 'experiment' and "
+                          "'runs' with a 'run' and 'method' each); give the JSON that "
+                          "`kerasprune experiment` wrote, e.g. experiments/results/<name>.json.")
+    return results

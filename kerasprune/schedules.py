@@ -27,6 +27,7 @@ import math
 from dataclasses import dataclass, field
 from typing import Literal
 
+from .checks import choice, number
 from .errors import ConfigError
 
 Action = Literal["none", "step", "hold", "rollback", "done"]
@@ -51,8 +52,7 @@ def ramp_level(start: float, end: float, fraction: float, shape: str = "geometri
     in the last one, right before validation measures the step); on MNIST LeNet-5 at 98%
     it left 0.50 validation accuracy after the ramp against 0.94 for geometric.
     """
-    if shape not in RAMPS:
-        raise ConfigError(f"ramp must be one of {', '.join(RAMPS)}, got {shape!r}.")
+    choice(shape, "ramp", RAMPS)
     fraction = min(1.0, max(0.0, fraction))
     if shape == "linear" or end <= start:
         return start + (end - start) * fraction
@@ -118,17 +118,25 @@ class FeedbackSchedule:
     state: FeedbackState = field(default_factory=FeedbackState)
 
     def __post_init__(self) -> None:
-        if not 0.0 < self.initial <= self.final < 1.0:
-            raise ConfigError(f"need 0 < initial <= final < 1, got initial={self.initial}, final={self.final}.")
-        if self.step <= 0 or self.every < 1 or self.recovery_epochs < 0 or self.tolerance < 0:
-            raise ConfigError("step and tolerance must be positive, every >= 1, recovery_epochs >= 0.")
-        if self.mode not in ("target", "guard"):
-            raise ConfigError(f"mode must be 'target' or 'guard', got {self.mode!r}.")
-        if not 0.0 < self.finish_fraction <= 1.0:
-            raise ConfigError(f"finish_fraction must be in (0, 1], got {self.finish_fraction}.")
-        if self.begin_epoch < 1:
-            raise ConfigError("begin_epoch must be >= 1: the first epoch measures the reference "
-                              "and collects the first importance scores.")
+        where = "FeedbackSchedule"
+        self.initial = number(self.initial, f"{where}(initial=)", low=0.0, high=1.0, low_open=True,
+                              high_open=True)
+        self.final = number(self.final, f"{where}(final=)", low=self.initial, high=1.0, high_open=True)
+        self.step = number(self.step, f"{where}(step=)", low=0.0, low_open=True)
+        self.every = number(self.every, f"{where}(every=)", low=1, integer=True)
+        self.tolerance = number(self.tolerance, f"{where}(tolerance=)", low=0.0)
+        self.recovery_epochs = number(self.recovery_epochs, f"{where}(recovery_epochs=)", low=0,
+                                      integer=True)
+        self.min_step = number(self.min_step, f"{where}(min_step=)", low=0.0, low_open=True)
+        choice(self.mode, f"{where}(mode=)", ("target", "guard"))
+        self.finish_fraction = number(self.finish_fraction, f"{where}(finish_fraction=)", low=0.0,
+                                      high=1.0, low_open=True)
+        if not isinstance(self.begin_epoch, int) or self.begin_epoch < 1:
+            raise ConfigError(f"{where}(begin_epoch=) must be a whole number >= 1, got "
+                              f"{self.begin_epoch!r}: the first epoch measures the reference and "
+                              "collects the first importance scores.")
+        if self.early_margin is not None:
+            self.early_margin = number(self.early_margin, f"{where}(early_margin=)", low=0.0)
         if self.early_margin is None:
             self.early_margin = self.tolerance / 2
 

@@ -116,6 +116,22 @@ class PruningWrapper(keras.layers.Wrapper):
     def get_config(self) -> dict:
         return {**super().get_config(), "track_scores": self.track_scores}
 
+    @classmethod
+    def from_config(cls, config: dict, custom_objects: dict | None = None) -> "PruningWrapper":
+        # tf_keras' Wrapper.from_config (and every h5 or SavedModel load) deserializes the
+        # inner layer the legacy way, by its bare class name, which ignores the name it was
+        # registered under (register_keras_serializable): a pruned custom layer would not
+        # load.  So the registered class is handed over under its bare name.
+        config = dict(config)
+        inner = config.pop("layer")
+        registered = inner.get("registered_name")
+        found = keras.utils.get_registered_object(registered) if registered else None
+        if found is not None:
+            custom_objects = {inner["class_name"]: found, **(custom_objects or {})}
+        layer = keras.layers.deserialize(inner, custom_objects=custom_objects,
+                                         use_legacy_format="module" not in inner)
+        return cls(layer, **config)
+
     # -- what pruning algorithms read and write (outside the training graph) --
 
     def masked_values(self) -> list[np.ndarray]:

@@ -109,3 +109,27 @@ def test_global_normalization_evens_out_sparsity_across_layers():
     assert 0.3 < normalized[1][0].mean() < 0.7 and normalized[0][0].mean() > raw[0][0].mean()
     total = sum(m[0].size for m in normalized)
     assert sum(int((m[0] == 0).sum()) for m in normalized) == total // 2  # still exact
+
+
+def test_no_kernel_of_a_bidirectional_layer_goes_fully_zero_under_global_scope():
+    inputs = keras.Input((5, 4))
+    x = keras.layers.Bidirectional(keras.layers.LSTM(6), name="bi")(inputs)
+    model = prune(keras.Model(inputs, keras.layers.Dense(2, name="out")(x)))
+    forward_kernel = wrappers(model)[0].prunable[0]
+    assert "forward" in forward_kernel.name
+    forward_kernel.variable.assign(1e-6 * np.ones(forward_kernel.variable.shape, "float32"))
+    set_sparsity(model, 0.95, "magnitude", scope="global", min_density=0.05)
+    for wrapper in wrappers(model):
+        for weight, mask in zip(wrapper.prunable, wrapper.masks):
+            n = int(np.prod(mask.shape))
+            assert int(mask.numpy().sum()) >= np.ceil(0.05 * n), weight.name
+
+
+def test_layer_scope_keeps_the_floor_of_every_kernel_of_a_layer():
+    inputs = keras.Input((5, 4))
+    model = prune(keras.Model(inputs, keras.layers.LSTM(6, name="lstm")(inputs)))
+    (wrapper,) = wrappers(model)
+    kernel = wrapper.prunable[0].variable  # the input kernel, far below the recurrent one
+    kernel.assign(1e-6 * np.ones(kernel.shape, "float32"))
+    set_sparsity(model, 0.9, "magnitude", scope="layer", min_density=0.02)
+    assert int(wrapper.masks[0].numpy().sum()) == np.ceil(0.02 * np.prod(kernel.shape))

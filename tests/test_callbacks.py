@@ -105,7 +105,7 @@ def test_the_stripped_model_computes_what_the_masked_model_does():
 def test_a_missing_monitor_and_an_unpruned_model_get_specific_errors():
     with pytest.raises(ConfigError, match="monitors 'val_auc'.*validation_data"):
         _fit(_model(), [AdaptivePruning(monitor="val_auc")], epochs=1)
-    with pytest.raises(ConfigError, match="ramp must be one of"):
+    with pytest.raises(ConfigError, match=r"ramp=\) must be one of"):
         AdaptivePruning(ramp="cubic")
     plain = keras.Sequential([keras.Input((12,)), keras.layers.Dense(2)])
     plain.compile("sgd", "mse")
@@ -258,3 +258,60 @@ def test_decisions_reach_tensorboard_as_scalars(tmp_path):
     target = [float(tf.make_ndarray(e.tensor_proto)) for e in events.Tensors("epoch_pruning_target")]
     action = [float(tf.make_ndarray(e.tensor_proto)) for e in events.Tensors("epoch_pruning_action")]
     assert target == [0.5, 0.75, 0.75, 0.75] and action[:2] == [1.0, 1.0]
+
+
+class _PoisonAt(keras.callbacks.Callback):
+    """Sets a kernel to NaN at one batch, as an exploding gradient would."""
+
+    def __init__(self, epoch, batch):
+        super().__init__()
+        self.at, self.epoch = (epoch, batch), 0
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self.epoch = epoch
+
+    def on_train_batch_begin(self, batch, logs=None):
+        if (self.epoch, batch) == self.at:
+            kernel = wrappers(self.model)[-1].prunable[0].variable
+            kernel.assign(np.full(kernel.shape, np.nan, dtype="float32"))
+
+
+def test_a_nan_loss_rolls_back_to_the_last_finite_epoch_and_stops(capsys):
+    model = _model()
+    at_epoch_2 = {}
+
+    class Remember(keras.callbacks.Callback):
+        def on_epoch_end(self, epoch, logs=None):
+            if epoch == 1:
+                at_epoch_2.update(weights=[w.numpy().copy() for w in self.model.weights])
+
+    pruning = AdaptivePruning(initial=0.3, final=0.8, step=0.3, every=1, frequency=2, verbose=0)
+    history = _fit(model, [pruning, Remember(), _PoisonAt(epoch=2, batch=1)], epochs=6)
+    assert len(history.history["loss"]) == 3  # stopped in the third epoch
+    assert pruning.diverged["where"] == "batch 2 of epoch 3"
+    assert pruning.diverged["restored_epoch"] == 1
+    for now, then in zip(model.weights, at_epoch_2["weights"]):
+        np.testing.assert_array_equal(now.numpy(), then)  # weights, masks and state
+    assert np.isfinite(strip(model).predict(X, verbose=0)).all()
+    err = capsys.readouterr().err
+    assert "training loss is nan at batch 2 of epoch 3" in err and "Lower the learning rate" in err
+
+
+def test_settings_are_refused_when_made_not_after_an_epoch():
+    with pytest.raises(ConfigError, match="unknown importance 'tayler'"):
+        AdaptivePruning(importance="tayler")
+    with pytest.raises(ConfigError, match=r"AdaptivePruning\(scope=\) must be one of global, layer"):
+        AdaptivePruning(scope="globl")
+    with pytest.raises(ConfigError, match=r"AdaptivePruning\(frequency=\) must be a whole number"):
+        AdaptivePruning(frequency="often")
+    with pytest.raises(ConfigError, match=r"FeedbackSchedule\(final=\) must be a number"):
+        AdaptivePruning(final="0.8")
+    batches = []
+
+    class Count(keras.callbacks.Callback):
+        def on_train_batch_end(self, batch, logs=None):
+            batches.append(batch)
+
+    with pytest.raises(ConfigError, match="monitors 'val_acuracy'.*logs only accuracy, loss"):
+        _fit(_model(), [AdaptivePruning(monitor="val_acuracy"), Count()], epochs=1)
+    assert batches == []  # refused at on_train_begin, before any training

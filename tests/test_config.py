@@ -57,7 +57,7 @@ def test_fingerprints_follow_what_each_run_depends_on(tmp_path):
     (("learning_rate: 1e-3", "learning_rate: 1e-3, keep_best: yes please"), "keep_best must be true or false"),
     (("model: lenet5", "model: lenet6"), "unknown model 'lenet6'"),
     (("model: lenet5", "model: lenet5\nmodel_args: {depth: 3}"), "no argument.*depth"),
-    (("sparsity: [0.8, 0.9]", "sparsity: 0.8\n    frequency: 0"), "frequency >= 1"),
+    (("sparsity: [0.8, 0.9]", "sparsity: 0.8\n    frequency: 0"), "frequency must be a whole number >= 1, got 0"),
     (("sparsity: [0.8, 0.9]", "sparsity: 0.8\n    begin_fraction: 0.8"), "begin_fraction < end_fraction"),
     (("method: tfmot_gmp", "method: adaptive"), None),
     (("dataset: mnist\n", ""), "missing required key 'dataset'"),
@@ -73,10 +73,10 @@ def test_mistakes_are_named_with_file_and_key(tmp_path, edit, message):
 
 
 @pytest.mark.parametrize("setting, message", [
-    ("scope: layers", "scope must be 'global' or 'layer'"),
+    ("scope: layers", r"scope=\) must be one of global, layer"),
     ("importance: fisher", "unknown importance 'fisher'"),
-    ("mode: strict", "mode must be 'target' or 'guard'"),
-    ("every: 0", "every >= 1"),
+    ("mode: strict", r"mode=\) must be one of target, guard"),
+    ("every: 0", r"every=\) must be a whole number >= 1"),
     ("monitor_mode: up", "mode must be 'auto', 'max' or 'min'"),
     ("start: pretrained", "start must be 'baseline' or 'scratch'"),
 ])

@@ -269,3 +269,44 @@ def test_another_seed_writes_its_own_results(tiny, tmp_path):
     assert (tiny.parent / "results" / "tiny.seed3.json").exists()
     assert (tmp_path / "out" / "tiny.seed3" / "cpu" / "dense" / "model.keras").exists()
     assert not (tiny.parent / "results" / "tiny.json").exists()
+
+
+def test_a_resumed_run_sees_the_shuffled_data_in_the_uninterrupted_order(tmp_path, mock_tfds):
+    """BackupAndRestore alone restarts fit()'s shuffle; the harness puts it where it was."""
+    import numpy as np
+
+    from kerasprune import data, models
+    from kerasprune.backend import tf
+    from kerasprune.experiment.training import compile_for
+
+    tf.config.experimental.enable_op_determinism()
+    d = data.load("mnist", batch_size=8, max_train_examples=32, data_dir="/unused")
+    spec = TrainSpec(epochs=4)
+
+    def fresh_model():
+        keras.utils.set_random_seed(0)
+        return compile_for(models.build_for(d, "lenet_300_100", width=0.1), spec, steps_per_epoch=4)
+
+    (tmp_path / "a").mkdir()
+    (tmp_path / "b").mkdir()
+    uninterrupted = fresh_model()
+    fit(uninterrupted, d, spec, label="a", run_dir=tmp_path / "a")
+    with pytest.raises(KeyboardInterrupt):
+        fit(fresh_model(), d, spec, label="b", run_dir=tmp_path / "b", callbacks=[_Crash()])
+    resumed = fresh_model()
+    fit(resumed, d, spec, label="b", run_dir=tmp_path / "b")
+    for a, b in zip(uninterrupted.get_weights(), resumed.get_weights()):
+        np.testing.assert_array_equal(a, b)
+
+
+def test_a_run_whose_loss_turns_nan_fails_with_the_fix(tmp_path, mock_tfds):
+    from kerasprune import data, models
+    from kerasprune.errors import TrainingError
+    from kerasprune.experiment.training import compile_for
+
+    d = data.load("mnist", batch_size=8, max_train_examples=16, data_dir="/unused")
+    spec = TrainSpec(epochs=2, learning_rate=1e30)  # diverges at once
+    model = compile_for(models.build_for(d, "lenet_300_100", width=0.1), spec, steps_per_epoch=2)
+    with pytest.raises(TrainingError, match="t: the training loss stopped being finite at epoch 1.*"
+                                            "Lower the phase's learning_rate"):
+        fit(model, d, spec, label="t", run_dir=tmp_path)

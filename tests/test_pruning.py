@@ -45,7 +45,7 @@ def test_strip_returns_an_independent_model():
     (lambda: prune(_lenet(), layers=["pool1"]), ModelError, "'pool1'.*not prunable"),
     (lambda: prune(prune(_lenet())), ModelError, "already pruned"),
     (lambda: set_sparsity(_lenet(), 0.5), ModelError, "call kerasprune.prune"),
-    (lambda: set_sparsity(prune(_lenet()), 1.5), ConfigError, r"sparsity must be in \[0, 1\)"),
+    (lambda: set_sparsity(prune(_lenet()), 1.5), ConfigError, r"sparsity must be a number in \[0, 1\)"),
 ])
 def test_bad_input_gets_a_specific_error(call, error, message):
     with pytest.raises(error, match=message):
@@ -63,3 +63,9 @@ def test_subclassed_models_are_refused():
 
     with pytest.raises(ModelError, match="subclassed"):
         prune(Sub())
+
+
+def test_a_model_with_nothing_to_prune_is_refused_naming_its_layer_types():
+    model = keras.Sequential([keras.Input((4, 4, 1)), keras.layers.MaxPooling2D(), keras.layers.Flatten()])
+    with pytest.raises(ModelError, match="no prunable layer.*Flatten, MaxPooling2D"):
+        prune(model)

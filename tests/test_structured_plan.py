@@ -90,7 +90,7 @@ def test_bad_plans_are_refused_with_the_choices():
     scores = channel_scores(graph, "l1")
     with pytest.raises(ConfigError, match="no removable channels; choose from a, b"):
         make_plan(graph, scores, {"out": 0.5}, head_scores={})
-    with pytest.raises(ConfigError, match=r"ratios must be in \[0, 1\)"):
+    with pytest.raises(ConfigError, match=r"ratio must be a number in \[0, 1\)"):
         make_plan(graph, scores, 1.0, head_scores={})
     with pytest.raises(ConfigError, match="needs data"):
         channel_scores(graph, "taylor")
@@ -145,6 +145,6 @@ def test_attention_with_a_separate_key_and_bad_head_ratios_are_reported():
     graph = analyze(keras.Model([q, kv], L.Dense(2)(L.GlobalAveragePooling1D()(out))))
     assert "separate key" in graph.frozen["mha"]
     model = _mlp()
-    with pytest.raises(ConfigError, match="ratios must be in"):
+    with pytest.raises(ConfigError, match="must be a number in"):
         make_plan(analyze(model), channel_scores(analyze(model), "l1"), 0.3, head_ratio=-0.5,
                   head_scores={})

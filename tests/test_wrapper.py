@@ -7,6 +7,7 @@ import pytest
 from kerasprune import PruningWrapper, prune, set_sparsity, strip
 from kerasprune.backend import keras
 from kerasprune.pruning import wrappers
+from tensorflow_model_optimization.python.core.sparsity.keras.prunable_layer import PrunableLayer
 
 L = keras.layers
 
@@ -119,3 +120,24 @@ def test_masks_from_embeddings_reach_only_layers_that_take_them():
     model = keras.Model(inputs, x)
     tokens = np.array([[1, 2, 0, 0, 0], [3, 4, 5, 0, 0]], dtype="int32")
     np.testing.assert_allclose(prune(model).predict(tokens, verbose=0), model.predict(tokens, verbose=0), atol=1e-6)
+
+
+@keras.utils.register_keras_serializable(package="user")
+class _UserDense(keras.layers.Dense, PrunableLayer):
+    """A user's own layer, registered and prunable through tfmot's PrunableLayer."""
+
+    def get_prunable_weights(self):
+        return [self.kernel]
+
+
+@pytest.mark.parametrize("suffix", [".keras", ".h5", ""])
+def test_a_pruned_model_with_a_registered_custom_layer_loads(tmp_path, suffix):
+    model = keras.Sequential([keras.Input((4,)), _UserDense(3, name="mine")])
+    pruned = prune(model)
+    set_sparsity(pruned, 0.5)
+    path = tmp_path / f"pruned{suffix}"
+    pruned.save(path)
+    loaded = keras.models.load_model(path)
+    assert isinstance(loaded.layers[0].layer, _UserDense)
+    x = np.ones((2, 4), "float32")
+    np.testing.assert_allclose(loaded.predict(x, verbose=0), pruned.predict(x, verbose=0), atol=1e-6)

@@ -158,6 +158,7 @@ def load_config(path: str | os.PathLike, budget: str = "cpu") -> ExperimentConfi
         finetune=_train_spec(section.get("finetune", {}), f"{where}: budgets.{budget}.finetune"),
     )
     _check_model(spec, f"{where}: budgets.{budget}")
+    _check_data(str(raw["dataset"]), data_args, f"{where}: budgets.{budget}.data")
     seed = raw.get("seed", 0)
     if not isinstance(seed, int):
         raise ConfigError(f"{where}: seed must be an integer, got {seed!r}.")
@@ -225,6 +226,17 @@ def _check_model(budget: Budget, where: str) -> None:
         check_arguments(budget.model, budget.model_args)
     except ConfigError as exc:
         raise ConfigError(f"{where}: {exc}") from None
+
+
+def _check_data(dataset: str, args: dict, where: str) -> None:
+    """The dataset is known and the loading arguments are of the right kind (before loading)."""
+    from ..data import check_arguments, spec
+
+    try:
+        spec(dataset)
+        check_arguments(where, **args)
+    except ConfigError as exc:
+        raise ConfigError(f"{where}: {exc}" if not str(exc).startswith(where) else str(exc)) from None
 
 
 def _train_spec(section: Any, where: str) -> TrainSpec:

@@ -16,6 +16,7 @@ from typing import Any, Callable
 from .. import models
 from ..backend import keras
 from ..data import Data
+from ..checks import number
 from ..errors import ConfigError
 from . import training
 from .config import Budget
@@ -113,10 +114,12 @@ def _starting_point(ctx: RunContext, p: dict[str, Any]) -> tuple[keras.Model, st
 
 def _check_gmp(p: dict[str, Any]) -> None:
     _check_start(p)
-    if not 0 <= float(p["initial_sparsity"]) < float(p["sparsity"]):
-        raise ConfigError("initial_sparsity must be in [0, sparsity).")
-    if not 0 <= float(p["begin_fraction"]) < float(p["end_fraction"]) <= 1 or int(p["frequency"]) < 1:
-        raise ConfigError("need 0 <= begin_fraction < end_fraction <= 1 and frequency >= 1.")
+    number(p["initial_sparsity"], "initial_sparsity", low=0.0, high=p["sparsity"], high_open=True)
+    begin = number(p["begin_fraction"], "begin_fraction", low=0.0, high=1.0, high_open=True)
+    end = number(p["end_fraction"], "end_fraction", low=0.0, high=1.0, low_open=True)
+    if not begin < end:
+        raise ConfigError(f"need begin_fraction < end_fraction, got {begin:g} and {end:g}.")
+    number(p["frequency"], "frequency", low=1, integer=True)
 
 
 @register_method("dense", from_baseline=False)
@@ -172,24 +175,23 @@ def tfmot_gmp(ctx: RunContext, params: dict[str, Any]) -> Outcome:
 def _adaptive_parts(p: dict[str, Any]):
     """The schedule and callback an ``adaptive`` run uses (also what validates its settings)."""
     from ..callbacks import AdaptivePruning
-    from ..importance import get
     from ..schedules import FeedbackSchedule, higher_is_better
 
     _check_start(p)
-    if p["scope"] not in ("global", "layer"):
-        raise ConfigError(f"scope must be 'global' or 'layer', got {p['scope']!r}.")
-    get(p["importance"])
+    for key in ("normalize", "rewire"):
+        if not isinstance(p[key], bool):
+            raise ConfigError(f"{key} must be true or false, got {p[key]!r}.")
+    initial = number(p["initial"], "initial", low=0.0, high=1.0, low_open=True, high_open=True)
     schedule = FeedbackSchedule(
-        initial=min(float(p["initial"]), float(p["sparsity"])), final=float(p["sparsity"]),
-        step=float(p["step"]), every=int(p["every"]), tolerance=float(p["tolerance"]),
-        recovery_epochs=int(p["recovery_epochs"]), mode=p["mode"],
-        finish_fraction=float(p["finish_fraction"]),
+        initial=min(initial, p["sparsity"]), final=p["sparsity"], step=p["step"],
+        every=p["every"], tolerance=p["tolerance"], recovery_epochs=p["recovery_epochs"],
+        mode=p["mode"], finish_fraction=p["finish_fraction"],
         higher_is_better=higher_is_better(p["monitor"], p["monitor_mode"]),
     )
     return AdaptivePruning(schedule, importance=p["importance"], scope=p["scope"],
-                           monitor=p["monitor"], min_density=float(p["min_density"]),
-                           normalize=bool(p["normalize"]), frequency=int(p["frequency"]),
-                           ramp=p["ramp"], rewire=bool(p["rewire"]))
+                           monitor=p["monitor"], min_density=p["min_density"],
+                           normalize=p["normalize"], frequency=p["frequency"], ramp=p["ramp"],
+                           rewire=p["rewire"])
 
 
 @register_method(

@@ -8,6 +8,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from .. import files
+from ..results import read_results
 
 
 def _fmt_int(n: int) -> str:
@@ -38,16 +39,8 @@ _COLUMNS = [
 
 def rebuild_report(results_json: str | Path) -> Path:
     """Write the report (and plots) of a results JSON next to it, without rerunning anything."""
-    import json
-
-    from ..errors import ConfigError
-
     path = Path(results_json)
-    try:
-        results = json.loads(path.read_text())
-    except (OSError, ValueError) as exc:
-        raise ConfigError(f"cannot read results file '{path}': {exc}") from exc
-    return write_report(results, path.with_suffix(".md"))
+    return write_report(read_results(path), path.with_suffix(".md"))
 
 
 def _latency_ratio(run: dict, dense: dict) -> str:
@@ -222,7 +215,8 @@ def write_plots(results: dict, folder: Path) -> list[Path]:
 
     fig, ax = plt.subplots(figsize=(max(6, len(runs) * 1.2), 4))
     medians = [r["latency_ms"] for r in runs]
-    tails = [r["latency"]["p90_ms"] - r["latency_ms"] for r in runs]
+    # latency_ms is rounded to 4 decimals: on near-equal times the p90 can lie below it
+    tails = [max(0.0, r["latency"]["p90_ms"] - r["latency_ms"]) for r in runs]
     ax.bar(list(xs), medians, yerr=[[0] * len(runs), tails], capsize=3)
     ax.set_xticks(list(xs), names, rotation=30, ha="right", fontsize=8)
     ax.set(ylabel="ms (median, bar to p90)", title="TFLite batch-1 latency (1 thread)")

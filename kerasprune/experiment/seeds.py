@@ -9,22 +9,19 @@ Like the report, it only reads results; nothing is measured here.
 """
 from __future__ import annotations
 
-import json
 import re
 import statistics
 from pathlib import Path
 
 from ..errors import ConfigError
+from ..results import read_results
 from .report import peer_pairs
 
 
 def _load(paths: list[str | Path]) -> list[tuple[str, dict]]:
     loaded = []
     for path in map(Path, paths):
-        try:
-            loaded.append((path.stem, json.loads(path.read_text())))
-        except (OSError, ValueError) as exc:
-            raise ConfigError(f"cannot read results file '{path}': {exc}") from exc
+        loaded.append((path.stem, read_results(path)))
     names = [str(r.get("experiment")) for _, r in loaded]
     if len(set(names)) < len(names):
         raise ConfigError(f"the same seed is passed twice ({', '.join(names)}); pass one file per seed.")

@@ -2,13 +2,14 @@
 from __future__ import annotations
 
 import csv
+import math
 import shutil
 from pathlib import Path
 
-from ..backend import keras
+from ..backend import keras, tf
 from ..callbacks import EpochProgress, KeepBest, SparsityHistory, StepTimer
 from ..data import Data
-from ..errors import ModelError
+from ..errors import ModelError, TrainingError
 from .config import TrainSpec
 
 
@@ -40,7 +41,9 @@ def fit(model: keras.Model, data: Data, spec: TrainSpec, *, label: str, run_dir:
 
     A killed run resumes from its last finished epoch (``BackupAndRestore`` in
     ``run_dir/backup``), and the history is appended to ``run_dir/history.csv`` so the
-    epochs before the kill are kept.  The backup is removed once training completes.
+    epochs before the kill are kept.  The resumed epochs see the data in the order the
+    uninterrupted run would have (BackupAndRestore alone restarts the shuffle), so with
+    deterministic ops a resumed run ends on the same weights.  The backup is removed once training completes.
     The history's ``step_ms`` holds the median training step time of this phase; with
     ``spec.keep_best`` the model ends on its best validation epoch at ``sparsity``
     (:class:`~kerasprune.callbacks.KeepBest`), recorded as ``kept_epoch`` (1-based).
@@ -59,16 +62,48 @@ def fit(model: keras.Model, data: Data, spec: TrainSpec, *, label: str, run_dir:
         keras.callbacks.BackupAndRestore(str(backup), delete_checkpoint=True),
         EpochProgress(label), timer,
     ]
+    train = data.train
+    for _ in range(_finished_epochs(backup)):
+        iter(train)  # each iterator draws the next epoch's shuffle and crop seeds: skip the done ones
     try:
-        model.fit(data.train, validation_data=data.val, epochs=spec.epochs, callbacks=cbs, verbose=0)
+        model.fit(train, validation_data=data.val, epochs=spec.epochs, callbacks=cbs, verbose=0)
     except ValueError as exc:
         if "attempting to restore" not in str(exc):
             raise
         raise ModelError(f"{backup} holds a checkpoint of another model, which cannot resume "
                          f"this one ({exc}). Delete that folder, or rerun with --fresh.") from None
     shutil.rmtree(backup, ignore_errors=True)
+    history = read_history(log)
+    _check_finite(label, cbs, history, spec)
     kept = {"kept_epoch": [keep[0].best_epoch + 1]} if keep and keep[0].best_epoch is not None else {}
-    return {**read_history(log), "step_ms": [timer.median_ms] if timer.median_ms else [], **kept}
+    return {**history, "step_ms": [timer.median_ms] if timer.median_ms else [], **kept}
+
+
+def _finished_epochs(backup: Path) -> int:
+    """How many epochs the checkpoint in ``backup`` holds (0 without one)."""
+    latest = tf.train.latest_checkpoint(str(backup / "chief")) if backup.exists() else None
+    if latest is None:
+        return 0
+    reader = tf.train.load_checkpoint(latest)
+    return int(reader.get_tensor("ckpt_saved_epoch/.ATTRIBUTES/VARIABLE_VALUE")) + 1
+
+
+def _check_finite(label: str, callbacks: list, history: dict[str, list[float]],
+                  spec: TrainSpec) -> None:
+    """A run whose loss became NaN or Inf fails here, before a NaN model is evaluated or saved."""
+    diverged = next((cb.diverged for cb in callbacks if getattr(cb, "diverged", None)), None)
+    losses = history.get("loss", [])
+    if diverged is None and all(math.isfinite(x) for x in losses):
+        return
+    if diverged:
+        where = diverged["where"]
+    else:
+        where = f"epoch {next(i for i, x in enumerate(losses) if not math.isfinite(x)) + 1}"
+    raise TrainingError(
+        f"{label}: the training loss stopped being finite at {where} (learning rate "
+        f"{spec.learning_rate:g}, optimizer {spec.optimizer}); nothing was saved for this run. "
+        "Lower the phase's learning_rate in the config (or check the data for NaN/Inf) and "
+        "run the command again.")
 
 
 def read_history(path: Path) -> dict[str, list[float]]:

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from typing import Callable, Literal
 
 from ..backend import keras
+from ..checks import number
 from ..errors import ConfigError
 from . import text, vision
 from .text import PositionEmbedding
@@ -89,6 +90,14 @@ def check_arguments(name: str, kwargs: dict) -> None:
             f"model '{name}' has no argument(s) {', '.join(unknown)}; it accepts "
             f"{', '.join(accepted) or 'none'}."
         )
+    defaults = {k: p.default for k, p in inspect.signature(entry.build).parameters.items()}
+    for key, value in kwargs.items():
+        default = defaults[key]
+        if key == "dropout":
+            number(value, f"model '{name}' {key}", low=0.0, high=1.0, high_open=True)
+        elif isinstance(default, (int, float)) and not isinstance(default, bool):
+            number(value, f"model '{name}' {key}", low=0.0, low_open=True,
+                   integer=isinstance(default, int))
 
 
 __all__ = ["ZOO", "PositionEmbedding", "build", "build_for", "check_arguments"]

@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from ..checks import number
 from ..errors import ConfigError
 from .graph import ChannelGraph
 
@@ -42,9 +43,9 @@ def _ratio_for(key: tuple[str, ...], ratio: Ratio) -> float:
 
 
 def _check(ratio: Ratio, graph: ChannelGraph) -> None:
-    values = ratio.values() if isinstance(ratio, Mapping) else [ratio]
-    if any(not 0 <= float(r) < 1 for r in values):
-        raise ConfigError(f"plan: ratios must be in [0, 1), got {ratio}.")
+    values = ratio.items() if isinstance(ratio, Mapping) else [("ratio", ratio)]
+    for name, value in values:
+        number(value, f"plan: {name}", low=0.0, high=1.0, high_open=True)
     if isinstance(ratio, Mapping):
         known = {name for key in graph.sets() for name in key} | set(graph.heads)
         unknown = sorted(set(ratio) - known)

@@ -1,0 +1,49 @@
+"""Argument checks shared by the API, the callbacks and the config loader.
+
+Python compares ``"0.8" < 1`` with a bare TypeError and takes ``True`` for 1, so every
+number a user hands kerasprune goes through :func:`number`, which names the argument,
+the range and the value it got.
+"""
+from __future__ import annotations
+
+import math
+import numbers
+
+from .errors import ConfigError
+
+
+def number(value: object, name: str, *, low: float | None = None, high: float | None = None,
+           low_open: bool = False, high_open: bool = False, integer: bool = False) -> float:
+    """``value`` as a float (an int with ``integer``) if it is a finite number in range.
+
+    ``name`` says where it comes from (``"AdaptivePruning(final=...)"``, a config path),
+    so the error can say what to change.
+    """
+    kind = "a whole number" if integer else "a number"
+    if isinstance(value, bool) or not isinstance(value, numbers.Real) or (
+            integer and not float(value).is_integer()):
+        raise ConfigError(f"{name} must be {kind}{_range(low, high, low_open, high_open)}, "
+                          f"got {value!r} ({type(value).__name__}).")
+    out = float(value)
+    below = low is not None and (out <= low if low_open else out < low)
+    above = high is not None and (out >= high if high_open else out > high)
+    if math.isnan(out) or below or above:
+        raise ConfigError(f"{name} must be {kind}{_range(low, high, low_open, high_open)}, got {value!r}.")
+    return int(out) if integer else out
+
+
+def choice(value: object, name: str, options: tuple[str, ...]) -> str:
+    """``value`` if it is one of ``options``, else a ConfigError that lists them."""
+    if not isinstance(value, str) or value not in options:
+        raise ConfigError(f"{name} must be one of {', '.join(options)}, got {value!r}.")
+    return value
+
+
+def _range(low: float | None, high: float | None, low_open: bool, high_open: bool) -> str:
+    if low is None and high is None:
+        return ""
+    if high is None:
+        return f" {'>' if low_open else '>='} {low:g}"
+    if low is None:
+        return f" {'<' if high_open else '<='} {high:g}"
+    return f" in {'(' if low_open else '['}{low:g}, {high:g}{')' if high_open else ']'}"

@@ -1,0 +1,51 @@
+"""The command line answers help and bad arguments before TensorFlow loads, in one line."""
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+from kerasprune.cli import main
+
+# Runs the CLI in a fresh interpreter and says whether TensorFlow got imported.
+PROBE = """
+import sys
+from kerasprune.cli import main
+try:
+    code = main(sys.argv[1:])
+except SystemExit as exit:
+    code = exit.code
+print("tensorflow imported:", "tensorflow" in sys.modules, "exit:", code)
+"""
+
+
+def _cli(*args: str) -> subprocess.CompletedProcess:
+    env = {k: v for k, v in os.environ.items() if k != "TF_CPP_MIN_LOG_LEVEL"}
+    return subprocess.run([sys.executable, "-c", PROBE, *args], capture_output=True, text=True,
+                          env=env, timeout=120)
+
+
+@pytest.mark.parametrize("args, code", [(["--help"], 0), (["experiment", "missing.yaml"], 2),
+                                        (["bench-train", "nope.yaml"], 2), (["report"], 2)])
+def test_help_and_bad_arguments_are_answered_without_importing_tensorflow(args, code):
+    done = _cli(*args)
+    assert f"tensorflow imported: False exit: {code}" in done.stdout
+    assert "Traceback" not in done.stderr and "cuda" not in done.stderr.lower()
+
+
+def test_a_command_that_needs_tensorflow_prints_none_of_its_banners():
+    done = _cli("models")
+    assert "lenet5" in done.stdout
+    assert done.stderr == ""  # no oneDNN, CUDA or absl lines
+
+
+def test_report_on_a_json_that_is_not_a_results_file_is_one_line(tmp_path, capsys):
+    other = tmp_path / "package.json"
+    other.write_text(json.dumps({"name": "something else"}))
+    assert main(["report", str(other)]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("kerasprune: error:") and "not a kerasprune results file" in err
+    assert len(err.strip().splitlines()) == 1
