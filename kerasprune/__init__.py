@@ -32,12 +32,12 @@ __version__ = "0.1.0"
 
 #: public name -> the module that defines it (imported on first access)
 _API = {
-    "AdaptivePruning": "callbacks", "KeepBest": "callbacks", "FeedbackSchedule": "schedules",
-    "PruningWrapper": "wrapper", "prune": "pruning", "set_sparsity": "pruning",
-    "strip": "pruning", "to_tflite": "export", "load_model": "loading",
-    "run_experiment": "experiment",
+    "AdaptivePruning": "sparsity", "KeepBest": "sparsity", "FeedbackSchedule": "sparsity",
+    "PruningWrapper": "sparsity", "prune": "sparsity", "set_sparsity": "sparsity",
+    "strip": "sparsity", "to_tflite": "export", "load_model": "loading",
 }
-_MODULES = ("backend", "benchmark", "data", "metrics", "models", "structured")
+_MODULES = ("backend", "benchmark", "data", "export", "metrics", "models", "sparsity",
+            "structured")
 
 __all__ = [
     "ConfigError", "DataError", "ExportError", "FileError", "KerasPruneError", "ModelError",

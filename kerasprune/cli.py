@@ -201,7 +201,7 @@ def _dispatch(args: argparse.Namespace, argv: list[str]) -> int:
         return _bench(args, argv)
     if args.command == "bench-train":
         from . import files
-        from .benchmark import training
+        from .studies import train_step as training
 
         if not 0 < args.sparsity < 1 or args.rounds < 2 or args.steps < 5:
             raise ConfigError("bench-train: --sparsity in (0, 1), --rounds >= 2, --steps >= 5.")
@@ -215,7 +215,7 @@ def _dispatch(args: argparse.Namespace, argv: list[str]) -> int:
         print(training.markdown(result))
         return 0
     if args.command == "latency-study":
-        from .experiment.structured_latency import run_latency_study
+        from .studies.structured_latency import run_latency_study
 
         if not 0 < args.ratio < 1:
             raise ConfigError("latency-study: --ratio must be in (0, 1).")
@@ -224,7 +224,7 @@ def _dispatch(args: argparse.Namespace, argv: list[str]) -> int:
         print(f"kerasprune: wrote {Path(args.results_dir) / f'structured_{args.model}.md'}")
         return 0
     if args.command == "sparse-study":
-        from .experiment.sparse_inference import run_study
+        from .studies.sparse_inference import run_study
 
         if not 0.5 <= args.sparsity < 1:
             raise ConfigError("sparse-study: --sparsity must be in [0.5, 1).")

@@ -70,7 +70,7 @@ def load_model(path: str | os.PathLike, *, safe_mode: bool = True,
     fmt = check_file(path, safe_mode=safe_mode)
     if fmt == "tflite":
         raise ModelError(f"{path} is a .tflite file, not a Keras model; time it with "
-                         "kerasprune bench or run it with kerasprune.export.interpreter.")
+                         "kerasprune bench or run it with kerasprune.export.tflite.interpreter.")
     if fmt == "savedmodel" and not (path / "keras_metadata.pb").is_file():
         raise ModelError(
             f"{path} is a SavedModel without keras_metadata.pb (written by tf.saved_model.save "

@@ -5,9 +5,9 @@ import numpy as np
 import pytest
 
 from kerasprune import prune, set_sparsity
-from kerasprune.allocation import allocate
 from kerasprune.backend import keras
-from kerasprune.pruning import wrappers
+from kerasprune.sparsity.allocation import allocate
+from kerasprune.sparsity.prune import wrappers
 
 
 def _pruned(sizes=((20, 30), (30, 7), (7, 3))):

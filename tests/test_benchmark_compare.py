@@ -6,10 +6,10 @@ import os
 
 import pytest
 
-from kerasprune import cli, export
 from kerasprune.backend import keras, tf
 from kerasprune.benchmark import bench, load, markdown
 from kerasprune.errors import ConfigError
+from kerasprune import cli, export
 from kerasprune.results import RUN_FIELDS, TOP_FIELDS
 
 FAST = {"rounds": 2, "min_block_seconds": 0.005, "warmup": 2, "progress": None}

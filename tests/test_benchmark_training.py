@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import textwrap
 
-from kerasprune.benchmark.training import markdown, train_step_benchmark
+from kerasprune.studies.train_step import markdown, train_step_benchmark
 
 
 def test_dense_tfmot_and_kerasprune_steps_are_timed_side_by_side(tmp_path, mock_tfds):

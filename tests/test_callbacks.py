@@ -6,9 +6,9 @@ import pytest
 
 from kerasprune import prune, strip
 from kerasprune.backend import keras, tf
-from kerasprune.callbacks import AdaptivePruning, KeepBest
 from kerasprune.errors import ConfigError, ModelError
-from kerasprune.pruning import wrappers
+from kerasprune.sparsity.callbacks import AdaptivePruning, KeepBest
+from kerasprune.sparsity.prune import wrappers
 
 RNG = np.random.default_rng(0)
 X = RNG.standard_normal((64, 12)).astype("float32")
@@ -114,7 +114,7 @@ def test_a_missing_monitor_and_an_unpruned_model_get_specific_errors():
 
 
 def test_a_step_ramps_in_over_the_next_epoch_and_lands_exactly():
-    from kerasprune.pruning import model_sparsity
+    from kerasprune.sparsity.prune import model_sparsity
 
     model = _model()
     seen, validated = [], []

@@ -7,6 +7,7 @@ import pytest
 
 from kerasprune.errors import ConfigError
 from kerasprune.experiment.config import load_config
+from kerasprune.experiment.runner import fingerprint
 
 BASE = """
 experiment: t
@@ -38,12 +39,12 @@ def test_lists_expand_into_runs_after_the_dense_baseline(tmp_path):
 def test_fingerprints_follow_what_each_run_depends_on(tmp_path):
     config = load_config(_write(tmp_path, BASE))
     dense, pruned = config.runs[0], config.runs[1]
-    assert len({config.fingerprint(r) for r in config.runs}) == 3
+    assert len({fingerprint(config, r) for r in config.runs}) == 3
     finetune_changed = load_config(_write(tmp_path, BASE.replace("finetune: {epochs: 1}", "finetune: {epochs: 2}")))
-    assert finetune_changed.fingerprint(dense) == config.fingerprint(dense)  # dense never fine-tunes
-    assert finetune_changed.fingerprint(pruned) != config.fingerprint(pruned)
+    assert fingerprint(finetune_changed, dense) == fingerprint(config, dense)  # dense never fine-tunes
+    assert fingerprint(finetune_changed, pruned) != fingerprint(config, pruned)
     train_changed = load_config(_write(tmp_path, BASE.replace("epochs: 2,", "epochs: 3,")))
-    assert train_changed.fingerprint(pruned) != config.fingerprint(pruned)  # through its baseline
+    assert fingerprint(train_changed, pruned) != fingerprint(config, pruned)  # through its baseline
 
 
 @pytest.mark.parametrize("edit, message", [

@@ -9,7 +9,7 @@ import pytest
 from kerasprune.backend import keras
 from kerasprune.cli import main
 from kerasprune.experiment import run_experiment
-from kerasprune.experiment.config import TrainSpec
+from kerasprune.experiment.spec import TrainSpec
 from kerasprune.experiment.training import fit
 from kerasprune.results import RUN_FIELDS, TOP_FIELDS
 

@@ -27,7 +27,7 @@ def test_recurrent_models_export_with_builtin_ops():
 
 def test_a_disagreeing_conversion_raises_and_writes_nothing(tmp_path, monkeypatch):
     model = models.build("lenet_300_100", input_shape=(28, 28, 1), num_classes=10, width=0.1)
-    monkeypatch.setattr(export, "run_tflite", lambda content, x: np.zeros((len(x), 10)))
+    monkeypatch.setattr(export.tflite, "run_tflite", lambda content, x: np.zeros((len(x), 10)))
     with pytest.raises(ExportError, match="disagrees with Keras by up to"):
         export.to_tflite(model, tmp_path / "m.tflite")
     assert list(tmp_path.iterdir()) == []

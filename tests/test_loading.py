@@ -11,9 +11,9 @@ import zipfile
 import numpy as np
 import pytest
 
-from kerasprune import cli, export, loading, metrics
 from kerasprune.backend import keras
 from kerasprune.errors import ModelError
+from kerasprune import cli, export, loading, metrics
 
 FORMATS = ["model.keras", "model.h5", "savedmodel"]
 QUICK = ["--target", "tflite@1", "--rounds", "2", "--block-seconds", "0.005",

@@ -7,7 +7,7 @@ import pytest
 from kerasprune import metrics, models, prune, set_sparsity, strip
 from kerasprune.backend import keras
 from kerasprune.errors import ConfigError, ModelError
-from kerasprune.pruning import wrappers
+from kerasprune.sparsity.prune import wrappers
 
 
 def _lenet():

@@ -4,9 +4,9 @@ from __future__ import annotations
 import pytest
 from tensorflow_model_optimization.python.core.sparsity.keras.prunable_layer import PrunableLayer
 
-from kerasprune import registry
 from kerasprune.backend import keras
 from kerasprune.errors import ModelError
+from kerasprune.sparsity import registry
 
 L = keras.layers
 

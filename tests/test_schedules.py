@@ -7,7 +7,7 @@ import math
 import pytest
 
 from kerasprune.errors import ConfigError
-from kerasprune.schedules import FeedbackSchedule, FeedbackState
+from kerasprune.sparsity.schedules import FeedbackSchedule, FeedbackState
 
 REF = 0.99
 
@@ -103,7 +103,7 @@ def test_a_nan_metric_counts_as_a_drop():
 @pytest.mark.parametrize("monitor, mode, up", [("val_accuracy", "auto", True), ("val_mae", "auto", False),
                                                ("val_loss", "auto", False), ("val_mae", "max", True)])
 def test_metric_direction_follows_earlystopping(monitor, mode, up):
-    from kerasprune.schedules import higher_is_better
+    from kerasprune.sparsity.schedules import higher_is_better
 
     assert higher_is_better(monitor, mode) is up
 
@@ -117,7 +117,7 @@ def test_the_final_level_is_decided_early_enough_to_ramp_in_and_recover(total, l
 
 
 def test_a_geometric_ramp_removes_the_same_share_of_survivors_at_every_update():
-    from kerasprune.schedules import ramp_level
+    from kerasprune.sparsity.schedules import ramp_level
 
     densities = [1 - ramp_level(0.5, 0.98, i / 20) for i in range(21)]
     assert densities[0] == pytest.approx(0.5) and densities[-1] == pytest.approx(0.02)
@@ -128,7 +128,7 @@ def test_a_geometric_ramp_removes_the_same_share_of_survivors_at_every_update():
 
 
 def test_a_ramp_has_a_known_shape_and_stays_within_its_ends():
-    from kerasprune.schedules import ramp_level
+    from kerasprune.sparsity.schedules import ramp_level
 
     assert ramp_level(0.2, 0.8, 1.5) == pytest.approx(0.8) and ramp_level(0.2, 0.8, -1) == pytest.approx(0.2)
     assert ramp_level(0.8, 0.5, 0.5) == pytest.approx(0.65)  # a rollback path is linear

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import json
 
-from kerasprune.experiment.sparse_inference import run_study
+from kerasprune.studies.sparse_inference import run_study
 
 
 def test_the_study_reports_size_outputs_speed_and_why(tmp_path):

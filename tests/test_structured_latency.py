@@ -3,8 +3,8 @@ from __future__ import annotations
 
 import json
 
-from kerasprune.experiment.structured_latency import run_latency_study
 from kerasprune.results import RUN_FIELDS
+from kerasprune.studies.structured_latency import run_latency_study
 
 
 def test_the_study_writes_dense_structured_and_unstructured_runs(tmp_path):

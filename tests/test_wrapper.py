@@ -3,11 +3,11 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from tensorflow_model_optimization.python.core.sparsity.keras.prunable_layer import PrunableLayer
 
 from kerasprune import PruningWrapper, prune, set_sparsity, strip
 from kerasprune.backend import keras
-from kerasprune.pruning import wrappers
-from tensorflow_model_optimization.python.core.sparsity.keras.prunable_layer import PrunableLayer
+from kerasprune.sparsity.prune import wrappers
 
 L = keras.layers
 

@@ -2,15 +2,16 @@
 
 - :mod:`.timing`: warm-up, calibrated blocks, interleaved rounds, statistics;
 - :mod:`.targets`: TensorFlow CPU/GPU and the LiteRT interpreter; :mod:`.android` a phone;
-- :mod:`.artifacts`: Keras files, SavedModels, ``.tflite`` files; :mod:`.graph` what a
-  flatbuffer holds; :mod:`.energy` energy per inference;
+- :mod:`.artifacts`: Keras files, SavedModels, ``.tflite`` files (what a flatbuffer holds
+  is :mod:`kerasprune.export.flatbuffer`); :mod:`.energy` energy per inference;
+  :mod:`.footprint` bytes on disk and peak memory;
 - :mod:`.compare`: several models side by side as ratios; :mod:`.report` Markdown and plot.
 """
+from ..export.flatbuffer import GraphStats, graph_stats
 from .artifacts import Artifact, load
-from .compare import bench
-from .graph import GraphStats, graph_stats
+from .compare import bench, parse_targets
 from .report import markdown, write
-from .targets import TFLiteTarget, TFTarget, parse_targets
+from .targets import TFLiteTarget, TFTarget
 from .timing import Latency
 
 __all__ = ["Artifact", "GraphStats", "Latency", "TFLiteTarget", "TFTarget", "bench",

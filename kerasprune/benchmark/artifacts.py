@@ -5,7 +5,6 @@ or a SavedModel signature) and/or a TFLite flatbuffer, plus the input spec to fe
 """
 from __future__ import annotations
 
-import gzip
 import json
 import os
 from dataclasses import dataclass, field
@@ -17,8 +16,8 @@ import numpy as np
 from .. import export, loading, metrics
 from ..backend import keras, tf
 from ..errors import ConfigError, ModelError
-from .graph import GraphStats, graph_stats
-
+from ..export.flatbuffer import GraphStats, graph_stats
+from . import footprint
 
 
 @dataclass
@@ -147,7 +146,7 @@ class Artifact:
         files = sorted(p for p in self.path.rglob("*") if p.is_file()) if self.path.is_dir() \
             else [self.path]
         raw = sum(p.stat().st_size for p in files)
-        packed = sum(len(gzip.compress(p.read_bytes(), 9, mtime=0)) for p in files)
+        packed = sum(footprint.gzip_size(p.read_bytes()) for p in files)
         out = {"bytes": raw, "gzip_bytes": packed}
         if self.keras_model is not None:
             macs = metrics.count_macs(self.keras_model)

@@ -6,7 +6,6 @@ come from here.
 """
 from __future__ import annotations
 
-import gzip
 import os
 from collections.abc import Callable, Sequence
 
@@ -14,9 +13,11 @@ from .. import metrics
 from ..environment import environment
 from ..errors import ConfigError
 from ..results import complete_results, complete_run
+from . import footprint
+from .android import AndroidTarget
 from .artifacts import Artifact, load
 from .energy import SOURCE, PowerMeter, estimate_uj
-from .targets import Target, TFLiteTarget, TFTarget, parse_targets
+from .targets import DEFAULT_THREADS, Target, TFLiteTarget, TFTarget
 from .timing import CpuSteal, interleaved, ratio
 
 DEFAULT_TARGETS = ("tf-cpu", "tf-gpu", "tflite")
@@ -99,8 +100,8 @@ def _time_target(artifacts: list[Artifact], target: Target, batch: int, baseline
                         "unavailable": reason}
         if reason:
             continue
-        before = metrics.current_rss_mb()
-        with metrics.PeakMemory() as peak:
+        before = footprint.current_rss_mb()
+        with footprint.PeakMemory() as peak:
             blocks[a.name] = target.block(a, batch)
             blocks[a.name](max(1, warmup))
         memory[a.name] = round(max(0.0, peak.mb - before), 1)
@@ -138,7 +139,7 @@ def _describe(a: Artifact, rows: list[dict]) -> dict:
     sparsity = metrics.global_sparsity(a.keras_model) if a.keras_model is not None else graph.sparsity
     run = {"method": a.kind, "run": a.name, "name": a.name, "path": str(a.path), "kind": a.kind,
            **a.footprint(), "sparsity": round(sparsity, 5), "tflite_bytes": len(content),
-           "tflite_gzip_bytes": len(gzip.compress(content, 9, mtime=0)),
+           "tflite_gzip_bytes": footprint.gzip_size(content),
            "latency_ms": round(first["latency"]["median_ms"], 4) if first else None,
            "latency_target": first.get("target"), "peak_memory_mb": first.get("peak_memory_mb"),
            "graph": graph.as_dict(),
@@ -180,3 +181,32 @@ def _unique(artifacts: list[Artifact]) -> list[Artifact]:
     if clashes():
         raise ConfigError("bench: two models have the same name; name them NAME=PATH.")
     return artifacts
+
+
+def parse_targets(names: list[str], android_options: dict | None = None) -> list[Target]:
+    """``tf-cpu``, ``tf-gpu``, ``tflite[@N]``, ``tflite-sparse[@N]``, ``android[@N]``.
+
+    Without ``@N``, ``tflite`` expands to 1, 2 and 4 threads and the others to one thread.
+    """
+    targets: list[Target] = []
+    for text in names:
+        base, _, threads = text.partition("@")
+        try:
+            counts = [int(threads)] if threads else None
+        except ValueError:
+            counts = None
+        if threads and (counts is None or counts[0] < 1):
+            raise ConfigError(f"bench: target '{text}': the thread count after '@' must be a "
+                              "positive integer, e.g. tflite@2.")
+        if base in ("tf-cpu", "tf-gpu"):
+            targets.append(TFTarget(base[3:].upper()))
+        elif base == "tflite":
+            targets += [TFLiteTarget(n) for n in counts or DEFAULT_THREADS]
+        elif base == "tflite-sparse":
+            targets += [TFLiteTarget(n, sparse=True) for n in counts or (1,)]
+        elif base == "android":
+            targets += [AndroidTarget(n, **(android_options or {})) for n in counts or (1,)]
+        else:
+            raise ConfigError(f"bench: unknown target '{text}'; choose from tf-cpu, tf-gpu, "
+                              "tflite[@threads], tflite-sparse[@threads], android[@threads].")
+    return targets

@@ -2,7 +2,7 @@
 
 A target turns an artifact into a timed block, or says in one line why it cannot run it
 (no GPU, a ``.tflite`` file on a TensorFlow target, ...): unavailable is a result, not an
-error.  ``parse_targets`` reads the names the CLI accepts.
+error.  :func:`~kerasprune.benchmark.compare.parse_targets` reads the names the CLI accepts.
 """
 from __future__ import annotations
 
@@ -11,7 +11,6 @@ from dataclasses import dataclass
 
 from .. import export
 from ..backend import tf
-from ..errors import ConfigError
 from .artifacts import Artifact
 from .timing import Block, loop
 
@@ -94,34 +93,3 @@ def _static_batch(content: bytes) -> bool:
     detail = export.interpreter(content).get_input_details()[0]
     signature = detail.get("shape_signature")
     return signature is None or len(signature) == 0 or int(signature[0]) != -1
-
-
-def parse_targets(names: list[str], android_options: dict | None = None) -> list[Target]:
-    """``tf-cpu``, ``tf-gpu``, ``tflite[@N]``, ``tflite-sparse[@N]``, ``android[@N]``.
-
-    Without ``@N``, ``tflite`` expands to 1, 2 and 4 threads and the others to one thread.
-    """
-    from .android import AndroidTarget
-
-    targets: list[Target] = []
-    for text in names:
-        base, _, threads = text.partition("@")
-        try:
-            counts = [int(threads)] if threads else None
-        except ValueError:
-            counts = None
-        if threads and (counts is None or counts[0] < 1):
-            raise ConfigError(f"bench: target '{text}': the thread count after '@' must be a "
-                              "positive integer, e.g. tflite@2.")
-        if base in ("tf-cpu", "tf-gpu"):
-            targets.append(TFTarget(base[3:].upper()))
-        elif base == "tflite":
-            targets += [TFLiteTarget(n) for n in counts or DEFAULT_THREADS]
-        elif base == "tflite-sparse":
-            targets += [TFLiteTarget(n, sparse=True) for n in counts or (1,)]
-        elif base == "android":
-            targets += [AndroidTarget(n, **(android_options or {})) for n in counts or (1,)]
-        else:
-            raise ConfigError(f"bench: unknown target '{text}'; choose from tf-cpu, tf-gpu, "
-                              "tflite[@threads], tflite-sparse[@threads], android[@threads].")
-    return targets

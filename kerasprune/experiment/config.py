@@ -22,49 +22,17 @@ method parameters expand into one run per value::
 from __future__ import annotations
 
 import difflib
-import hashlib
 import itertools
-import json
 import os
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import fields
 from pathlib import Path
 from typing import Any
 
 import yaml
 
 from ..errors import ConfigError
-
-
-@dataclass(frozen=True)
-class TrainSpec:
-    """How a phase trains: optimizer, learning rate and its schedule, epochs."""
-
-    epochs: int = 10
-    optimizer: str = "adam"  # adam | adamw | sgd
-    learning_rate: float = 1e-3
-    weight_decay: float = 0.0
-    momentum: float = 0.9  # sgd only
-    schedule: str = "cosine"  # cosine | constant
-    keep_best: bool = False  # end on the best validation epoch at the run's sparsity
-
-
-@dataclass(frozen=True)
-class Budget:
-    name: str
-    model: str
-    model_args: dict[str, Any]
-    data: dict[str, Any]
-    train: TrainSpec
-    finetune: TrainSpec
-
-
-@dataclass(frozen=True)
-class RunSpec:
-    """One run: a method with one value per parameter, and its name in results."""
-
-    method: str
-    params: dict[str, Any]
-    run_id: str = ""
+from .registry import METHODS
+from .spec import Budget, ExperimentConfig, RunSpec, TrainSpec
 
 
 def _name_runs(runs: list[RunSpec]) -> list[RunSpec]:
@@ -78,39 +46,6 @@ def _name_runs(runs: list[RunSpec]) -> list[RunSpec]:
         named.append(RunSpec(run.method, run.params, "_".join([run.method, *parts])))
     return named
 
-
-@dataclass(frozen=True)
-class ExperimentConfig:
-    name: str
-    dataset: str
-    seed: int
-    budget: Budget
-    runs: list[RunSpec]
-    path: Path
-    description: str = ""
-    raw: dict[str, Any] = field(default_factory=dict, repr=False, compare=False)
-
-    def fingerprint(self, run: RunSpec) -> str:
-        """What a run's result depends on; a cached result with another one is rerun.
-
-        The baseline's training is part of every run; the ``finetune`` phase only of
-        the methods that start from the baseline.
-        """
-        from .methods import METHODS
-
-        from .. import __version__
-
-        method = METHODS[run.method]
-        budget = asdict(self.budget)
-        budget.pop("name")
-        key = {"dataset": self.dataset, "seed": self.seed, "method": run.method,
-               "params": {**method.defaults, **run.params}, "kerasprune": __version__}
-        if method.from_baseline:
-            key["baseline"] = self.fingerprint(RunSpec("dense", {}, "dense"))
-        else:
-            budget.pop("finetune")
-        key["budget"] = budget
-        return hashlib.sha256(json.dumps(key, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 
 _TOP_KEYS = {"experiment", "description", "dataset", "model", "model_args", "seed", "methods", "budgets"}
@@ -177,7 +112,6 @@ def load_config(path: str | os.PathLike, budget: str = "cpu") -> ExperimentConfi
 
 def _expand_methods(methods: Any, where: str, budget_args: dict) -> list[RunSpec]:
     """One run per method entry and value combination; a budget's ``method_args`` override."""
-    from .methods import METHODS  # the registry validates names and parameters
 
     if not isinstance(methods, list) or not methods:
         raise ConfigError(f"{where}: 'methods' must be a non-empty list of {{method: NAME, ...}}.")

@@ -9,91 +9,13 @@ the same way for all.  Later methods register here with :func:`register_method`.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
-from .. import models
 from ..backend import keras
-from ..data import Data
 from ..checks import number
 from ..errors import ConfigError
 from . import training
-from .config import Budget
-
-
-@dataclass
-class RunContext:
-    """What a method may use: the data, the budget, where to write, the baseline."""
-
-    data: Data
-    budget: Budget
-    seed: int
-    run_dir: Path
-    label: str
-    baseline: Callable[[], keras.Model]  # a fresh copy of the trained dense model
-
-    def build(self) -> keras.Model:
-        """A fresh, untrained model of the budget's architecture."""
-        return models.build_for(self.data, self.budget.model, **self.budget.model_args)
-
-    def train(self, model: keras.Model, phase: str, callbacks: list | None = None,
-              sparsity: float = 0.0):
-        """Compile and fit ``model`` for the budget's ``train`` or ``finetune`` phase.
-
-        ``sparsity`` is what the run prunes to: with ``keep_best`` only epochs at that
-        sparsity may be handed back.
-        """
-        spec = getattr(self.budget, phase)
-        training.compile_for(model, spec, training.steps_per_epoch(self.data))
-        return training.fit(model, self.data, spec, label=self.label, run_dir=self.run_dir,
-                            callbacks=callbacks, sparsity=sparsity)
-
-
-@dataclass
-class Outcome:
-    model: keras.Model  # plain tf_keras, ready to measure and export
-    history: dict[str, list[float]]
-    epochs: int
-    extra: dict[str, Any] = field(default_factory=dict)  # method-specific record fields
-
-
-@dataclass(frozen=True)
-class Method:
-    name: str
-    run: Callable[[RunContext, dict[str, Any]], Outcome]
-    defaults: dict[str, Any] = field(default_factory=dict)
-    required: tuple[str, ...] = ()
-    from_baseline: bool = True
-
-    check: Callable[[dict[str, Any]], None] | None = None  # raises ConfigError on bad values
-
-    def validate(self, params: dict[str, Any], where: str) -> None:
-        """Check a run's parameters when the config is read, before anything trains."""
-        for key in self.required:
-            if key not in params:
-                raise ConfigError(f"{where}: method '{self.name}' needs '{key}'.")
-        sparsity = params.get("sparsity")
-        if sparsity is not None and not (isinstance(sparsity, (int, float)) and 0 < sparsity < 1):
-            raise ConfigError(f"{where}: sparsity must be a fraction in (0, 1), got {sparsity!r}.")
-        if self.check is not None:
-            try:
-                self.check({**self.defaults, **params})
-            except (ConfigError, TypeError, ValueError) as exc:
-                raise ConfigError(f"{where} ({self.name}): {exc}") from None
-
-
-METHODS: dict[str, Method] = {}
-
-
-def register_method(name: str, defaults: dict[str, Any] | None = None,
-                    required: tuple[str, ...] = (), from_baseline: bool = True,
-                    check: Callable[[dict[str, Any]], None] | None = None):
-    def decorator(run: Callable[[RunContext, dict[str, Any]], Outcome]):
-        METHODS[name] = Method(name, run, dict(defaults or {}), required, from_baseline, check)
-        return run
-
-    return decorator
+from .registry import METHODS, Outcome, RunContext, register_method
 
 
 def _check_start(p: dict[str, Any]) -> None:
@@ -174,8 +96,8 @@ def tfmot_gmp(ctx: RunContext, params: dict[str, Any]) -> Outcome:
 
 def _adaptive_parts(p: dict[str, Any]):
     """The schedule and callback an ``adaptive`` run uses (also what validates its settings)."""
-    from ..callbacks import AdaptivePruning
-    from ..schedules import FeedbackSchedule, higher_is_better
+    from ..sparsity.callbacks import AdaptivePruning
+    from ..sparsity.schedules import FeedbackSchedule, higher_is_better
 
     _check_start(p)
     for key in ("normalize", "rewire"):
@@ -205,7 +127,7 @@ def _adaptive_parts(p: dict[str, Any]):
 )
 def adaptive(ctx: RunContext, params: dict[str, Any]) -> Outcome:
     """kerasprune's feedback-driven pruning: Taylor importance, stepped sparsity, rollback."""
-    from ..pruning import prune, strip
+    from ..sparsity.prune import prune, strip
 
     p = {**METHODS["adaptive"].defaults, **params}
     callback = _adaptive_parts(p)

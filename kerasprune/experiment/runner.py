@@ -8,6 +8,7 @@ experiment can be stopped and continued at any time.
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import json
 import os
 import shlex
@@ -16,15 +17,17 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from .. import benchmark, export, files, loading, metrics
+from .. import __version__, benchmark, export, files, loading, metrics
 from ..backend import keras
+from ..benchmark import footprint
 from ..data import Data, load
 from ..environment import environment
 from ..errors import ConfigError
 from ..results import complete_results, complete_run
-from .config import ExperimentConfig, RunSpec, load_config
-from .methods import METHODS, Outcome, RunContext
+from .config import load_config
+from .registry import METHODS, Outcome, RunContext
 from .report import write_report
+from .spec import ExperimentConfig, RunSpec
 
 Log = Callable[[str], None]
 
@@ -97,7 +100,7 @@ def run_experiment(
         label = f"[{index}/{len(config.runs)}] {run.run_id}"
         selected = wanted is None or run.run_id in wanted
         stale = baseline_retrained and METHODS[run.method].from_baseline
-        cached = None if stale else _cached(run_dir, config.fingerprint(run))
+        cached = None if stale else _cached(run_dir, fingerprint(config, run))
         if cached and not (fresh and selected):
             log(f"{label}: done earlier, kept ({run_dir / 'result.json'})")
             results["runs"].append(cached)
@@ -153,6 +156,25 @@ def _default_command(config: ExperimentConfig, budget: str) -> str:
     return f"kerasprune experiment {shlex.quote(str(path))} --budget {budget}"
 
 
+def fingerprint(config: ExperimentConfig, run: RunSpec) -> str:
+    """What a run's result depends on; a cached result with another one is rerun.
+
+    The baseline's training is part of every run; the ``finetune`` phase only of the
+    methods that start from the baseline.
+    """
+    method = METHODS[run.method]
+    budget = dataclasses.asdict(config.budget)
+    budget.pop("name")
+    key = {"dataset": config.dataset, "seed": config.seed, "method": run.method,
+           "params": {**method.defaults, **run.params}, "kerasprune": __version__}
+    if method.from_baseline:
+        key["baseline"] = fingerprint(config, RunSpec("dense", {}, "dense"))
+    else:
+        budget.pop("finetune")
+    key["budget"] = budget
+    return hashlib.sha256(json.dumps(key, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
 def _cached(run_dir: Path, fingerprint: str) -> dict | None:
     path = run_dir / "result.json"
     if not path.is_file():
@@ -183,7 +205,7 @@ def _run_one(config: ExperimentConfig, run: RunSpec, data: Data, run_dir: Path,
              baseline_dir: Path, label: str, log: Log) -> dict:
     method = METHODS[run.method]
     run_dir.mkdir(parents=True, exist_ok=True)
-    _forget_other_config(run_dir, config.fingerprint(run), log, label)
+    _forget_other_config(run_dir, fingerprint(config, run), log, label)
     keras.utils.set_random_seed(config.seed)
 
     def baseline() -> keras.Model:
@@ -191,7 +213,7 @@ def _run_one(config: ExperimentConfig, run: RunSpec, data: Data, run_dir: Path,
 
     ctx = RunContext(data, config.budget, config.seed, run_dir, label, baseline)
     started = time.perf_counter()
-    with metrics.PeakMemory() as memory:
+    with footprint.PeakMemory() as memory:
         outcome = method.run(ctx, run.params)
     train_seconds = time.perf_counter() - started
     log(f"{label}: trained in {train_seconds:.0f}s; measuring and exporting")
@@ -202,7 +224,7 @@ def _run_one(config: ExperimentConfig, run: RunSpec, data: Data, run_dir: Path,
         **measure(outcome, data, run_dir),
         "train_seconds": round(train_seconds, 2),
         "peak_memory_mb": round(memory.mb, 1),
-        "fingerprint": config.fingerprint(run),
+        "fingerprint": fingerprint(config, run),
     }
     # latency is taken later, side by side with the other runs (_time_side_by_side)
     record = complete_run(record, {"latency_ms": "timed with every run at the end"})
@@ -227,9 +249,9 @@ def measure(outcome: Outcome, data: Data, run_dir: Path) -> dict:
         "nonzero_params": metrics.count_nonzero_params(model),
         "macs": macs.dense,
         "macs_effective": macs.effective,
-        "keras_bytes": metrics.file_bytes(run_dir / "model.keras"),
+        "keras_bytes": footprint.file_bytes(run_dir / "model.keras"),
         "tflite_bytes": tflite.bytes,
-        "tflite_gzip_bytes": metrics.gzip_bytes(tflite.path),
+        "tflite_gzip_bytes": footprint.gzip_bytes(tflite.path),
         "tflite_max_abs_diff": tflite.max_abs_diff,
         "epochs": outcome.epochs,
         "train_step_ms": (outcome.history.get("step_ms") or [None])[0],

@@ -7,10 +7,11 @@ import shutil
 from pathlib import Path
 
 from ..backend import keras, tf
-from ..callbacks import EpochProgress, KeepBest, SparsityHistory, StepTimer
 from ..data import Data
 from ..errors import ModelError, TrainingError
-from .config import TrainSpec
+from ..sparsity.callbacks import KeepBest, SparsityHistory
+from .progress import EpochProgress, StepTimer
+from .spec import TrainSpec
 
 
 def compile_for(model: keras.Model, spec: TrainSpec, steps_per_epoch: int) -> keras.Model:
@@ -46,7 +47,7 @@ def fit(model: keras.Model, data: Data, spec: TrainSpec, *, label: str, run_dir:
     deterministic ops a resumed run ends on the same weights.  The backup is removed once training completes.
     The history's ``step_ms`` holds the median training step time of this phase; with
     ``spec.keep_best`` the model ends on its best validation epoch at ``sparsity``
-    (:class:`~kerasprune.callbacks.KeepBest`), recorded as ``kept_epoch`` (1-based).
+    (:class:`~kerasprune.sparsity.callbacks.KeepBest`), recorded as ``kept_epoch`` (1-based).
     """
     if spec.epochs == 0:
         return {}

@@ -1,7 +1,7 @@
 """``PruningWrapper``: masks a layer's prunable weights and records their Taylor scores.
 
 The wrapper hands the layer ``weight * mask`` under the attribute the layer reads (see
-:mod:`kerasprune.registry`), so any registry layer works unchanged, ``Bidirectional``
+:mod:`kerasprune.sparsity.registry`), so any registry layer works unchanged, ``Bidirectional``
 and ``MultiHeadAttention`` included.  The weight variables themselves are not zeroed:
 a pruned weight keeps its value, so rolling a pruning step back brings it back.
 
@@ -13,7 +13,7 @@ masked: with plain SGD a pruned weight stays put; optimizers with momentum or de
 weight decay still move it a little, so a rollback restores a slightly drifted value.
 Under mixed precision the scores include the loss scale, which rescales every score alike.
 
-Masks, scores and a small state vector for controllers (:mod:`kerasprune.callbacks`) are
+Masks, scores and a small state vector for controllers (:mod:`kerasprune.sparsity.callbacks`) are
 layer weights: they are saved with the model (``.keras``, SavedModel, h5) and restored
 by ``BackupAndRestore`` and ``ModelCheckpoint``.
 """
@@ -21,8 +21,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from ..backend import keras, tf
 from . import registry
-from .backend import keras, tf
 
 STATE_SIZE = 16  # floats of controller state per wrapper; see callbacks.AdaptivePruning
 

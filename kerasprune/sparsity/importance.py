@@ -2,7 +2,7 @@
 
 * ``magnitude``: ``|w|`` (what tfmot uses).
 * ``taylor``: the mean of ``|w * dL/dw|`` over the batches since the last pruning step,
-  recorded by :class:`~kerasprune.wrapper.PruningWrapper` during ``fit`` (first-order
+  recorded by :class:`~kerasprune.sparsity.wrapper.PruningWrapper` during ``fit`` (first-order
   Taylor estimate of the loss change when ``w`` is removed).  Before any batch has been
   seen it falls back to magnitude.
 * any callable ``f(weight, taylor, name) -> scores`` (arrays of the weight's shape;
@@ -15,7 +15,7 @@ from typing import Callable, Protocol, Sequence, Union
 
 import numpy as np
 
-from .errors import ConfigError
+from ..errors import ConfigError
 from .wrapper import PruningWrapper
 
 

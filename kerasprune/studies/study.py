@@ -12,6 +12,7 @@ import numpy as np
 
 from .. import benchmark, export, files, metrics
 from ..backend import keras
+from ..benchmark import footprint
 from ..benchmark.artifacts import Artifact
 from ..environment import environment
 from ..results import complete_results, complete_run
@@ -58,7 +59,7 @@ def measure_variants(models_dir: Path, study: str, variants: dict[str, keras.Mod
             "nonzero_params": metrics.count_nonzero_params(model),
             "macs": macs.dense, "macs_effective": macs.effective,
             "tflite_bytes": exports[name].bytes,
-            "tflite_gzip_bytes": metrics.gzip_bytes(paths[name]),
+            "tflite_gzip_bytes": footprint.gzip_bytes(paths[name]),
             "tflite_max_abs_diff": exports[name].max_abs_diff,
             "latency_ms": round(first["median_ms"], 4), "latency": first,
             "latency_ratio": {t: r["ratio"] for t, r in rows.items()},

@@ -12,8 +12,8 @@ from dataclasses import dataclass
 from tensorflow_model_optimization.python.core.sparsity.keras.prunable_layer import PrunableLayer
 from tensorflow_model_optimization.python.core.sparsity.keras.prune_registry import PruneRegistry
 
-from .backend import keras, tf
-from .errors import ModelError
+from ..backend import keras, tf
+from ..errors import ModelError
 
 
 @dataclass(frozen=True)

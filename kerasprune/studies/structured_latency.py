@@ -15,7 +15,7 @@ import numpy as np
 
 from .. import metrics, models
 from ..backend import keras
-from ..pruning import prune, set_sparsity, strip
+from ..sparsity.prune import prune, set_sparsity, strip
 from ..structured import analyze, plan_channels, shrink
 from .study import measure_variants, runs_table, write_study
 

@@ -19,15 +19,17 @@ import tensorflow_model_optimization as tfmot
 
 from .. import export, metrics, models
 from ..backend import keras
-from ..callbacks import StepTimer
+from ..benchmark import footprint
+from ..benchmark.timing import ratio, summarize
 from ..data import load
 from ..environment import environment
 from ..experiment import training
-from ..experiment.config import ExperimentConfig, load_config
-from ..experiment.methods import METHODS
-from ..pruning import prune, set_sparsity, strip
+from ..experiment.config import load_config
+from ..experiment.progress import StepTimer
+from ..experiment.registry import METHODS
+from ..experiment.spec import ExperimentConfig
 from ..results import complete_results, complete_run
-from .timing import ratio, summarize
+from ..sparsity.prune import prune, set_sparsity, strip
 
 NOT_MEASURED = {
     "latency_ms": "a training-step benchmark times training steps; inference latency of the "
@@ -126,7 +128,7 @@ def _outcome(model: keras.Model, data) -> dict:
     and the size of the model as exported."""
     with tempfile.TemporaryDirectory() as tmp:
         exported = export.to_tflite(model, Path(tmp) / "model.tflite")
-        gzipped = metrics.gzip_bytes(exported.path)
+        gzipped = footprint.gzip_bytes(exported.path)
     return {**metrics.evaluate(model, data.test), "tflite_bytes": exported.bytes,
             "tflite_gzip_bytes": gzipped}
 

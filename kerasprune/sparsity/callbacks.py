@@ -1,25 +1,22 @@
-"""Keras callbacks for pruning runs: the adaptive pruner, the best sparse epoch, progress."""
+"""Keras callbacks for pruning runs: the adaptive pruner, the best sparse epoch, sparsity logs."""
 from __future__ import annotations
 
 import json
 import math
 import shutil
-import statistics
 import sys
-import time
 from dataclasses import fields
 from pathlib import Path
-from typing import TextIO
 
 import numpy as np
 
-from . import files, metrics
-from .backend import keras
+from .. import files, metrics
+from ..backend import keras
+from ..checks import choice, number
+from ..errors import ConfigError, ModelError
 from .allocation import SCOPES
-from .checks import choice, number
-from .errors import ConfigError, ModelError
 from .importance import get as get_importance
-from .pruning import model_sparsity, set_sparsity, wrappers
+from .prune import model_sparsity, set_sparsity, wrappers
 from .schedules import (
     ACTION_CODES,
     RAMPS,
@@ -36,36 +33,6 @@ class SparsityHistory(keras.callbacks.Callback):
     def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
         if logs is not None:
             logs["sparsity"] = metrics.global_sparsity(self.model)
-
-
-class StepTimer(keras.callbacks.Callback):
-    """Wall time of every training step (ms), for side-by-side step-time ratios.
-
-    The first ``skip`` steps of each ``fit`` (tracing, warm-up) are left out; the median
-    is robust to the occasional slow step of a shared machine.
-    """
-
-    def __init__(self, skip: int = 5) -> None:
-        super().__init__()
-        self.skip = skip
-        self.times_ms: list[float] = []
-        self._seen = 0
-        self._start = 0.0
-
-    def on_train_begin(self, logs: dict | None = None) -> None:
-        self._seen = 0
-
-    def on_train_batch_begin(self, batch: int, logs: dict | None = None) -> None:
-        self._start = time.perf_counter()
-
-    def on_train_batch_end(self, batch: int, logs: dict | None = None) -> None:
-        self._seen += 1
-        if self._seen > self.skip:
-            self.times_ms.append((time.perf_counter() - self._start) * 1000.0)
-
-    @property
-    def median_ms(self) -> float | None:
-        return float(statistics.median(self.times_ms)) if self.times_ms else None
 
 
 class KeepBest(keras.callbacks.Callback):
@@ -119,34 +86,6 @@ class KeepBest(keras.callbacks.Callback):
             shutil.rmtree(self.folder, ignore_errors=True)
 
 
-class EpochProgress(keras.callbacks.Callback):
-    """One line per epoch with the run's label, key metrics, epoch time and an ETA.
-
-    Keras' own progress bars flood log files; this prints what a long run needs to be
-    followed from a terminal or a CI log.
-    """
-
-    def __init__(self, label: str, stream: TextIO | None = None,
-                 keys: tuple[str, ...] = ("loss", "accuracy", "val_accuracy", "sparsity")) -> None:
-        super().__init__()
-        self.label = label
-        self.stream = stream or sys.stdout
-        self.keys = keys
-        self._epoch_start = 0.0
-
-    def on_epoch_begin(self, epoch: int, logs: dict | None = None) -> None:
-        self._epoch_start = time.perf_counter()
-
-    def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
-        logs = logs or {}
-        total = self.params.get("epochs") or epoch + 1
-        took = time.perf_counter() - self._epoch_start
-        eta = took * (total - epoch - 1)
-        shown = "  ".join(f"{k} {logs[k]:.4f}" for k in self.keys if k in logs)
-        print(f"  {self.label} epoch {epoch + 1}/{total}  {shown}  {took:.1f}s  eta {eta:.0f}s",
-              file=self.stream, flush=True)
-
-
 class LastGood:
     """The model's weights (masks and controller state included) at the last finite epoch.
 
@@ -193,15 +132,15 @@ SCHEDULE_ARGS = tuple(f.name for f in fields(FeedbackSchedule) if f.name not in 
 class AdaptivePruning(keras.callbacks.Callback):
     """Prune a ``kerasprune.prune``-d model during ``fit``, paced by validation feedback.
 
-    At each epoch end the :class:`~kerasprune.schedules.FeedbackSchedule` reads the
+    At each epoch end the :class:`~kerasprune.sparsity.schedules.FeedbackSchedule` reads the
     monitored metric and steps sparsity up, holds it, or rolls the last step back (the
     previous masks come back).  A step is not taken at once: the masks move toward the
     new level every ``frequency`` batches of the next epoch and reach it at its end, since
     removing many weights in one jump costs accuracy that small steps do not; ``ramp``
-    sets the path (see :func:`~kerasprune.schedules.ramp_level`).  With ``rewire`` the
+    sets the path (see :func:`~kerasprune.sparsity.schedules.ramp_level`).  With ``rewire`` the
     masks are chosen again every ``frequency`` batches while the level holds, pruned
     weights competing with live ones on their scores (``revive`` in
-    :func:`~kerasprune.allocation.allocate`): the connections can move to where the loss
+    :func:`~kerasprune.sparsity.allocation.allocate`): the connections can move to where the loss
     needs them, which a mask fixed at the end of the ramp cannot (MNIST LeNet-5 at 98%:
     0.9781 -> 0.9811).  It is meant for Taylor importance.  Masks are
     chosen by ``importance`` (Taylor scores collected by the wrappers, weighted toward the

@@ -20,9 +20,9 @@ from pathlib import Path
 import numpy as np
 
 from .. import benchmark, export, models
-from ..environment import cpu_flags
 from ..backend import keras
-from ..pruning import prune, set_sparsity, strip
+from ..environment import cpu_flags
+from ..sparsity.prune import prune, set_sparsity, strip
 from .study import measure_variants, runs_table, write_study
 
 DESCRIPTION = (

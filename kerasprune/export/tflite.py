@@ -11,10 +11,10 @@ from pathlib import Path
 
 import numpy as np
 
-from . import files
-from .backend import keras, require_tf_keras_model, tf
-from .checks import number
-from .errors import ExportError
+from .. import files
+from ..backend import keras, require_tf_keras_model, tf
+from ..checks import number
+from ..errors import ExportError
 
 
 @dataclass
@@ -118,7 +118,7 @@ def to_tflite(
 
 
 def _has_recurrent_layers(model: keras.Model) -> bool:
-    from . import metrics
+    from .. import metrics
 
     return any(isinstance(metrics.unwrap(layer), (keras.layers.RNN, keras.layers.Bidirectional))
                for layer in metrics.leaf_layers(model))
@@ -166,7 +166,7 @@ def _stripped(model: keras.Model) -> keras.Model:
         PruneLowMagnitude,
     )
 
-    from .pruning import strip, wrappers
+    from ..sparsity.prune import strip, wrappers
 
     if wrappers(model):
         return strip(model)

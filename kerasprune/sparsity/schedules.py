@@ -27,8 +27,8 @@ import math
 from dataclasses import dataclass, field
 from typing import Literal
 
-from .checks import choice, number
-from .errors import ConfigError
+from ..checks import choice, number
+from ..errors import ConfigError
 
 Action = Literal["none", "step", "hold", "rollback", "done"]
 

@@ -23,7 +23,7 @@ from typing import Literal, Sequence
 
 import numpy as np
 
-from .checks import choice, number
+from ..checks import choice, number
 from .importance import ImportanceLike, get
 from .wrapper import PruningWrapper
 

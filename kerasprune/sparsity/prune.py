@@ -13,10 +13,10 @@ from typing import Callable, Iterable
 
 import numpy as np
 
+from ..backend import keras, require_tf_keras_model
+from ..errors import ConfigError, ModelError
 from . import registry
 from .allocation import Scope, allocate
-from .backend import keras, require_tf_keras_model
-from .errors import ConfigError, ModelError
 from .importance import ImportanceLike
 from .wrapper import PruningWrapper
 
@@ -62,7 +62,7 @@ def set_sparsity(model: keras.Model, sparsity: float, importance: ImportanceLike
     """Mask the model to ``sparsity`` by ``importance``; returns the sparsity reached.
 
     With ``keep_previous`` the masks before the call are kept in the wrappers, so the step
-    can be rolled back.  See :func:`kerasprune.allocation.allocate` for ``scope``,
+    can be rolled back.  See :func:`kerasprune.sparsity.allocation.allocate` for ``scope``,
     ``min_density``, ``normalize`` and ``revive``.
     """
     found = wrappers(model)

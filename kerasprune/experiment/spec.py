@@ -1,0 +1,54 @@
+"""What an experiment config says, as plain frozen data: phases, budget, runs.
+
+These types stand alone (no registry, no TensorFlow), so the config loader, the method
+registry, the training loop and the runner can all read them without importing each other.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+
+@dataclass(frozen=True)
+class TrainSpec:
+    """How a phase trains: optimizer, learning rate and its schedule, epochs."""
+
+    epochs: int = 10
+    optimizer: str = "adam"  # adam | adamw | sgd
+    learning_rate: float = 1e-3
+    weight_decay: float = 0.0
+    momentum: float = 0.9  # sgd only
+    schedule: str = "cosine"  # cosine | constant
+    keep_best: bool = False  # end on the best validation epoch at the run's sparsity
+
+
+@dataclass(frozen=True)
+class Budget:
+    name: str
+    model: str
+    model_args: dict[str, Any]
+    data: dict[str, Any]
+    train: TrainSpec
+    finetune: TrainSpec
+
+
+@dataclass(frozen=True)
+class RunSpec:
+    """One run: a method with one value per parameter, and its name in results."""
+
+    method: str
+    params: dict[str, Any]
+    run_id: str = ""
+
+
+@dataclass(frozen=True)
+class ExperimentConfig:
+    name: str
+    dataset: str
+    seed: int
+    budget: Budget
+    runs: list[RunSpec]
+    path: Path
+    description: str = ""
+    raw: dict[str, Any] = field(default_factory=dict, repr=False, compare=False)

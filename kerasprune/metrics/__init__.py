@@ -1,0 +1,37 @@
+"""What compression is judged by: accuracy, F1, parameters, sparsity, MACs.
+
+Counting conventions (the same for every method, so figures compare):
+
+* **Prunable weights** are the weights of rank >= 2 (kernels, embeddings, attention
+  projections); biases and normalization vectors are not.  *Sparsity* is the fraction of
+  zeros among them, per layer and globally.  This is a property of the model, not of a
+  method: it includes rank-2 weights a method leaves alone (tfmot and kerasprune do not
+  prune depthwise kernels or position embeddings), so it can read below a method's target.
+* **Params** count every weight of the model once, without pruning bookkeeping (masks,
+  thresholds, step counters of tfmot or kerasprune wrappers); *nonzero params* count
+  the nonzero entries of the same weights.
+* **MACs** are multiply-accumulates per example (batch 1) of the layers that multiply by
+  weights, plus attention's two matrix products.  Elementwise work (BatchNorm, activations,
+  pooling, adds) is not counted, as is customary.  *Effective* MACs count only the
+  nonzero weights: what a sparse kernel would have to do.
+
+Bytes on disk and memory are the benchmark's (:mod:`kerasprune.benchmark.footprint`).
+"""
+from .counts import (
+    count_nonzero_params,
+    count_params,
+    effective_values,
+    global_sparsity,
+    layer_sparsity,
+    leaf_layers,
+    measured_weights,
+    unwrap,
+)
+from .macs import Macs, count_macs, register_macs
+from .quality import classification_scores, evaluate
+
+__all__ = [
+    "Macs", "classification_scores", "count_macs", "count_nonzero_params", "count_params",
+    "effective_values", "evaluate", "global_sparsity", "layer_sparsity", "leaf_layers",
+    "measured_weights", "register_macs", "unwrap",
+]

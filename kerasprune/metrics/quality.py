@@ -1,0 +1,36 @@
+"""Accuracy and macro F1: what a compressed model must keep."""
+from __future__ import annotations
+
+import numpy as np
+
+from ..backend import keras, require_tf_keras_model, tf
+from ..errors import ConfigError
+
+
+def classification_scores(y_true: np.ndarray, y_pred: np.ndarray) -> dict[str, float]:
+    """Accuracy and macro F1 over the classes that occur in labels or predictions."""
+    y_true = np.asarray(y_true).reshape(-1)
+    y_pred = np.asarray(y_pred).reshape(-1)
+    if y_true.shape != y_pred.shape or y_true.size == 0:
+        raise ValueError(f"need equal, non-empty label arrays, got {y_true.shape} and {y_pred.shape}")
+    f1s = []
+    for c in np.union1d(y_true, y_pred):
+        tp = np.sum((y_pred == c) & (y_true == c))
+        fp = np.sum((y_pred == c) & (y_true != c))
+        fn = np.sum((y_pred != c) & (y_true == c))
+        f1s.append(2 * tp / (2 * tp + fp + fn) if tp else 0.0)
+    return {"accuracy": float(np.mean(y_true == y_pred)), "f1": float(np.mean(f1s))}
+
+
+def evaluate(model: keras.Model, dataset: tf.data.Dataset) -> dict[str, float]:
+    """Accuracy and macro F1 of ``model`` on a dataset of ``(x, y)`` batches."""
+    model = require_tf_keras_model(model, "evaluate")
+    if not isinstance(dataset, tf.data.Dataset) or len(dataset.element_spec) != 2:
+        raise ConfigError(f"evaluate: expected a tf.data.Dataset of (inputs, labels) batches, such "
+                          f"as kerasprune.data.load(...).test, got {type(dataset).__name__}.")
+    labels, preds = [], []
+    predict = tf.function(lambda x: tf.argmax(model(x, training=False), axis=-1))
+    for x, y in dataset:
+        labels.append(y.numpy())
+        preds.append(predict(x).numpy())
+    return classification_scores(np.concatenate(labels), np.concatenate(preds))
