@@ -8,22 +8,24 @@ loudly if the process already bound ``tf.keras`` to Keras 3.  Every other module
 """
 from __future__ import annotations
 
+import tensorflow as tf  # the package's __init__ has set TF_USE_LEGACY_KERAS
+
+from .errors import ModelError
+
+try:
+    import tf_keras as keras
+except ImportError as exc:  # pragma: no cover - depends on the installation
+    raise ImportError(
+        "kerasprune needs the tf-keras package (Keras 2), which tfmot requires: "
+        "pip install 'tf-keras==2.21.0'"
+    ) from exc
+
 
 _FIX = (
     "Import kerasprune (or set TF_USE_LEGACY_KERAS=1) before anything that touches "
     "tf.keras, e.g. put `import kerasprune` first in your script or notebook, and "
     "restart the Python process."
 )
-
-import tensorflow as tf  # noqa: E402  (the package's __init__ has set the variable)
-
-try:
-    import tf_keras as keras  # noqa: E402
-except ImportError as exc:  # pragma: no cover - depends on the installation
-    raise ImportError(
-        "kerasprune needs the tf-keras package (Keras 2), which tfmot requires: "
-        "pip install 'tf-keras==2.21.0'"
-    ) from exc
 
 
 def _tf_keras_is_bound() -> bool:
@@ -45,8 +47,6 @@ def require_tf_keras_model(model: object, where: str) -> "keras.Model":
 
     A Keras 3 model (``import keras``) looks the same to a user but tfmot cannot wrap it.
     """
-    from .errors import ModelError
-
     if isinstance(model, keras.Model):
         return model
     module = type(model).__module__
@@ -59,4 +59,17 @@ def require_tf_keras_model(model: object, where: str) -> "keras.Model":
     raise ModelError(f"{where}: expected a tf_keras Model, got {type(model).__name__}.")
 
 
-__all__ = ["tf", "keras", "require_tf_keras_model"]
+def require_graph_model(model: object, where: str, needs: str) -> "keras.Model":
+    """``model`` if it is a functional or Sequential tf_keras model, else a ModelError.
+
+    Pruning, surgery and MAC counting read the layers and their connections, which a
+    subclassed model does not expose; ``needs`` says what the caller wanted them for.
+    """
+    model = require_tf_keras_model(model, where)
+    if not getattr(model, "_is_graph_network", False) and not isinstance(model, keras.Sequential):
+        raise ModelError(f"{where}: model '{model.name}' is subclassed; {needs} needs a functional "
+                         "or Sequential model whose layers and connections are known.")
+    return model
+
+
+__all__ = ["tf", "keras", "require_graph_model", "require_tf_keras_model"]

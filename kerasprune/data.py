@@ -331,3 +331,17 @@ def _text_transform(vectorizer):
         return tf.cast(vectorizer(x), tf.int32), tf.cast(y, tf.int32)
 
     return prepare
+
+
+def random_inputs(shape: Sequence[int], dtype, n: int, *, vocab: int | None = None,
+                  seed: int = 0) -> np.ndarray:
+    """``n`` deterministic random examples of per-example ``shape``, when no data is at hand.
+
+    Integer inputs are token ids below ``vocab`` (an embedding's ``input_dim``; ids past it
+    would fail the lookup), others standard normal: for export checks and timing alike.
+    """
+    rng = np.random.default_rng(seed)
+    size = (n, *(int(d) for d in shape))
+    if np.issubdtype(np.dtype(dtype), np.integer):
+        return rng.integers(0, vocab or 2, size=size).astype(dtype)
+    return rng.standard_normal(size).astype(dtype)

@@ -7,7 +7,7 @@ import os
 import pytest
 
 from kerasprune.backend import keras, tf
-from kerasprune.benchmark import bench, load, markdown
+from kerasprune.benchmark import artifact, bench, markdown
 from kerasprune.errors import ConfigError
 from kerasprune import cli, export
 from kerasprune.results import RUN_FIELDS, TOP_FIELDS
@@ -83,12 +83,12 @@ def test_a_missing_gpu_is_a_result_not_an_error(artifacts, monkeypatch):
 
 def test_bad_input_is_named(artifacts, tmp_path):
     with pytest.raises(ConfigError, match="does not exist"):
-        load(tmp_path / "missing.tflite")
+        artifact(tmp_path / "missing.tflite")
     (tmp_path / "weights.bin").write_bytes(b"")
     with pytest.raises(ConfigError, match="suffix '.bin'"):
-        load(tmp_path / "weights.bin")
+        artifact(tmp_path / "weights.bin")
     with pytest.raises(ConfigError, match="not a SavedModel"):
-        load(tmp_path)
+        artifact(tmp_path)
     with pytest.raises(ConfigError, match="baseline 'other'"):
         bench([artifacts / "dense" / "model.tflite"], ["tflite@1"], baseline="other", **FAST)
     with pytest.raises(ConfigError, match="unknown target 'tpu'"):
@@ -123,7 +123,7 @@ def test_runs_of_several_experiments_are_named_by_their_paths(artifacts, tmp_pat
     for exp in ("a", "b"):
         (tmp_path / exp / "dense").mkdir(parents=True)
         (tmp_path / exp / "dense" / "model.tflite").write_bytes(b"")
-    named = _unique([load(tmp_path / exp / "dense" / "model.tflite") for exp in ("a", "b")])
+    named = _unique([artifact(tmp_path / exp / "dense" / "model.tflite") for exp in ("a", "b")])
     assert [a.name for a in named] == ["a/dense/model.tflite", "b/dense/model.tflite"]
 
 

@@ -83,3 +83,17 @@ def test_float_check_inputs_for_token_ids_are_refused_and_wider_ints_accepted():
         export.to_tflite(_token_model(), check_inputs=np.zeros((3, 10), "float32"))
     ids = np.random.default_rng(0).integers(0, 50, size=(3, 10))  # numpy's default int64
     assert export.to_tflite(_token_model(), check_inputs=ids).checked_examples == 3
+
+
+def test_a_savedmodel_is_converted_through_the_same_check(tmp_path, monkeypatch):
+    from kerasprune import loading
+
+    model = models.build("lenet_300_100", input_shape=(28, 28, 1), num_classes=10, width=0.1)
+    model.save(tmp_path / "sm")
+    signature = loading.load_saved_model(tmp_path / "sm").signatures["serving_default"]
+    inputs = np.random.default_rng(0).standard_normal((4, 28, 28, 1)).astype("float32")
+    exported = export.saved_model_to_tflite(tmp_path / "sm", signature, inputs)
+    assert exported.max_abs_diff < 1e-5 and exported.checked_examples == 4
+    monkeypatch.setattr(export.tflite, "run_tflite", lambda content, x: np.zeros((len(x), 10)))
+    with pytest.raises(ExportError, match="disagrees with the SavedModel by up to"):
+        export.saved_model_to_tflite(tmp_path / "sm", signature, inputs)

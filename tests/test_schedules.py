@@ -134,3 +134,18 @@ def test_a_ramp_has_a_known_shape_and_stays_within_its_ends():
     assert ramp_level(0.8, 0.5, 0.5) == pytest.approx(0.65)  # a rollback path is linear
     with pytest.raises(ConfigError, match="ramp must be one of geometric, linear"):
         ramp_level(0.2, 0.8, 0.5, "cubic")
+
+
+def test_a_schedule_round_trips_through_its_config_as_json():
+    import json
+
+    schedule = FeedbackSchedule(initial=0.3, final=0.9, step=0.2, every=2, mode="guard")
+    schedule.update(0, 0.9)  # state is not part of the settings
+    config = json.loads(json.dumps(schedule.get_config()))
+    assert config["class_name"] == "FeedbackSchedule"
+    rebuilt = FeedbackSchedule.from_config(config["config"])
+    assert rebuilt.get_config() == schedule.get_config()
+    assert rebuilt.state == FeedbackState()
+    assert FeedbackSchedule.from_config(config).final == 0.9
+    with pytest.raises(ConfigError, match="unknown setting.*fnial"):
+        FeedbackSchedule.from_config({"fnial": 0.9})

@@ -22,11 +22,11 @@ L = keras.layers
 def test_resnet20_residual_streams_are_cut_together_and_half_the_filters_leave_a_quarter_of_the_macs():
     model = models.build("resnet20", input_shape=(32, 32, 3), num_classes=10)
     graph = analyze(model)
-    sets = graph.sets()
-    stream = next(k for k in sets if "stem_conv" in k)
+    groups = graph.groups()
+    stream = next(k for k in groups if "stem_conv" in k)
     assert set(stream) == {"stem_conv", "stage1_block1_b_conv", "stage1_block2_b_conv",
                            "stage1_block3_b_conv"}
-    assert len(sets) == 12 and graph.frozen == {"logits": "its softmax mixes its output channels"}
+    assert len(groups) == 12 and graph.frozen == {"logits": "its softmax mixes its output channels"}
     small = shrink(model, plan_channels(model, 0.5, graph=graph), graph)
     assert metrics.count_macs(small).dense <= 0.30 * metrics.count_macs(model).dense
     assert small.get_layer("stage3_block3_a_conv").filters == 32
@@ -39,7 +39,7 @@ def test_layers_without_a_rule_are_reported_and_left_intact():
     assert "normalizes over its channels" in graph.frozen["block1_attention_norm"]
     assert "PositionEmbedding" in graph.frozen["positions"]
     assert graph.heads == {"block1_attention": 2}
-    assert [k for k in graph.sets()] == [("block1_ff1",)]  # the residual stream stays whole
+    assert [k for k in graph.groups()] == [("block1_ff1",)]  # the residual stream stays whole
     small = shrink(model, plan_channels(model, 0.5, graph=graph), graph)
     assert small.get_layer("block1_attention")._num_heads == 1
     assert small.get_layer("embedding").output_dim == 16
@@ -79,7 +79,7 @@ def test_ratios_by_layer_name_global_ranking_and_round_to():
     everywhere = make_plan(graph, scores, 0.5, scope="global", head_scores={})
     assert len(everywhere.removed) == 15
     # the lowest L1 channels of each layer go first
-    b = [g for g in graph.groups if "b" in g.sources]
+    b = [g for g in graph.channels if "b" in g.sources]
     lowest = min(b, key=lambda g: scores[g.id])
     assert lowest.id in make_plan(graph, scores, {"b": 0.05}, head_scores={}).removed
 
@@ -93,6 +93,8 @@ def test_bad_plans_are_refused_with_the_choices():
     with pytest.raises(ConfigError, match=r"ratio must be a number in \[0, 1\)"):
         make_plan(graph, scores, 1.0, head_scores={})
     with pytest.raises(ConfigError, match="needs data"):
+        channel_scores(graph, "activation_taylor")
+    with pytest.raises(ConfigError, match="channel Taylor scores are 'activation_taylor'"):
         channel_scores(graph, "taylor")
     with pytest.raises(ConfigError, match="not one of"):
         channel_scores(graph, "random")
@@ -107,8 +109,8 @@ def test_data_scores_rank_a_dead_channel_last():
     x = np.random.default_rng(0).standard_normal((64, 6)).astype("float32")
     ds = tf.data.Dataset.from_tensor_slices((x, np.arange(64) % 3)).batch(16)
     graph = analyze(model)
-    dead = next(g.id for g in graph.groups if g.sources.get("b") == 7)
-    for method in ("taylor", "mean_activation", "apoz"):
+    dead = next(g.id for g in graph.channels if g.sources.get("b") == 7)
+    for method in ("activation_taylor", "mean_activation", "apoz"):
         scores = channel_scores(graph, method, ds)
         assert scores[dead] == min(scores.values()) == 0.0, method
 
@@ -148,3 +150,30 @@ def test_attention_with_a_separate_key_and_bad_head_ratios_are_reported():
     with pytest.raises(ConfigError, match="must be a number in"):
         make_plan(analyze(model), channel_scores(analyze(model), "l1"), 0.3, head_ratio=-0.5,
                   head_scores={})
+
+
+class _Gain(keras.layers.Layer):
+    """A user's layer that scales each channel by itself: channels pass straight through."""
+
+    def call(self, x):
+        return 2.0 * x
+
+
+def test_a_custom_layer_gets_a_channel_rule_through_the_public_registry():
+    from kerasprune.structured import Rule, passthrough, register_rule
+    from kerasprune.structured.rules import RULES
+
+    inputs = keras.Input((6,))
+    x = keras.layers.Dense(8, activation="relu", name="a")(inputs)
+    x = _Gain(name="gain")(x)
+    model = keras.Model(inputs, keras.layers.Dense(3, name="out")(x))
+    before = analyze(model)
+    assert "register_rule" in before.frozen["gain"] and "a" not in {n for k in before.groups() for n in k}
+    register_rule(_Gain, rule=Rule(passthrough))
+    try:
+        after = analyze(model)
+        assert "gain" not in after.frozen and ("a",) in after.groups()
+    finally:
+        RULES.pop(_Gain)
+    with pytest.raises(TypeError, match="not a Keras layer class"):
+        register_rule(int, rule=Rule(passthrough))

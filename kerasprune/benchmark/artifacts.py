@@ -15,8 +15,10 @@ import numpy as np
 
 from .. import export, loading, metrics
 from ..backend import keras, tf
+from ..data import random_inputs
 from ..errors import ConfigError, ModelError
 from ..export.flatbuffer import GraphStats, graph_stats
+from ..models import vocabulary_size
 from . import footprint
 
 
@@ -119,19 +121,15 @@ class Artifact:
             elif self.kind == "keras":
                 self._cache[key] = export.to_tflite(self.keras_model, sparse=sparse).content
             else:
-                converter = tf.lite.TFLiteConverter.from_saved_model(str(self.path))
-                if sparse:
-                    converter.optimizations = [tf.lite.Optimize.EXPERIMENTAL_SPARSITY]
-                self._cache[key] = converter.convert()
+                self._cache[key] = export.saved_model_to_tflite(
+                    self.path, self._saved_signature, self.example(8), sparse=sparse).content
         return self._cache[key]
 
     def example(self, batch: int, seed: int = 0) -> np.ndarray:
-        """A deterministic random input batch (token ids for integer inputs)."""
+        """A deterministic random input batch (token ids the model's embeddings take)."""
         shape, dtype = self.input_spec()
-        rng = np.random.default_rng(seed)
-        if np.issubdtype(dtype, np.integer):
-            return rng.integers(0, 2, size=(batch, *shape)).astype(dtype)
-        return rng.standard_normal((batch, *shape)).astype(dtype)
+        vocab = vocabulary_size(self.keras_model) if self.keras_model is not None else None
+        return random_inputs(shape, dtype, batch, vocab=vocab, seed=seed)
 
     @cached_property
     def graph(self) -> GraphStats:
@@ -149,10 +147,7 @@ class Artifact:
         packed = sum(footprint.gzip_size(p.read_bytes()) for p in files)
         out = {"bytes": raw, "gzip_bytes": packed}
         if self.keras_model is not None:
-            macs = metrics.count_macs(self.keras_model)
-            out.update(params=metrics.count_params(self.keras_model),
-                       nonzero_params=metrics.count_nonzero_params(self.keras_model),
-                       macs=macs.dense, macs_effective=macs.effective)
+            out.update(metrics.figures(self.keras_model))
         else:
             g = self.graph
             out.update(params=g.params, nonzero_params=g.nonzero_params, macs=g.macs,
@@ -160,7 +155,7 @@ class Artifact:
         return out
 
 
-def load(spec: str | os.PathLike, name: str | None = None, *, safe_mode: bool = True) -> Artifact:
+def artifact(spec: str | os.PathLike, name: str | None = None, *, safe_mode: bool = True) -> Artifact:
     """An artifact from ``PATH`` or ``NAME=PATH``; named after its run folder by default.
 
     ``saved_models/<exp>/<budget>/<run>/model.tflite`` is named ``<run>``, so the

@@ -15,7 +15,7 @@ from ..errors import ConfigError
 from ..results import complete_results, complete_run
 from . import footprint
 from .android import AndroidTarget
-from .artifacts import Artifact, load
+from .artifacts import Artifact, artifact
 from .energy import SOURCE, PowerMeter, estimate_uj
 from .targets import DEFAULT_THREADS, Target, TFLiteTarget, TFTarget
 from .timing import CpuSteal, interleaved, ratio
@@ -51,7 +51,7 @@ def bench(
     """
     resolved = [t for t in targets if isinstance(t, Target)] + parse_targets(
         [t for t in targets if not isinstance(t, Target)], android)
-    artifacts = _unique([m if isinstance(m, Artifact) else load(m, safe_mode=safe_mode)
+    artifacts = _unique([m if isinstance(m, Artifact) else artifact(m, safe_mode=safe_mode)
                          for m in models])
     if not artifacts:
         raise ConfigError("bench: give at least one model (.keras, .h5, .tflite or SavedModel).")

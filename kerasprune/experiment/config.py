@@ -32,7 +32,7 @@ import yaml
 
 from ..errors import ConfigError
 from .registry import METHODS
-from .spec import Budget, ExperimentConfig, RunSpec, TrainSpec
+from .spec import BASELINE, Budget, ExperimentConfig, RunSpec, TrainSpec
 
 
 def _name_runs(runs: list[RunSpec]) -> list[RunSpec]:
@@ -147,9 +147,9 @@ def _expand_methods(methods: Any, where: str, budget_args: dict) -> list[RunSpec
     if duplicated:
         raise ConfigError(f"{where}: runs listed twice: {', '.join(duplicated)}.")
     # The dense baseline is what every other method starts from: it runs first, always.
-    if "dense" not in {r.method for r in runs}:
-        runs.insert(0, RunSpec("dense", {}, "dense"))
-    return sorted(runs, key=lambda r: r.method != "dense")
+    if BASELINE not in {r.method for r in runs}:
+        runs.insert(0, RunSpec(BASELINE, {}, BASELINE))
+    return sorted(runs, key=lambda r: r.method != BASELINE)
 
 
 def _check_model(budget: Budget, where: str) -> None:

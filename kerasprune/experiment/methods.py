@@ -9,13 +9,21 @@ the same way for all.  Later methods register here with :func:`register_method`.
 """
 from __future__ import annotations
 
-from typing import Any
+import inspect
+from typing import Any, Callable
+
+import tensorflow_model_optimization as tfmot
 
 from ..backend import keras
 from ..checks import number
 from ..errors import ConfigError
+from ..sparsity.callbacks import AdaptivePruning
+from ..sparsity.prune import prune, strip
+from ..sparsity.schedules import FeedbackSchedule, higher_is_better
+from ..structured import IMPORTANCES, analyze, plan_channels, shrink
 from . import training
 from .registry import METHODS, Outcome, RunContext, register_method
+from .spec import BASELINE, PEER
 
 
 def _check_start(p: dict[str, Any]) -> None:
@@ -44,7 +52,7 @@ def _check_gmp(p: dict[str, Any]) -> None:
     number(p["frequency"], "frequency", low=1, integer=True)
 
 
-@register_method("dense", from_baseline=False)
+@register_method(BASELINE, from_baseline=False)
 def dense(ctx: RunContext, params: dict[str, Any]) -> Outcome:
     """The baseline: train the architecture from scratch for the ``train`` phase."""
     model = ctx.build()
@@ -65,7 +73,7 @@ def dense_finetune(ctx: RunContext, params: dict[str, Any]) -> Outcome:
 
 
 @register_method(
-    "tfmot_gmp",
+    PEER,
     defaults={"sparsity": None, "initial_sparsity": 0.0, "begin_fraction": 0.0, "end_fraction": 0.7,
               "frequency": 100, "start": "baseline"},
     required=("sparsity",), check=_check_gmp,
@@ -76,9 +84,7 @@ def tfmot_gmp(ctx: RunContext, params: dict[str, Any]) -> Outcome:
     Sparsity rises from ``initial_sparsity`` to ``sparsity`` between ``begin_fraction``
     and ``end_fraction`` of the run's steps, then the masks stay fixed while it recovers.
     """
-    import tensorflow_model_optimization as tfmot
-
-    p = {**METHODS["tfmot_gmp"].defaults, **params}
+    p = {**METHODS[PEER].defaults, **params}
     model, phase = _starting_point(ctx, p)
     spec = getattr(ctx.budget, phase)
     total = training.steps_per_epoch(ctx.data) * spec.epochs
@@ -94,11 +100,21 @@ def tfmot_gmp(ctx: RunContext, params: dict[str, Any]) -> Outcome:
     return Outcome(tfmot.sparsity.keras.strip_pruning(pruned), history, spec.epochs)
 
 
+#: the settings an ``adaptive`` run takes, with the defaults of the class that owns them
+_SCHEDULE_SETTINGS = ("initial", "step", "every", "tolerance", "recovery_epochs", "mode",
+                      "finish_fraction")
+_CALLBACK_SETTINGS = ("importance", "scope", "monitor", "monitor_mode", "min_density",
+                      "normalize", "frequency", "ramp", "rewire")
+
+
+def _defaults_of(owner: Callable, names: tuple[str, ...]) -> dict[str, Any]:
+    """The default of each setting in ``names``, read from ``owner``'s signature."""
+    parameters = inspect.signature(owner).parameters
+    return {name: parameters[name].default for name in names}
+
+
 def _adaptive_parts(p: dict[str, Any]):
     """The schedule and callback an ``adaptive`` run uses (also what validates its settings)."""
-    from ..sparsity.callbacks import AdaptivePruning
-    from ..sparsity.schedules import FeedbackSchedule, higher_is_better
-
     _check_start(p)
     for key in ("normalize", "rewire"):
         if not isinstance(p[key], bool):
@@ -118,17 +134,12 @@ def _adaptive_parts(p: dict[str, Any]):
 
 @register_method(
     "adaptive",
-    defaults={"sparsity": None, "initial": 0.2, "step": 0.1, "every": 5, "tolerance": 0.005,
-              "recovery_epochs": 2, "importance": "taylor", "scope": "global", "mode": "target",
-              "finish_fraction": 0.7, "monitor": "val_accuracy", "monitor_mode": "auto",
-              "min_density": 0.005, "normalize": False, "frequency": 100, "ramp": "geometric",
-              "rewire": False, "start": "baseline"},
+    defaults={"sparsity": None, **_defaults_of(FeedbackSchedule, _SCHEDULE_SETTINGS),
+              **_defaults_of(AdaptivePruning.__init__, _CALLBACK_SETTINGS), "start": "baseline"},
     required=("sparsity",), check=_adaptive_parts,
 )
 def adaptive(ctx: RunContext, params: dict[str, Any]) -> Outcome:
     """kerasprune's feedback-driven pruning: Taylor importance, stepped sparsity, rollback."""
-    from ..sparsity.prune import prune, strip
-
     p = {**METHODS["adaptive"].defaults, **params}
     callback = _adaptive_parts(p)
     model, phase = _starting_point(ctx, p)
@@ -139,13 +150,12 @@ def adaptive(ctx: RunContext, params: dict[str, Any]) -> Outcome:
 
 
 def _check_structured(p: dict[str, Any]) -> None:
-    from ..structured import METHODS as IMPORTANCE
 
     ratios = p["ratio"].values() if isinstance(p["ratio"], dict) else [p["ratio"]]
     if any(not 0 <= float(r) < 1 for r in ratios):
         raise ConfigError(f"ratio must be in [0, 1) (or a dict of such by layer), got {p['ratio']}.")
-    if p["importance"] not in IMPORTANCE:
-        raise ConfigError(f"importance {p['importance']!r} is not one of {', '.join(IMPORTANCE)}.")
+    if p["importance"] not in IMPORTANCES:
+        raise ConfigError(f"importance {p['importance']!r} is not one of {', '.join(IMPORTANCES)}.")
     if p["scope"] not in ("layer", "global") or int(p["round_to"]) < 1 or int(p["batches"]) < 1:
         raise ConfigError("scope must be layer or global, round_to >= 1 and batches >= 1.")
 
@@ -158,8 +168,6 @@ def _check_structured(p: dict[str, Any]) -> None:
 )
 def structured(ctx: RunContext, params: dict[str, Any]) -> Outcome:
     """Remove ``ratio`` of the channels, neurons and heads, then fine-tune the smaller model."""
-    from ..structured import analyze, plan_channels, shrink
-
     p = {**METHODS["structured"].defaults, **params}
     model = ctx.baseline()
     graph = analyze(model)

@@ -9,6 +9,7 @@ from pathlib import Path
 
 from .. import files
 from ..results import read_results
+from .spec import BASELINE, PEER
 
 
 def _fmt_int(n: int) -> str:
@@ -89,7 +90,7 @@ def write_report(results: dict, path: Path) -> Path:
         "ms its median training step.",
         "",
     ]
-    dense = next((r for r in runs if r["method"] == "dense"), None)
+    dense = next((r for r in runs if r["method"] == BASELINE), None)
     if dense is not None and len(runs) > 1:
         lines += ["## Against the dense baseline", "",
                   "| run | accuracy change (points) | size ratio (gzip) | latency ratio | train step ratio |",
@@ -138,9 +139,9 @@ def write_report(results: dict, path: Path) -> Path:
 
 def peer_pairs(runs: list[dict]) -> list[tuple[dict, dict]]:
     """Each kerasprune run with tfmot's run at the same target sparsity, where there is one."""
-    peers = {r["settings"].get("sparsity"): r for r in runs if r["method"] == "tfmot_gmp"}
+    peers = {r["settings"].get("sparsity"): r for r in runs if r["method"] == PEER}
     return [(r, peers[r["settings"].get("sparsity")]) for r in runs
-            if r["method"] not in ("dense", "tfmot_gmp") and r["settings"].get("sparsity") in peers]
+            if r["method"] not in (BASELINE, PEER) and r["settings"].get("sparsity") in peers]
 
 
 def _peer_table(runs: list[dict]) -> list[str]:

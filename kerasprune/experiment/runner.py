@@ -27,7 +27,7 @@ from ..results import complete_results, complete_run
 from .config import load_config
 from .registry import METHODS, Outcome, RunContext
 from .report import write_report
-from .spec import ExperimentConfig, RunSpec
+from .spec import BASELINE, ExperimentConfig, RunSpec
 
 Log = Callable[[str], None]
 
@@ -93,7 +93,7 @@ def run_experiment(
     if unknown:
         raise ConfigError(f"--only: no run(s) {', '.join(sorted(unknown))} in {config.path}; "
                           f"the runs are {', '.join(r.run_id for r in config.runs)}.")
-    baseline_dir = root / "dense"
+    baseline_dir = root / BASELINE
     baseline_retrained = False
     for index, run in enumerate(config.runs, 1):
         run_dir = root / run.run_id
@@ -105,11 +105,11 @@ def run_experiment(
             log(f"{label}: done earlier, kept ({run_dir / 'result.json'})")
             results["runs"].append(cached)
             continue
-        if not (selected or run.method == "dense"):  # the baseline is every method's start
+        if not (selected or run.method == BASELINE):  # the baseline is every method's start
             if stale:
                 log(f"{label}: left out: the baseline it started from was retrained")
             continue
-        baseline_retrained |= run.method == "dense"
+        baseline_retrained |= run.method == BASELINE
         log(f"{label}: running")
         record = _run_one(config, run, data, run_dir, baseline_dir, label, log)
         results["runs"].append(record)
@@ -135,8 +135,8 @@ def _time_side_by_side(results: dict, root: Path, log: Log) -> None:
     models = {run: path for run, path in models.items() if path.is_file()}
     if not models:
         return
-    base = "dense" if "dense" in models else next(iter(models))
-    timed = benchmark.bench([benchmark.load(path, name=run) for run, path in models.items()],
+    base = BASELINE if BASELINE in models else next(iter(models))
+    timed = benchmark.bench([benchmark.artifact(path, name=run) for run, path in models.items()],
                             ["tflite@1"], baseline=base, throughput_batch=None, progress=log)
     rows = {row["model"]: row for row in timed["results"]}
     for record in results["runs"]:
@@ -168,7 +168,7 @@ def fingerprint(config: ExperimentConfig, run: RunSpec) -> str:
     key = {"dataset": config.dataset, "seed": config.seed, "method": run.method,
            "params": {**method.defaults, **run.params}, "kerasprune": __version__}
     if method.from_baseline:
-        key["baseline"] = fingerprint(config, RunSpec("dense", {}, "dense"))
+        key["baseline"] = fingerprint(config, RunSpec(BASELINE, {}, BASELINE))
     else:
         budget.pop("finetune")
     key["budget"] = budget
@@ -240,15 +240,10 @@ def measure(outcome: Outcome, data: Data, run_dir: Path) -> dict:
     with files.atomic_path(run_dir / "model.keras") as tmp:
         model.save(tmp)
     tflite = export.to_tflite(model, run_dir / "model.tflite", check_inputs=data.sample_inputs(32))
-    macs = metrics.count_macs(model)
     return {
         **metrics.evaluate(model, data.test),
-        "sparsity": round(metrics.global_sparsity(model), 5),
+        **metrics.figures(model),
         "layer_sparsity": {k: round(v, 5) for k, v in metrics.layer_sparsity(model).items()},
-        "params": metrics.count_params(model),
-        "nonzero_params": metrics.count_nonzero_params(model),
-        "macs": macs.dense,
-        "macs_effective": macs.effective,
         "keras_bytes": footprint.file_bytes(run_dir / "model.keras"),
         "tflite_bytes": tflite.bytes,
         "tflite_gzip_bytes": footprint.gzip_bytes(tflite.path),

@@ -16,6 +16,7 @@ from pathlib import Path
 from ..errors import ConfigError
 from ..results import read_results
 from .report import peer_pairs
+from .spec import BASELINE
 
 
 def _load(paths: list[str | Path]) -> list[tuple[str, dict]]:
@@ -58,14 +59,14 @@ def seed_summary(paths: list[str | Path]) -> str:
         spread = f"{statistics.stdev(acc):.4f}" if len(acc) > 1 else "-"
         lines.append(f"| `{run_id}` | {len(acc)} | {statistics.fmean(acc):.4f} | {spread} | "
                      f"{min(acc):.4f} | {max(acc):.4f} |")
-    dense = by_run.get("dense", {})
+    dense = by_run.get(BASELINE, {})
     lines += ["", "## Paired, seed by seed (accuracy points)", "",
               ("A difference is taken only within a seed, where both runs share the baseline "
                "and the data order; `>= 0` counts the seeds where the run is not behind."), "",
               "| run | against | each seed | mean | >= 0 |", "|---|---|---|---|---|"]
     for run_id, runs in by_run.items():
         shared = [name for name in runs if name in dense]
-        if run_id != "dense" and shared:
+        if run_id != BASELINE and shared:
             diffs = [runs[n]["accuracy"] - dense[n]["accuracy"] for n in shared]
             lines.append(f"| `{run_id}` | `dense` | {_points(diffs)} |")
     pairs: dict[tuple[str, str], list[float]] = {}

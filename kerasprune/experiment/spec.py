@@ -9,6 +9,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+#: the roles a comparison is built on, by method name: the baseline every method starts
+#: from and is compared with, and the peer each kerasprune method is judged against
+BASELINE = "dense"
+PEER = "tfmot_gmp"
+
 
 @dataclass(frozen=True)
 class TrainSpec:

@@ -6,6 +6,7 @@
   itself (the interpreter reports INT4 as int8; the flatbuffer does not).
 """
 from .flatbuffer import GraphStats, graph_stats
-from .tflite import TFLiteExport, interpreter, run_tflite, to_tflite
+from .tflite import TFLiteExport, interpreter, run_tflite, saved_model_to_tflite, to_tflite
 
-__all__ = ["GraphStats", "TFLiteExport", "graph_stats", "interpreter", "run_tflite", "to_tflite"]
+__all__ = ["GraphStats", "TFLiteExport", "graph_stats", "interpreter", "run_tflite",
+           "saved_model_to_tflite", "to_tflite"]

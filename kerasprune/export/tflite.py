@@ -10,11 +10,18 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+import tensorflow_model_optimization as tfmot
+from tensorflow_model_optimization.python.core.sparsity.keras.pruning_wrapper import (
+    PruneLowMagnitude,
+)
 
-from .. import files
+from .. import files, metrics
 from ..backend import keras, require_tf_keras_model, tf
 from ..checks import number
+from ..data import random_inputs
 from ..errors import ExportError
+from ..models import vocabulary_size
+from ..sparsity.prune import strip, wrappers
 
 
 @dataclass
@@ -102,24 +109,41 @@ def to_tflite(
         )
     model = _stripped(model)
     inputs = (_checked_inputs(model, check_inputs) if check_inputs is not None
-              else _random_inputs(model, 8))[:32]
+              else _random_check_inputs(model))[:32]
     content = _convert(model, _has_recurrent_layers(model), sparse)
 
     expected = model.predict(inputs, verbose=0, batch_size=len(inputs))
-    got = run_tflite(content, inputs)
-    diff = float(np.max(np.abs(expected - got)))
-    if not diff <= atol:  # also catches NaN
-        raise ExportError(
-            f"to_tflite: the TFLite model of '{model.name}' disagrees with Keras by up to "
-            f"{diff:.3g} (allowed {atol:g}) on {len(inputs)} examples; nothing was written."
-        )
+    diff = _compare(content, expected, inputs, atol, f"'{model.name}'", "Keras")
     written = files.write_bytes(path, content) if path is not None else None
     return TFLiteExport(content, written, diff, len(inputs))
 
 
-def _has_recurrent_layers(model: keras.Model) -> bool:
-    from .. import metrics
+def saved_model_to_tflite(path: str | os.PathLike, signature, inputs: np.ndarray, *,
+                          atol: float = 1e-3, sparse: bool = False) -> TFLiteExport:
+    """Convert a SavedModel, checked like :func:`to_tflite`: against ``signature`` (its
+    loaded serving function, e.g. from :func:`kerasprune.loading.load_saved_model`) on
+    ``inputs``, example by example.  Nothing is written; the flatbuffer is returned."""
+    converter = tf.lite.TFLiteConverter.from_saved_model(os.fspath(path))
+    content = _converted(converter, sparse, str(path))
+    (key,) = signature.structured_input_signature[1]
+    expected = np.stack([next(iter(signature(**{key: tf.constant(x[None])}).values())).numpy()[0]
+                         for x in inputs])
+    diff = _compare(content, expected, inputs, atol, str(path), "the SavedModel")
+    return TFLiteExport(content, None, diff, len(inputs))
 
+
+def _compare(content: bytes, expected: np.ndarray, inputs: np.ndarray, atol: float, what: str,
+             reference: str) -> float:
+    """The largest output difference, or an ExportError when it exceeds ``atol`` (or is NaN)."""
+    diff = float(np.max(np.abs(expected - run_tflite(content, inputs))))
+    if not diff <= atol:
+        raise ExportError(f"to_tflite: the TFLite model of {what} disagrees with {reference} by up "
+                          f"to {diff:.3g} (allowed {atol:g}) on {len(inputs)} examples; nothing "
+                          "was written.")
+    return diff
+
+
+def _has_recurrent_layers(model: keras.Model) -> bool:
     return any(isinstance(metrics.unwrap(layer), (keras.layers.RNN, keras.layers.Bidirectional))
                for layer in metrics.leaf_layers(model))
 
@@ -149,25 +173,28 @@ def _convert(model: keras.Model, recurrent: bool, sparse: bool = False) -> bytes
             holder = tf.Module()
             holder.model_variables = model.variables
             converter = tf.lite.TFLiteConverter.from_concrete_functions([concrete], holder)
-        if sparse:
-            converter.optimizations = [tf.lite.Optimize.EXPERIMENTAL_SPARSITY]
+    except Exception as exc:
+        raise _converter_error(exc, f"'{model.name}'") from exc
+    return _converted(converter, sparse, f"'{model.name}'")
+
+
+def _converted(converter, sparse: bool, what: str) -> bytes:
+    if sparse:
+        converter.optimizations = [tf.lite.Optimize.EXPERIMENTAL_SPARSITY]
+    try:
         return converter.convert()
-    except Exception as exc:  # ConverterError carries a long MLIR dump: keep its first line
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise ExportError(
-            f"to_tflite: the TFLite converter failed on '{model.name}': {first}"
-        ) from exc
+    except Exception as exc:
+        raise _converter_error(exc, what) from exc
+
+
+def _converter_error(exc: Exception, what: str) -> ExportError:
+    """ConverterError carries a long MLIR dump: keep its first line."""
+    first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+    return ExportError(f"to_tflite: the TFLite converter failed on {what}: {first}")
 
 
 def _stripped(model: keras.Model) -> keras.Model:
     """Remove pruning wrappers (kerasprune's or tfmot's) so the converter sees plain kernels."""
-    import tensorflow_model_optimization as tfmot
-    from tensorflow_model_optimization.python.core.sparsity.keras.pruning_wrapper import (
-        PruneLowMagnitude,
-    )
-
-    from ..sparsity.prune import strip, wrappers
-
     if wrappers(model):
         return strip(model)
     if any(isinstance(layer, PruneLowMagnitude) for layer in model.layers):
@@ -206,12 +233,6 @@ def _checked_inputs(model: keras.Model, check_inputs: np.ndarray) -> np.ndarray:
     return inputs.astype(dtype)
 
 
-def _random_inputs(model: keras.Model, n: int) -> np.ndarray:
+def _random_check_inputs(model: keras.Model) -> np.ndarray:
     spec = model.inputs[0]
-    shape = (n,) + tuple(spec.shape[1:])
-    rng = np.random.default_rng(0)
-    if spec.dtype.is_integer:
-        vocab = min((layer.input_dim for layer in model.layers
-                     if isinstance(layer, keras.layers.Embedding)), default=2)
-        return rng.integers(0, vocab, size=shape).astype(spec.dtype.as_numpy_dtype)
-    return rng.standard_normal(shape).astype(np.float32)
+    return random_inputs(spec.shape[1:], spec.dtype.as_numpy_dtype, 8, vocab=vocabulary_size(model))

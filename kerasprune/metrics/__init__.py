@@ -30,8 +30,18 @@ from .counts import (
 from .macs import Macs, count_macs, register_macs
 from .quality import classification_scores, evaluate
 
+
+def figures(model) -> dict:
+    """The size figures every results file gives a model (experiments, studies, benchmarks
+    alike): sparsity, params, nonzero params, MACs dense and effective."""
+    macs = count_macs(model)
+    return {"sparsity": round(global_sparsity(model), 5), "params": count_params(model),
+            "nonzero_params": count_nonzero_params(model), "macs": macs.dense,
+            "macs_effective": macs.effective}
+
+
 __all__ = [
     "Macs", "classification_scores", "count_macs", "count_nonzero_params", "count_params",
-    "effective_values", "evaluate", "global_sparsity", "layer_sparsity", "leaf_layers",
+    "effective_values", "evaluate", "figures", "global_sparsity", "layer_sparsity", "leaf_layers",
     "measured_weights", "register_macs", "unwrap",
 ]

@@ -7,7 +7,7 @@ from typing import Callable
 
 import numpy as np
 
-from ..backend import keras, require_tf_keras_model
+from ..backend import keras, require_graph_model
 from ..errors import ModelError
 from .counts import effective_values, measured_arrays, measured_weights, unwrap
 
@@ -103,12 +103,7 @@ def count_macs(model: keras.Model) -> Macs:
     Layers with kernels but no rule are listed in ``unknown_layers`` (and warned about)
     instead of being counted as zero silently; :func:`register_macs` teaches new ones.
     """
-    model = require_tf_keras_model(model, "count_macs")
-    if not getattr(model, "_is_graph_network", False):
-        raise ModelError(
-            f"count_macs: model '{model.name}' is subclassed; MACs need a functional or "
-            "Sequential model whose layer shapes are known."
-        )
+    model = require_graph_model(model, "count_macs", "counting MACs")
     macs = Macs()
     _accumulate_macs(model, macs)
     if macs.unknown_layers:

@@ -100,4 +100,10 @@ def check_arguments(name: str, kwargs: dict) -> None:
                    integer=isinstance(default, int))
 
 
-__all__ = ["ZOO", "PositionEmbedding", "build", "build_for", "check_arguments"]
+def vocabulary_size(model: keras.Model) -> int | None:
+    """The smallest ``input_dim`` of the model's embeddings: the token ids it can take."""
+    sizes = [layer.input_dim for layer in model.layers if isinstance(layer, keras.layers.Embedding)]
+    return min(sizes) if sizes else None
+
+
+__all__ = ["ZOO", "PositionEmbedding", "build", "build_for", "check_arguments", "vocabulary_size"]

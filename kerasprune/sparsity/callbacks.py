@@ -12,19 +12,11 @@ import numpy as np
 
 from .. import files, metrics
 from ..backend import keras
-from ..checks import choice, number
-from ..errors import ConfigError, ModelError
-from .allocation import SCOPES
-from .importance import get as get_importance
-from .prune import model_sparsity, set_sparsity, wrappers
-from .schedules import (
-    ACTION_CODES,
-    RAMPS,
-    FeedbackSchedule,
-    FeedbackState,
-    higher_is_better,
-    ramp_level,
-)
+from ..checks import number
+from ..errors import ConfigError
+from .masks import MaskMover
+from .prune import model_sparsity
+from .schedules import ACTION_CODES, FeedbackSchedule, FeedbackState, higher_is_better
 
 
 class SparsityHistory(keras.callbacks.Callback):
@@ -175,32 +167,18 @@ class AdaptivePruning(keras.callbacks.Callback):
                               f"'val_accuracy' or 'val_loss', got {monitor!r}.")
         self.schedule = schedule or FeedbackSchedule(
             higher_is_better=higher_is_better(monitor, monitor_mode), **schedule_args)
-        get_importance(importance)  # an unknown name fails here, not at the first mask update
-        self.importance, self.scope = importance, choice(scope, "AdaptivePruning(scope=)", SCOPES)
-        self.min_density = number(min_density, "AdaptivePruning(min_density=)", low=0.0, high=1.0)
-        self.normalize = normalize
+        self.masks = MaskMover(importance, scope, min_density, normalize, frequency, ramp, rewire,
+                               where="AdaptivePruning")
         self.monitor, self.verbose = monitor, verbose
-        self.frequency = number(frequency, "AdaptivePruning(frequency=)", low=1, integer=True)
-        self.ramp = choice(ramp, "AdaptivePruning(ramp=)", RAMPS)
-        self.rewire = rewire
         self.decisions: list[dict] = []
         self.diverged: dict | None = None  # where the loss stopped being finite, if it did
         self._last_good = LastGood()
         self._epoch = 0
         self._state_loaded = False
-        self._ramp: tuple[float, float] | None = None  # (from, to) sparsity over this epoch
-        self._batches = self._revived = 0  # batches and weights revived by rewiring this epoch
         self._epoch_length = 0  # batches of the longest epoch seen, when Keras does not know
 
-    def _wrappers(self):
-        found = wrappers(self.model)
-        if not found:
-            raise ModelError("AdaptivePruning: the model has no pruning wrappers; fit the model "
-                             "returned by kerasprune.prune(model).")
-        return found
-
     def on_train_begin(self, logs: dict | None = None) -> None:
-        self._wrappers()
+        self.masks.wrappers(self.model)
         check_monitor(self.model, self.monitor, "AdaptivePruning")
         self._state_loaded = False  # read after BackupAndRestore has restored the weights
         self.diverged = None
@@ -208,19 +186,14 @@ class AdaptivePruning(keras.callbacks.Callback):
     def on_epoch_begin(self, epoch: int, logs: dict | None = None) -> None:
         self._epoch = epoch
         if not self._state_loaded:
-            vector = self._wrappers()[0].state.numpy()[: len(FeedbackState().as_vector())]
+            vector = self.masks.wrappers(self.model)[0].state.numpy()[: len(FeedbackState().as_vector())]
             # The model's weights say where the schedule is: started (a resumed run, or a
             # second fit() of the same model) or fresh (then forget any earlier model's run).
             self.schedule.state = FeedbackState.from_vector(vector) if vector[0] else FeedbackState()
             self.decisions = []
             self._state_loaded = True
             self._last_good.save(self.model, epoch - 1)
-        # The masks lag the decided level while a step ramps in, also after a resume.  A
-        # level short by less than one weight is the rounding of an exact mask, not a lag.
-        current, target = model_sparsity(self.model), self.schedule.state.level
-        weights = sum(m.shape.num_elements() for w in self._wrappers() for m in w.masks)
-        self._ramp = (current, target) if (target - current) * weights >= 1 else None
-        self._batches = self._revived = 0
+        self.masks.begin_epoch(self.model, self.schedule.state.level)  # a step decided last epoch
 
     def _steps(self) -> int:
         """Batches per epoch: from Keras, or counted in the epochs seen so far."""
@@ -232,35 +205,14 @@ class AdaptivePruning(keras.callbacks.Callback):
             if not self.diverged:
                 self._diverge(f"batch {batch + 1} of epoch {self._epoch + 1}", float(loss))
             return
-        self._batches += 1
-        steps = self._steps()
-        if self._ramp is not None:
-            if steps and (self._batches % self.frequency == 0 or self._batches >= steps):
-                start, end = self._ramp
-                self._mask_to(ramp_level(start, end, self._batches / steps, self.ramp))
-                if self._batches >= steps:  # at the level before validation measures the epoch
-                    self._ramp = None
-        elif self.rewire and self.schedule.state.level > 0 and self._batches % self.frequency == 0:
-            before = [m.numpy() != 0 for w in self._wrappers() for m in w.masks]
-            self._mask_to(self.schedule.state.level, revive=True)
-            after = [m.numpy() != 0 for w in self._wrappers() for m in w.masks]
-            self._revived += sum(int(np.sum(a & ~b)) for a, b in zip(after, before))
+        self.masks.after_batch(self.model, self._steps(), self.schedule.state.level)
 
     def on_train_end(self, logs: dict | None = None) -> None:
-        self._finish_ramp()  # the model ends at the level last decided
-
-    def _finish_ramp(self) -> None:
-        if self._ramp is not None:
-            self._mask_to(self._ramp[1])
-            self._ramp = None
-
-    def _mask_to(self, level: float, revive: bool = False) -> None:
-        set_sparsity(self.model, level, self.importance, self.scope, self.min_density,
-                     self.normalize, keep_previous=False, revive=revive)
+        self.masks.finish(self.model)  # the model ends at the level last decided
 
     def _diverge(self, where: str, value: float) -> None:
         """Roll back to the last finite epoch and stop: NaN weights would strip to a NaN model."""
-        self._ramp = None
+        self.masks.stop()
         self._last_good.restore(self.model)
         self.model.stop_training = True
         self.diverged = {"epoch": self._epoch, "where": where, "loss": value,
@@ -286,33 +238,25 @@ class AdaptivePruning(keras.callbacks.Callback):
                 f"({', '.join(sorted(logs)) or 'none'}); pass validation_data to fit() or "
                 "choose another monitor=."
             )
-        found = self._wrappers()
-        self._epoch_length = max(self._epoch_length, self._batches)
-        self._finish_ramp()  # only left when Keras did not know the epoch's length
+        found = self.masks.wrappers(self.model)
+        self._epoch_length = max(self._epoch_length, self.masks.batches)
+        self.masks.finish(self.model)  # only left when Keras did not know the epoch's length
         decision = self.schedule.update(epoch, float(logs[self.monitor]), self.params.get("epochs"))
         if decision.action == "step":
-            for wrapper in found:
-                wrapper.remember_masks()  # the rollback point
-            if self._steps() > self.frequency:
-                self._ramp = (self.schedule.state.previous_level, decision.sparsity)
-            else:  # too few batches to ramp: step at once
-                self._mask_to(decision.sparsity)
+            self.masks.step(self.model, self.schedule.state.previous_level, decision.sparsity,
+                            self._steps())
         elif decision.action == "rollback":
             for wrapper in found:
                 wrapper.restore_previous_masks()
-        for wrapper in found:
-            # Scores are an exponentially weighted mean with a half-life of one epoch: recent
-            # enough to follow the network, long enough that every row of an embedding seen
-            # in the last epoch has one (a window of a few batches would prune unseen words).
-            wrapper.decay_scores(0.5)
+        self.masks.decay_scores(self.model)
         vector = self.schedule.state.as_vector()
         for wrapper in found:
             padded = vector + [0.0] * (int(wrapper.state.shape[0]) - len(vector))
             wrapper.state.assign(padded)
         logs["pruning_target"] = decision.sparsity
         logs["pruning_action"] = float(ACTION_CODES[decision.action])
-        if self.rewire:
-            logs["pruning_revived"] = float(self._revived)
+        if self.masks.rewire:
+            logs["pruning_revived"] = float(self.masks.revived)
         self.decisions.append(decision.as_dict())
         self._last_good.save(self.model, epoch)
         if self.verbose and decision.action not in ("none", "done"):

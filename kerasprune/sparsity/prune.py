@@ -13,7 +13,7 @@ from typing import Callable, Iterable
 
 import numpy as np
 
-from ..backend import keras, require_tf_keras_model
+from ..backend import keras, require_graph_model
 from ..errors import ConfigError, ModelError
 from . import registry
 from .allocation import Scope, allocate
@@ -31,7 +31,7 @@ def prune(model: keras.Model, *, layers: LayerSelection = None,
     weights in tfmot's registry (plus Bidirectional) is wrapped.  Masks start at ones, so
     the pruned model computes exactly what ``model`` does until sparsity is set.
     """
-    model = _graph_model(model, "prune")
+    model = require_graph_model(model, "prune", "pruning")
     if any(isinstance(layer, PruningWrapper) for layer in model.layers):
         raise ModelError("prune: the model is already pruned; strip() it first or keep using it.")
     chosen = _selector(model, layers)
@@ -84,7 +84,7 @@ def model_sparsity(model: keras.Model) -> float:
 
 def strip(model: keras.Model) -> keras.Model:
     """A plain tf_keras copy of ``model`` without wrappers, masked weights set to zero."""
-    model = _graph_model(model, "strip")
+    model = require_graph_model(model, "strip", "pruning")
 
     def unwrap(layer: keras.layers.Layer) -> keras.layers.Layer:
         inner = layer.layer if isinstance(layer, PruningWrapper) else layer
@@ -98,15 +98,6 @@ def strip(model: keras.Model) -> keras.Model:
             new.set_weights(old.get_weights())
     return stripped
 
-
-def _graph_model(model: object, where: str) -> keras.Model:
-    model = require_tf_keras_model(model, where)
-    if not getattr(model, "_is_graph_network", False) and not isinstance(model, keras.Sequential):
-        raise ModelError(
-            f"{where}: model '{model.name}' is subclassed; pruning needs a functional or "
-            "Sequential model (its layers and their connections must be known)."
-        )
-    return model
 
 
 def _selector(model: keras.Model, layers: LayerSelection) -> Callable[[keras.layers.Layer], bool]:

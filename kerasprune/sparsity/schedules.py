@@ -24,7 +24,7 @@ model weights and survive ``BackupAndRestore`` and ``ModelCheckpoint``.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from typing import Literal
 
 from ..checks import choice, number
@@ -139,6 +139,21 @@ class FeedbackSchedule:
             self.early_margin = number(self.early_margin, f"{where}(early_margin=)", low=0.0)
         if self.early_margin is None:
             self.early_margin = self.tolerance / 2
+
+    def get_config(self) -> dict:
+        """The settings (not the state), as tfmot's schedules give theirs: a tuner can
+        sample a schedule, store it as JSON and rebuild it with :meth:`from_config`."""
+        settings = {f.name: getattr(self, f.name) for f in fields(self) if f.name != "state"}
+        return {"class_name": type(self).__name__, "config": settings}
+
+    @classmethod
+    def from_config(cls, config: dict) -> "FeedbackSchedule":
+        """A schedule from :meth:`get_config`'s ``config`` (or the whole dict); fresh state."""
+        settings = config.get("config", config) if "class_name" in config else config
+        unknown = sorted(set(settings) - {f.name for f in fields(cls)} | ({"state"} & set(settings)))
+        if unknown:
+            raise ConfigError(f"FeedbackSchedule.from_config: unknown setting(s) {', '.join(unknown)}.")
+        return cls(**settings)
 
     def _drop(self, metric: float) -> float:
         """How far the metric is below the reference (positive = worse)."""

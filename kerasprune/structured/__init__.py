@@ -7,9 +7,10 @@ chooses what goes, and :mod:`.surgery` masks or shrinks the model.
 from __future__ import annotations
 
 from ..backend import keras, tf
-from .graph import ChannelGraph, Group, analyze
-from .importance import METHODS, channel_scores, head_scores
+from .graph import Channel, ChannelGraph, analyze
+from .importance import IMPORTANCES, channel_scores, head_scores
 from .plan import Plan, Ratio, make_plan
+from .rules import Rule, passthrough, register_rule
 from .surgery import mask, shrink
 
 
@@ -25,5 +26,6 @@ def plan_channels(model: keras.Model, ratio: Ratio = 0.3, *, importance: str = "
                      head_ratio=head_ratio, head_scores=head_scores(graph))
 
 
-__all__ = ["METHODS", "ChannelGraph", "Group", "Plan", "analyze", "channel_scores",
-           "head_scores", "make_plan", "mask", "plan_channels", "shrink"]
+__all__ = ["IMPORTANCES", "Channel", "ChannelGraph", "Plan", "Rule", "analyze", "channel_scores",
+           "head_scores", "make_plan", "mask", "passthrough", "plan_channels", "register_rule",
+           "shrink"]

@@ -4,8 +4,9 @@ Every channel of every tensor gets an integer id.  A layer that makes channels (
 Conv, Embedding, LSTM, attention) gives its outputs new ids; one that works channel by
 channel (BatchNorm, activations, pooling, depthwise convolutions) passes them on; Flatten
 repeats them over positions; Concatenate joins them; Add and the other merges make the
-ids at the same position one id (a union-find).  What is left is a set of groups: each is
-one removable channel with every place in the graph that holds it.  Channels that reach a
+ids at the same position one id (a union-find).  What is left are channels, each one
+removable unit with every place in the graph that holds it; channels that change the
+widths of the same layers form a group (Torch-Pruning's word), cut at one ratio.  Channels that reach a
 model input or output, or a layer without a rule, are frozen and reported with the reason.
 """
 from __future__ import annotations
@@ -15,9 +16,9 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from ..backend import keras, require_tf_keras_model, tf
+from ..backend import keras, require_graph_model, tf
 from ..errors import ModelError
-from .rules import RULES, Unsupported, mixes_outputs, rule_for
+from .rules import Unsupported, mixes_outputs, rule_for
 
 
 class _UnionFind:
@@ -44,7 +45,7 @@ class _UnionFind:
 
 
 @dataclass
-class Group:
+class Channel:
     """One removable channel: the layers that make it (``sources``: layer -> position)."""
 
     id: int
@@ -52,34 +53,34 @@ class Group:
 
     @property
     def key(self) -> tuple[str, ...]:
-        """The layers whose widths move together: groups with the same key form a set."""
+        """The layers whose widths move together: channels with the same key form a group."""
         return tuple(sorted(self.sources))
 
 
 @dataclass
 class ChannelGraph:
-    """The result of :func:`analyze`: groups, heads, frozen channels and why."""
+    """The result of :func:`analyze`: channels, their groups, heads, frozen channels and why."""
 
     model: keras.Model
     node_ids: dict[str, tuple[list[np.ndarray], list[np.ndarray]]]  # layer -> (in ids, out ids)
     heads: dict[str, int]  # attention layer -> number of heads (prunable as units)
-    groups: list[Group]
+    channels: list[Channel]
     frozen: dict[str, str] = field(default_factory=dict)  # layer -> reason its channels stay
     _find: object = None
 
     def canonical(self, ids: np.ndarray) -> np.ndarray:
         return np.array([self._find(int(i)) for i in ids], dtype=np.int64)
 
-    def sets(self) -> dict[tuple[str, ...], list[Group]]:
-        """Groups by the layers whose widths they change (a residual stream is one set)."""
-        out: dict[tuple[str, ...], list[Group]] = defaultdict(list)
-        for g in self.groups:
-            out[g.key].append(g)
+    def groups(self) -> dict[tuple[str, ...], list[Channel]]:
+        """The channels by the layers whose widths they change (a residual stream is one group)."""
+        out: dict[tuple[str, ...], list[Channel]] = defaultdict(list)
+        for channel in self.channels:
+            out[channel.key].append(channel)
         return dict(out)
 
     def describe(self) -> str:
-        lines = [f"{len(self.groups)} removable channels in {len(self.sets())} sets"]
-        lines += [f"  {', '.join(k)}: {len(v)} channels" for k, v in self.sets().items()]
+        lines = [f"{len(self.channels)} removable channels in {len(self.groups())} groups"]
+        lines += [f"  {', '.join(k)}: {len(v)} channels" for k, v in self.groups().items()]
         lines += [f"  heads of {name}: {n}" for name, n in self.heads.items()]
         lines += [f"  left intact: {name}: {why}" for name, why in self.frozen.items()]
         return "\n".join(lines)
@@ -87,10 +88,7 @@ class ChannelGraph:
 
 def analyze(model: keras.Model) -> ChannelGraph:
     """Build the channel dependency graph of a functional or Sequential tf_keras model."""
-    model = require_tf_keras_model(model, "analyze")
-    if not getattr(model, "_is_graph_network", False):
-        raise ModelError(f"analyze: model '{model.name}' is subclassed; structured pruning needs "
-                         "a functional or Sequential model whose connections are known.")
+    model = require_graph_model(model, "analyze", "structured pruning")
     uf = _UnionFind()
     tensor_ids: dict[int, np.ndarray] = {}
     node_ids: dict[str, tuple[list[np.ndarray], list[np.ndarray]]] = {}
@@ -140,13 +138,13 @@ def analyze(model: keras.Model) -> ChannelGraph:
     for t in model.outputs:
         freeze(tensor_ids[id(t)], t._keras_history.layer.name, "a model output keeps its channels")
     blocked = {uf.find(i) for i in frozen_ids}
-    groups: dict[int, Group] = {}
+    channels: dict[int, Channel] = {}
     for name, ids in sources.items():
         for position, i in enumerate(ids):
             root = uf.find(int(i))
             if root not in blocked:
-                groups.setdefault(root, Group(root, {})).sources.setdefault(name, position)
-    return ChannelGraph(model, node_ids, heads, list(groups.values()),
+                channels.setdefault(root, Channel(root, {})).sources.setdefault(name, position)
+    return ChannelGraph(model, node_ids, heads, list(channels.values()),
                         {k: v for k, v in frozen.items() if "model input" not in v}, uf.find)
 
 
@@ -164,7 +162,7 @@ def _outputs(layer, in_ids, uf: _UnionFind, freeze) -> list[np.ndarray] | None:
     elif getattr(layer, "data_format", "channels_last") == "channels_first":
         reason = "channels_first: only channels-last layouts are mapped"
     elif rule is None:
-        reason = f"no channel rule for {type(layer).__name__} (register one in kerasprune.structured.rules)"
+        reason = f"no channel rule for {type(layer).__name__} (teach it with kerasprune.structured.register_rule)"
     else:
         try:
             return [np.asarray(rule.outputs(layer, in_ids, uf.fresh), dtype=np.int64)]
@@ -185,4 +183,4 @@ def _unify(uf: _UnionFind, in_ids: list[np.ndarray], where: str, freeze) -> None
             uf.union(int(a), int(b))
 
 
-__all__ = ["RULES", "ChannelGraph", "Group", "analyze"]
+__all__ = ["Channel", "ChannelGraph", "analyze"]

@@ -17,7 +17,9 @@ from ..errors import ConfigError
 from .graph import ChannelGraph
 from .rules import MHA_HEAD_SCORES, rule_for
 
-METHODS = ("l1", "l2", "taylor", "mean_activation", "apoz")
+#: channel scores; "activation_taylor" is |a * dL/da| per channel, where the unstructured
+#: "taylor" (kerasprune.sparsity.importance) is |w * dL/dw| per weight
+IMPORTANCES = ("l1", "l2", "activation_taylor", "mean_activation", "apoz")
 _RELU_LIKE = ("relu", "relu6", "elu", "selu", "gelu", "swish", "silu", "leaky_relu")
 
 
@@ -30,8 +32,10 @@ def head_scores(graph: ChannelGraph) -> dict[str, np.ndarray]:
 def channel_scores(graph: ChannelGraph, method: str = "l1", data: tf.data.Dataset | None = None,
                    batches: int = 8) -> dict[int, float]:
     """A score per group id (higher: keep).  Data methods read ``batches`` of ``data``."""
-    if method not in METHODS:
-        raise ConfigError(f"channel importance {method!r} is not one of {', '.join(METHODS)}.")
+    if method not in IMPORTANCES:
+        hint = " (channel Taylor scores are 'activation_taylor')" if method == "taylor" else ""
+        raise ConfigError(f"channel importance {method!r} is not one of "
+                          f"{', '.join(IMPORTANCES)}{hint}.")
     if method in ("l1", "l2"):
         return _norms(graph, method)
     if data is None:
@@ -42,11 +46,11 @@ def channel_scores(graph: ChannelGraph, method: str = "l1", data: tf.data.Datase
 
 def _norms(graph: ChannelGraph, method: str) -> dict[int, float]:
     rows = {}
-    for name in {n for g in graph.groups for n in g.sources}:
+    for name in {n for g in graph.channels for n in g.sources}:
         layer = graph.model.get_layer(name)
         rows[name] = rule_for(layer).scores(layer, layer.get_weights())
     norm = (lambda r: np.abs(r).sum()) if method == "l1" else (lambda r: np.sqrt((r ** 2).sum()))
-    return {g.id: float(sum(norm(rows[n][p]) for n, p in g.sources.items())) for g in graph.groups}
+    return {g.id: float(sum(norm(rows[n][p]) for n, p in g.sources.items())) for g in graph.channels}
 
 
 def _activation_points(graph: ChannelGraph) -> list[tuple[object, np.ndarray]]:
@@ -61,7 +65,7 @@ def _activation_points(graph: ChannelGraph) -> list[tuple[object, np.ndarray]]:
             ids = graph.canonical(graph.node_ids[layer.name][1][0])
             points.append((layer.output, ids))
             covered.update(ids.tolist())
-    for g in graph.groups:
+    for g in graph.channels:
         if g.id not in covered:
             for name in g.sources:
                 ids = graph.canonical(graph.node_ids[name][1][0])
@@ -87,7 +91,7 @@ def _activation_scores(graph: ChannelGraph, method: str, data, batches: int) -> 
     totals = [np.zeros(len(ids)) for _, ids in points]
     seen = 0
     for x, y in data.take(batches):
-        if method == "taylor":
+        if method == "activation_taylor":
             with tf.GradientTape() as tape:
                 outs = probe(x, training=False)
                 loss = loss_fn(y, outs[0])
@@ -106,4 +110,4 @@ def _activation_scores(graph: ChannelGraph, method: str, data, batches: int) -> 
     for (_, ids), total in zip(points, totals):
         for i, value in zip(ids.tolist(), total / max(seen, 1)):
             per_id[i].append(value)
-    return {g.id: float(np.mean(per_id[g.id])) if per_id[g.id] else 0.0 for g in graph.groups}
+    return {g.id: float(np.mean(per_id[g.id])) if per_id[g.id] else 0.0 for g in graph.channels}

@@ -16,17 +16,17 @@ Ratio = float | Mapping[str, float]
 
 @dataclass
 class Plan:
-    """Removed channel groups (by group id) and, per attention layer, the heads kept."""
+    """Removed channels (by channel id) and, per attention layer, the heads kept."""
 
     removed: set[int] = field(default_factory=set)
     keep_heads: dict[str, np.ndarray] = field(default_factory=dict)
 
     def summary(self, graph: ChannelGraph) -> dict[str, str]:
-        """Per set of coupled layers: channels kept / before."""
+        """Per group of coupled layers: channels kept / before."""
         out = {}
-        for key, groups in graph.sets().items():
-            kept = sum(g.id not in self.removed for g in groups)
-            out[", ".join(key)] = f"{kept}/{len(groups)}"
+        for key, channels in graph.groups().items():
+            kept = sum(c.id not in self.removed for c in channels)
+            out[", ".join(key)] = f"{kept}/{len(channels)}"
         for name, keep in self.keep_heads.items():
             out[f"{name} heads"] = f"{int(keep.sum())}/{keep.size}"
         return out
@@ -47,7 +47,7 @@ def _check(ratio: Ratio, graph: ChannelGraph) -> None:
     for name, value in values:
         number(value, f"plan: {name}", low=0.0, high=1.0, high_open=True)
     if isinstance(ratio, Mapping):
-        known = {name for key in graph.sets() for name in key} | set(graph.heads)
+        known = {name for key in graph.groups() for name in key} | set(graph.heads)
         unknown = sorted(set(ratio) - known)
         if unknown:
             raise ConfigError(f"plan: {', '.join(unknown)} have no removable channels; choose from "
@@ -65,7 +65,7 @@ def _kept(size: int, remove: int, round_to: int) -> int:
 def make_plan(graph: ChannelGraph, scores: Mapping[int, float], ratio: Ratio, *,
               scope: str = "layer", round_to: int = 1, head_ratio: Ratio | None = None,
               head_scores: Mapping[str, np.ndarray] | None = None) -> Plan:
-    """Remove the lowest-scoring channels: ``ratio`` of each set of coupled layers
+    """Remove the lowest-scoring channels: ``ratio`` of each group of coupled layers
     (``scope="layer"``; a dict gives ratios by layer name), or ``ratio`` of all channels
     ranked together with each set's scores divided by their mean (``scope="global"``).
 
@@ -78,34 +78,35 @@ def make_plan(graph: ChannelGraph, scores: Mapping[int, float], ratio: Ratio, *,
         raise ConfigError(f"plan: scope must be 'layer' or 'global', got {scope!r}.")
     if round_to < 1:
         raise ConfigError(f"plan: round_to must be >= 1, got {round_to}.")
-    sets = graph.sets()
+    groups = graph.groups()
     removed: set[int] = set()
     if scope == "layer":
-        for key, groups in sets.items():
-            order = sorted(groups, key=lambda g: scores[g.id])
-            count = len(groups) - _kept(len(groups), int(_ratio_for(key, ratio) * len(groups)), round_to)
-            removed.update(g.id for g in order[:count])
+        for key, channels in groups.items():
+            order = sorted(channels, key=lambda c: scores[c.id])
+            n = len(channels)
+            count = n - _kept(n, int(_ratio_for(key, ratio) * n), round_to)
+            removed.update(c.id for c in order[:count])
     else:
         if isinstance(ratio, Mapping):
             raise ConfigError("plan: a global ranking takes one ratio, not a dict.")
         normalized = []
-        for key, groups in sets.items():
-            mean = float(np.mean([scores[g.id] for g in groups])) or 1.0
-            normalized += [(scores[g.id] / mean, key, g.id) for g in groups]
+        for key, channels in groups.items():
+            mean = float(np.mean([scores[c.id] for c in channels])) or 1.0
+            normalized += [(scores[c.id] / mean, key, c.id) for c in channels]
         normalized.sort()
         budget = int(float(ratio) * len(normalized))
         taken: dict[tuple[str, ...], int] = {}
         for _, key, gid in normalized:
             if len(removed) >= budget:
                 break
-            if len(sets[key]) - taken.get(key, 0) > 1:
+            if len(groups[key]) - taken.get(key, 0) > 1:
                 removed.add(gid)
                 taken[key] = taken.get(key, 0) + 1
         for key, count in taken.items():  # round kept widths up to the multiple
-            size = len(sets[key])
+            size = len(groups[key])
             allowed = size - _kept(size, count, round_to)
-            ranked = sorted((g for g in sets[key] if g.id in removed), key=lambda g: -scores[g.id])
-            removed.difference_update(g.id for g in ranked[:count - allowed])
+            ranked = sorted((c for c in groups[key] if c.id in removed), key=lambda c: -scores[c.id])
+            removed.difference_update(c.id for c in ranked[:count - allowed])
     keep_heads = {}
     chosen = ratio if head_ratio is None else head_ratio
     for name, heads in graph.heads.items():

@@ -54,6 +54,19 @@ class Rule:
 RULES: dict[type, Rule] = {}
 
 
+def register_rule(*layer_types: type, rule: Rule) -> Rule:
+    """Teach structured pruning how channels flow through ``layer_types`` (a custom layer).
+
+    The rule is found for subclasses too, unless they have a rule of their own.  Without
+    one, a layer is left intact and :meth:`ChannelGraph.describe` says so.
+    """
+    for layer_type in layer_types:
+        if not (isinstance(layer_type, type) and issubclass(layer_type, L.Layer)):
+            raise TypeError(f"register_rule: {layer_type!r} is not a Keras layer class.")
+        RULES[layer_type] = rule
+    return rule
+
+
 def rule_for(layer: L.Layer) -> Rule | None:
     for cls in type(layer).__mro__:
         if cls in RULES:
@@ -61,7 +74,8 @@ def rule_for(layer: L.Layer) -> Rule | None:
     return None
 
 
-def _same(layer, in_ids, fresh):
+def passthrough(layer, in_ids, fresh):
+    """``Rule.outputs`` of a layer whose output channel i is its input channel i."""
     return in_ids[0]
 
 
@@ -88,7 +102,7 @@ PASS_THROUGH = (
     L.Cropping3D, L.UpSampling1D, L.UpSampling2D, L.UpSampling3D,
 )
 for _cls in PASS_THROUGH:
-    RULES[_cls] = Rule(_same)
+    RULES[_cls] = Rule(passthrough)
 
 
 def _activation(layer, in_ids, fresh):
@@ -161,7 +175,7 @@ RULES[L.Reshape] = Rule(_reshape)
 # ---------------------------------------------------------------- merges
 
 for _cls in (L.Add, L.Subtract, L.Multiply, L.Average, L.Maximum, L.Minimum):
-    RULES[_cls] = Rule(_same, unifies=lambda layer: True)
+    RULES[_cls] = Rule(passthrough, unifies=lambda layer: True)
 
 
 def _joins_channels(layer) -> bool:

@@ -51,13 +51,8 @@ def measure_variants(models_dir: Path, study: str, variants: dict[str, keras.Mod
         rows = {r["target"]: r for r in timed["results"]
                 if r["model"] in (name, f"{name}.keras") and r.get("latency")}
         first = rows[targets[0]]["latency"]
-        macs = metrics.count_macs(model)
         runs.append(complete_run({
-            "method": name, "run": name,
-            "sparsity": round(metrics.global_sparsity(model), 5),
-            "params": metrics.count_params(model),
-            "nonzero_params": metrics.count_nonzero_params(model),
-            "macs": macs.dense, "macs_effective": macs.effective,
+            "method": name, "run": name, **metrics.figures(model),
             "tflite_bytes": exports[name].bytes,
             "tflite_gzip_bytes": footprint.gzip_bytes(paths[name]),
             "tflite_max_abs_diff": exports[name].max_abs_diff,
@@ -76,7 +71,7 @@ def write_study(out_dir: Path, study: str, results: dict, markdown: str, timed: 
     record = {**results, "environment": environment(), "benchmark": timed["benchmark"]}
     files.write_json(json_path, complete_results(record, {"dataset": NO_DATA}))
     files.write_text(json_path.with_suffix(".md"), markdown)
-    benchmark.report.plot(timed, json_path.with_suffix(".png"))
+    benchmark.summary.plot(timed, json_path.with_suffix(".png"))
     return json_path
 
 

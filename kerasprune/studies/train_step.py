@@ -101,10 +101,7 @@ def train_step_benchmark(config_path: str | os.PathLike, *, budget: str = "cpu",
         "ratio_to_dense": round(ratio(medians[n], medians["dense"]), 4),
         "ratio_to_tfmot": round(ratio(medians[n], medians["tfmot_gmp"]), 4),
         "train_seconds": round(float(np.sum(np.concatenate(samples[n]))) / 1000.0, 3),
-        "sparsity": round(metrics.global_sparsity(plain[n]), 5),
-        "params": metrics.count_params(plain[n]),
-        "nonzero_params": metrics.count_nonzero_params(plain[n]),
-        "macs": metrics.count_macs(plain[n]).dense,
+        **metrics.figures(plain[n]),
     }, NOT_MEASURED) for n in names]
     return complete_results({
         "experiment": f"{config.name}_train_step",
