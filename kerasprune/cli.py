@@ -164,6 +164,7 @@ def _import_tensorflow_quietly() -> None:
 
 
 def _dispatch(args: argparse.Namespace, argv: list[str]) -> int:
+    # Each command imports what it uses in its branch: `models` need not load the harness.
     if args.command == "models":
         from .models import ZOO
 

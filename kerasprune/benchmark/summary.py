@@ -73,7 +73,7 @@ def _fmt(value) -> str:
 
 def plot(result: dict, path: str | os.PathLike) -> Path:
     """Grouped bars: each model's batch-1 latency ratio to the baseline, per target."""
-    import matplotlib
+    import matplotlib  # here, not at the top: a second of import for every bench without --json
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt

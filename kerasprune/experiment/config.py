@@ -30,6 +30,7 @@ from typing import Any
 
 import yaml
 
+from .. import data, models
 from ..errors import ConfigError
 from .registry import METHODS
 from .spec import BASELINE, Budget, ExperimentConfig, RunSpec, TrainSpec
@@ -154,21 +155,17 @@ def _expand_methods(methods: Any, where: str, budget_args: dict) -> list[RunSpec
 
 def _check_model(budget: Budget, where: str) -> None:
     """The model exists and takes these arguments (before any data is loaded)."""
-    from ..models import check_arguments
-
     try:
-        check_arguments(budget.model, budget.model_args)
+        models.check_arguments(budget.model, budget.model_args)
     except ConfigError as exc:
         raise ConfigError(f"{where}: {exc}") from None
 
 
 def _check_data(dataset: str, args: dict, where: str) -> None:
     """The dataset is known and the loading arguments are of the right kind (before loading)."""
-    from ..data import check_arguments, spec
-
     try:
-        spec(dataset)
-        check_arguments(where, **args)
+        data.spec(dataset)
+        data.check_arguments(where, **args)
     except ConfigError as exc:
         raise ConfigError(f"{where}: {exc}" if not str(exc).startswith(where) else str(exc)) from None
 

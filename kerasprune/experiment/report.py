@@ -161,7 +161,7 @@ def _peer_table(runs: list[dict]) -> list[str]:
 
 def write_plots(results: dict, folder: Path) -> list[Path]:
     """Accuracy vs sparsity, sparsity and validation accuracy over epochs, size, latency."""
-    import matplotlib
+    import matplotlib  # here, not at the top: `kerasprune seeds` and the runner's imports skip it
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
