@@ -17,6 +17,7 @@ from ..errors import ConfigError
 from .masks import MaskMover
 from .prune import model_sparsity
 from .schedules import ACTION_CODES, FeedbackSchedule, FeedbackState, higher_is_better
+from .state import read_state, write_state
 
 
 class SparsityHistory(keras.callbacks.Callback):
@@ -143,7 +144,7 @@ class AdaptivePruning(keras.callbacks.Callback):
     and with ``rewire`` ``pruning_revived`` (weights revived during the epoch),
     so History, CSVLogger and TensorBoard record it: put this callback before them, and
     before ``BackupAndRestore``/``ModelCheckpoint`` so the checkpoint holds the new masks.
-    The schedule state lives in the wrappers' weights, so a resumed run continues exactly.
+    The schedule state lives in the model's weights (:mod:`.state`), so a resumed run continues.
     """
 
     def __init__(self, schedule=None, *, importance="taylor", scope="global",
@@ -186,10 +187,9 @@ class AdaptivePruning(keras.callbacks.Callback):
     def on_epoch_begin(self, epoch: int, logs: dict | None = None) -> None:
         self._epoch = epoch
         if not self._state_loaded:
-            vector = self.masks.wrappers(self.model)[0].state.numpy()[: len(FeedbackState().as_vector())]
             # The model's weights say where the schedule is: started (a resumed run, or a
             # second fit() of the same model) or fresh (then forget any earlier model's run).
-            self.schedule.state = FeedbackState.from_vector(vector) if vector[0] else FeedbackState()
+            self.schedule.state = read_state(self.model, "feedback", FeedbackState) or FeedbackState()
             self.decisions = []
             self._state_loaded = True
             self._last_good.save(self.model, epoch - 1)
@@ -249,10 +249,7 @@ class AdaptivePruning(keras.callbacks.Callback):
             for wrapper in found:
                 wrapper.restore_previous_masks()
         self.masks.decay_scores(self.model)
-        vector = self.schedule.state.as_vector()
-        for wrapper in found:
-            padded = vector + [0.0] * (int(wrapper.state.shape[0]) - len(vector))
-            wrapper.state.assign(padded)
+        write_state(self.model, "feedback", self.schedule.state)
         logs["pruning_target"] = decision.sparsity
         logs["pruning_action"] = float(ACTION_CODES[decision.action])
         if self.masks.rewire:

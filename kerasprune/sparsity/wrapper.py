@@ -13,7 +13,7 @@ masked: with plain SGD a pruned weight stays put; optimizers with momentum or de
 weight decay still move it a little, so a rollback restores a slightly drifted value.
 Under mixed precision the scores include the loss scale, which rescales every score alike.
 
-Masks, scores and a small state vector for controllers (:mod:`kerasprune.sparsity.callbacks`) are
+Masks, scores and a small state vector for controllers (:mod:`kerasprune.sparsity.state`) are
 layer weights: they are saved with the model (``.keras``, SavedModel, h5) and restored
 by ``BackupAndRestore`` and ``ModelCheckpoint``.
 """
@@ -24,7 +24,7 @@ import numpy as np
 from ..backend import keras, tf
 from . import registry
 
-STATE_SIZE = 16  # floats of controller state per wrapper; see callbacks.AdaptivePruning
+STATE_SIZE = 16  # floats of controller state per wrapper: a code, then the state (see .state)
 
 
 @keras.utils.register_keras_serializable(package="kerasprune")
