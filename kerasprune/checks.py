@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import math
 import numbers
+import os
+from pathlib import Path
 
 from .errors import ConfigError
 
@@ -30,6 +32,20 @@ def number(value: object, name: str, *, low: float | None = None, high: float | 
     if math.isnan(out) or below or above:
         raise ConfigError(f"{name} must be {kind}{_range(low, high, low_open, high_open)}, got {value!r}.")
     return int(out) if integer else out
+
+
+def path(value: object, name: str) -> Path:
+    """``value`` as a Path if it is a string or path-like, else a ConfigError."""
+    if not isinstance(value, (str, os.PathLike)) or not os.fspath(value):
+        raise ConfigError(f"{name} must be a file or folder path, got {value!r}.")
+    return Path(value)
+
+
+def flag(value: object, name: str) -> bool:
+    """``value`` if it is True or False (not 1, "yes" or None), else a ConfigError."""
+    if not isinstance(value, bool):
+        raise ConfigError(f"{name} must be True or False, got {value!r}.")
+    return value
 
 
 def choice(value: object, name: str, options: tuple[str, ...]) -> str:

@@ -16,6 +16,7 @@ from pathlib import Path
 
 import h5py
 
+from . import checks
 from .backend import keras, tf
 from .errors import ConfigError, ModelError
 
@@ -35,7 +36,7 @@ def check_file(path: str | os.PathLike, *, safe_mode: bool = True) -> str:
     stores any Python function given to one as bytecode, named or not) or an RNN cell
     wrapper's function.  Registered custom layers and functions are stored by name: fine.
     """
-    path = Path(path)
+    path = checks.path(path, "path")
     fmt = _format(path)
     if fmt == "tflite":
         return fmt  # holds no Python code; read_tflite checks the bytes when they are read
@@ -66,7 +67,7 @@ def load_model(path: str | os.PathLike, *, safe_mode: bool = True,
     serialized Python code load, and run that code.  What tf_keras still cannot read
     (a corrupt weights member, an unregistered custom layer) becomes one ModelError line.
     """
-    path = Path(path)
+    path = checks.path(path, "path")
     fmt = check_file(path, safe_mode=safe_mode)
     if fmt == "tflite":
         raise ModelError(f"{path} is a .tflite file, not a Keras model; time it with "
@@ -92,7 +93,7 @@ def load_saved_model(path: str | os.PathLike, *, safe_mode: bool = True):
     SavedModel that carries such code is refused in safe mode all the same, like the other
     loaders, so one file gets one answer everywhere.
     """
-    path = Path(path)
+    path = checks.path(path, "path")
     if check_file(path, safe_mode=safe_mode) != "savedmodel":
         raise ConfigError(f"{path} is not a SavedModel directory (no saved_model.pb in it).")
     try:
@@ -109,7 +110,7 @@ def read_tflite(path: str | os.PathLike) -> bytes:
     another kind of file is refused here rather than by the interpreter (which verifies
     the rest, see :meth:`kerasprune.benchmark.Artifact.input_spec`).
     """
-    path = Path(path)
+    path = checks.path(path, "path")
     content = path.read_bytes()
     if content[4:8] != b"TFL3":
         what = _size(path, "no TFL3 identifier at byte 4")

@@ -10,6 +10,7 @@ import os
 from collections.abc import Callable, Sequence
 
 from .. import metrics
+from ..checks import number
 from ..environment import environment
 from ..errors import ConfigError
 from ..results import complete_results, complete_run
@@ -49,6 +50,10 @@ def bench(
     at one thread first), ``results`` every target and batch.  ``safe_mode=False`` lets
     files with serialized Python code (Lambda layers) load and run it.
     """
+    rounds = number(rounds, "bench: rounds", low=2, integer=True)
+    min_block_seconds = number(min_block_seconds, "bench: min_block_seconds", low=0.0, low_open=True)
+    if throughput_batch is not None:
+        throughput_batch = number(throughput_batch, "bench: throughput_batch", low=1, integer=True)
     resolved = [t for t in targets if isinstance(t, Target)] + parse_targets(
         [t for t in targets if not isinstance(t, Target)], android)
     artifacts = _unique([m if isinstance(m, Artifact) else artifact(m, safe_mode=safe_mode)

@@ -10,7 +10,7 @@ from typing import Callable, Iterable
 
 import numpy as np
 
-from ..backend import keras, tf
+from ..backend import keras, require_tf_keras_model, tf
 
 # Wrappers that are part of the architecture rather than pruning/quantization bookkeeping.
 _ARCHITECTURAL_WRAPPERS = (keras.layers.Bidirectional, keras.layers.TimeDistributed)
@@ -25,7 +25,7 @@ def unwrap(layer: keras.layers.Layer) -> keras.layers.Layer:
 
 def leaf_layers(model: keras.Model) -> Iterable[keras.layers.Layer]:
     """Every layer of ``model`` with nested models flattened (wrappers kept)."""
-    for layer in model.layers:
+    for layer in require_tf_keras_model(model, "metrics").layers:
         inner = unwrap(layer)
         if isinstance(inner, keras.Model):
             yield from leaf_layers(inner)

@@ -12,7 +12,7 @@ import numpy as np
 
 from .. import files, metrics
 from ..backend import keras
-from ..checks import number
+from ..checks import number, path
 from ..errors import ConfigError
 from .masks import MaskMover
 from .prune import model_sparsity
@@ -44,7 +44,7 @@ class KeepBest(keras.callbacks.Callback):
     def __init__(self, folder: str | Path, monitor: str = "val_accuracy", mode: str = "auto",
                  min_sparsity: float = 0.0) -> None:
         super().__init__()
-        self.folder, self.monitor = Path(folder), monitor
+        self.folder, self.monitor = path(folder, "KeepBest(folder=)"), monitor
         self.min_sparsity = number(min_sparsity, "KeepBest(min_sparsity=)", low=0.0, high=1.0,
                                    high_open=True)
         self.higher = higher_is_better(monitor, mode)

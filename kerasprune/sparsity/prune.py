@@ -14,6 +14,7 @@ from typing import Callable, Iterable
 import numpy as np
 
 from ..backend import keras, require_graph_model
+from ..checks import flag
 from ..errors import ConfigError, ModelError
 from . import registry
 from .allocation import Scope, allocate
@@ -32,6 +33,7 @@ def prune(model: keras.Model, *, layers: LayerSelection = None,
     the pruned model computes exactly what ``model`` does until sparsity is set.
     """
     model = require_graph_model(model, "prune", "pruning")
+    flag(track_scores, "prune(track_scores=)")
     if any(isinstance(layer, PruningWrapper) for layer in model.layers):
         raise ModelError("prune: the model is already pruned; strip() it first or keep using it.")
     chosen = _selector(model, layers)

@@ -13,6 +13,7 @@ from collections import defaultdict
 import numpy as np
 
 from ..backend import keras, tf
+from ..checks import number
 from ..errors import ConfigError
 from .graph import ChannelGraph
 from .rules import MHA_HEAD_SCORES, rule_for
@@ -38,9 +39,10 @@ def channel_scores(graph: ChannelGraph, method: str = "l1", data: tf.data.Datase
                           f"{', '.join(IMPORTANCES)}{hint}.")
     if method in ("l1", "l2"):
         return _norms(graph, method)
-    if data is None:
-        raise ConfigError(f"channel importance {method!r} needs data: pass a dataset of "
-                          "(inputs, labels) batches.")
+    if not isinstance(data, tf.data.Dataset):
+        raise ConfigError(f"channel importance {method!r} needs data: pass a tf.data.Dataset of "
+                          f"(inputs, labels) batches, got {type(data).__name__}.")
+    batches = number(batches, "channel importance batches", low=1, integer=True)
     return _activation_scores(graph, method, data, batches)
 
 

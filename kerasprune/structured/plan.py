@@ -76,8 +76,7 @@ def make_plan(graph: ChannelGraph, scores: Mapping[int, float], ratio: Ratio, *,
         _check(head_ratio, graph)
     if scope not in ("layer", "global"):
         raise ConfigError(f"plan: scope must be 'layer' or 'global', got {scope!r}.")
-    if round_to < 1:
-        raise ConfigError(f"plan: round_to must be >= 1, got {round_to}.")
+    round_to = number(round_to, "plan: round_to", low=1, integer=True)
     groups = graph.groups()
     removed: set[int] = set()
     if scope == "layer":

@@ -9,12 +9,16 @@ from __future__ import annotations
 import numpy as np
 
 from ..backend import keras
+from ..errors import ConfigError
 from .graph import ChannelGraph, analyze
 from .plan import Plan
 from .rules import Cut, rule_for
 
 
 def _cuts(graph: ChannelGraph, plan: Plan) -> dict[str, Cut]:
+    if not isinstance(plan, Plan):
+        raise ConfigError(f"structured: expected the Plan that plan_channels() or make_plan() "
+                          f"returns, got {type(plan).__name__}.")
     removed = np.array(sorted(plan.removed), dtype=np.int64)
     cuts = {}
     for name, (in_ids, out_ids) in graph.node_ids.items():
