@@ -12,7 +12,7 @@ PACKAGE = Path(__file__).resolve().parent.parent / "kerasprune"
 
 #: top-level parts of the package, lowest first; a part may import its own layer and below
 LAYERS = [
-    {"backend", "errors", "checks", "files", "environment", "results", "loading", "data",
+    {"backend", "errors", "checks", "files", "environment", "results", "loading", "data", "importance",
      "models", "metrics"},
     {"sparsity", "structured", "quantization", "inference", "tuner", "agent"},
     {"export"},

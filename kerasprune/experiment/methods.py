@@ -17,10 +17,11 @@ import tensorflow_model_optimization as tfmot
 from ..backend import keras
 from ..checks import number
 from ..errors import ConfigError
+from ..importance import lookup
 from ..sparsity.callbacks import AdaptivePruning
 from ..sparsity.prune import prune, strip
 from ..sparsity.schedules import FeedbackSchedule, higher_is_better
-from ..structured import IMPORTANCES, analyze, plan_channels, shrink
+from ..structured import analyze, plan_channels, shrink
 from . import training
 from .registry import METHODS, Outcome, RunContext, register_method
 from .spec import BASELINE, PEER
@@ -154,8 +155,7 @@ def _check_structured(p: dict[str, Any]) -> None:
     ratios = p["ratio"].values() if isinstance(p["ratio"], dict) else [p["ratio"]]
     if any(not 0 <= float(r) < 1 for r in ratios):
         raise ConfigError(f"ratio must be in [0, 1) (or a dict of such by layer), got {p['ratio']}.")
-    if p["importance"] not in IMPORTANCES:
-        raise ConfigError(f"importance {p['importance']!r} is not one of {', '.join(IMPORTANCES)}.")
+    lookup(p["importance"], "channel")
     if p["scope"] not in ("layer", "global") or int(p["round_to"]) < 1 or int(p["batches"]) < 1:
         raise ConfigError("scope must be layer or global, round_to >= 1 and batches >= 1.")
 

@@ -11,28 +11,24 @@
 from __future__ import annotations
 
 import warnings
-from typing import Callable, Protocol, Sequence, Union
+from typing import Callable, Sequence, Union
 
 import numpy as np
 
 from ..errors import ConfigError
+from ..importance import Importance, lookup, register
 from .wrapper import PruningWrapper
 
-
-class Importance(Protocol):
-    name: str
-
-    def scores(self, wrappers: Sequence[PruningWrapper]) -> list[list[np.ndarray]]:
-        """Per wrapper, one score array per prunable weight, shaped like the weight.
-
-        Scores of all wrappers are taken together because a global ranking compares them.
-        """
+# Weight scores (unit "weight" of kerasprune.importance): per wrapper, one score array per
+# prunable weight, shaped like the weight; all wrappers are scored together because a
+# global ranking compares them.
 
 
 class Magnitude:
-    name = "magnitude"
+    name, unit = "magnitude", "weight"
 
-    def scores(self, wrappers: Sequence[PruningWrapper]) -> list[list[np.ndarray]]:
+    def scores(self, wrappers: Sequence[PruningWrapper], data=None, batches: int = 8
+               ) -> list[list[np.ndarray]]:
         return [[np.abs(w.variable.numpy()) for w in wrapper.prunable] for wrapper in wrappers]
 
 
@@ -44,9 +40,10 @@ class Taylor:
     with a warning once training has started.
     """
 
-    name = "taylor"
+    name, unit = "taylor", "weight"
 
-    def scores(self, wrappers: Sequence[PruningWrapper]) -> list[list[np.ndarray]]:
+    def scores(self, wrappers: Sequence[PruningWrapper], data=None, batches: int = 8
+               ) -> list[list[np.ndarray]]:
         untracked = [w.layer.name for w in wrappers if not w.track_scores]
         if untracked:
             raise ConfigError(
@@ -67,11 +64,14 @@ class Taylor:
 class Custom:
     """Wraps ``f(weight, taylor, name) -> scores``."""
 
+    unit = "weight"
+
     def __init__(self, fn: Callable[[np.ndarray, "np.ndarray | None", str], np.ndarray]) -> None:
         self.fn = fn
         self.name = getattr(fn, "__name__", "custom")
 
-    def scores(self, wrappers: Sequence[PruningWrapper]) -> list[list[np.ndarray]]:
+    def scores(self, wrappers: Sequence[PruningWrapper], data=None, batches: int = 8
+               ) -> list[list[np.ndarray]]:
         return [[self._score(w, t) for w, t in zip(wrapper.prunable, wrapper.taylor_scores())]
                 for wrapper in wrappers]
 
@@ -87,17 +87,14 @@ class Custom:
 
 
 ImportanceLike = Union[str, Importance, Callable]
-_BUILTIN = {"magnitude": Magnitude, "taylor": Taylor}
+register(Magnitude())
+register(Taylor())
 
 
 def get(importance: ImportanceLike) -> Importance:
     """An Importance from a name (``magnitude``, ``taylor``), an instance or a callable."""
     if isinstance(importance, str):
-        if importance not in _BUILTIN:
-            raise ConfigError(
-                f"unknown importance '{importance}'; use one of {', '.join(_BUILTIN)} or a callable."
-            )
-        return _BUILTIN[importance]()
+        return lookup(importance, "weight")
     if hasattr(importance, "scores"):
         return importance
     if callable(importance):

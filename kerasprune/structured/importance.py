@@ -15,12 +15,10 @@ import numpy as np
 from ..backend import keras, tf
 from ..checks import number
 from ..errors import ConfigError
+from ..importance import lookup, names, register
 from .graph import ChannelGraph
 from .rules import MHA_HEAD_SCORES, rule_for
 
-#: channel scores; "activation_taylor" is |a * dL/da| per channel, where the unstructured
-#: "taylor" (kerasprune.sparsity.importance) is |w * dL/dw| per weight
-IMPORTANCES = ("l1", "l2", "activation_taylor", "mean_activation", "apoz")
 _RELU_LIKE = ("relu", "relu6", "elu", "selu", "gelu", "swish", "silu", "leaky_relu")
 
 
@@ -30,20 +28,38 @@ def head_scores(graph: ChannelGraph) -> dict[str, np.ndarray]:
             for name in graph.heads}
 
 
+class _ChannelScore:
+    """A channel score of the shared interface (:mod:`kerasprune.importance`), unit "channel"."""
+
+    unit = "channel"
+
+    def __init__(self, name: str, needs_data: bool) -> None:
+        self.name, self.needs_data = name, needs_data
+
+    def scores(self, graph: ChannelGraph, data: tf.data.Dataset | None = None,
+               batches: int = 8) -> dict[int, float]:
+        if not self.needs_data:
+            return _norms(graph, self.name)
+        if not isinstance(data, tf.data.Dataset):
+            raise ConfigError(f"channel importance {self.name!r} needs data: pass a tf.data.Dataset "
+                              f"of (inputs, labels) batches, got {type(data).__name__}.")
+        batches = number(batches, "channel importance batches", low=1, integer=True)
+        return _activation_scores(graph, self.name, data, batches)
+
+
+for _name, _needs_data in (("l1", False), ("l2", False), ("activation_taylor", True),
+                           ("mean_activation", True), ("apoz", True)):
+    register(_ChannelScore(_name, _needs_data))
+
+#: the channel scores (``activation_taylor`` is |a * dL/da| per channel; the unstructured
+#: ``taylor`` is |w * dL/dw| per weight)
+IMPORTANCES = tuple(names("channel"))
+
+
 def channel_scores(graph: ChannelGraph, method: str = "l1", data: tf.data.Dataset | None = None,
                    batches: int = 8) -> dict[int, float]:
-    """A score per group id (higher: keep).  Data methods read ``batches`` of ``data``."""
-    if method not in IMPORTANCES:
-        hint = " (channel Taylor scores are 'activation_taylor')" if method == "taylor" else ""
-        raise ConfigError(f"channel importance {method!r} is not one of "
-                          f"{', '.join(IMPORTANCES)}{hint}.")
-    if method in ("l1", "l2"):
-        return _norms(graph, method)
-    if not isinstance(data, tf.data.Dataset):
-        raise ConfigError(f"channel importance {method!r} needs data: pass a tf.data.Dataset of "
-                          f"(inputs, labels) batches, got {type(data).__name__}.")
-    batches = number(batches, "channel importance batches", low=1, integer=True)
-    return _activation_scores(graph, method, data, batches)
+    """A score per channel id (higher: keep).  Data methods read ``batches`` of ``data``."""
+    return lookup(method, "channel", "channel importance").scores(graph, data, batches)
 
 
 def _norms(graph: ChannelGraph, method: str) -> dict[int, float]:
