@@ -42,9 +42,9 @@ def path(value: object, name: str) -> Path:
 
 
 def flag(value: object, name: str) -> bool:
-    """``value`` if it is True or False (not 1, "yes" or None), else a ConfigError."""
+    """``value`` if it is a boolean (not 1, "yes" or None), else a ConfigError."""
     if not isinstance(value, bool):
-        raise ConfigError(f"{name} must be True or False, got {value!r}.")
+        raise ConfigError(f"{name} must be true or false, got {value!r}.")
     return value
 
 

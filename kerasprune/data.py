@@ -16,7 +16,7 @@ from typing import Callable, Iterator, Literal, Sequence
 import numpy as np
 
 from .backend import keras, tf
-from .checks import number
+from .checks import flag, number
 from .errors import ConfigError, DataError
 
 AUTOTUNE_OFF = 2  # fixed parallelism: tf.data autotune can stall ~40 s at the end of fit
@@ -115,8 +115,8 @@ def check_arguments(where: str = "data.load", **args) -> None:
         if key == "val_fraction":
             number(value, here, low=0.0, high=0.5, low_open=True, high_open=True)
         elif key == "augment":
-            if value is not None and not isinstance(value, bool):
-                raise ConfigError(f"{here} must be true or false, got {value!r}.")
+            if value is not None:  # None: the dataset's own default
+                flag(value, here)
         elif key == "seed":
             number(value, here, integer=True)
         elif value is not None or key in ("batch_size", "eval_batch_size"):

@@ -21,7 +21,7 @@ def _mlp():
 
 CASES = [
     (lambda: prune(_mlp(), layers=5), ConfigError, r"layers= takes layer names or a predicate"),
-    (lambda: prune(_mlp(), track_scores="x"), ConfigError, r"track_scores=\) must be True or False"),
+    (lambda: prune(_mlp(), track_scores="x"), ConfigError, r"track_scores=\) must be true or false"),
     (lambda: set_sparsity(prune(_mlp()), "0.5"), ConfigError, r"sparsity must be a number in \[0, 1\), got '0.5'"),
     (lambda: set_sparsity(prune(_mlp()), float("nan")), ConfigError, r"sparsity must be a number"),
     (lambda: set_sparsity(prune(_mlp()), 0.5, min_density="x"), ConfigError, r"min_density must be a number"),

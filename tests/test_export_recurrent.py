@@ -90,3 +90,13 @@ def test_a_deployed_app_without_a_reset_would_see_the_previous_state():
         interp.invoke()
         outputs.append(interp.get_tensor(out["index"])[0].copy())
     assert np.abs(outputs[2] - outputs[0]).max() > 1e-3
+
+
+def test_only_a_model_with_state_pays_for_the_reset():
+    """The benchmark times the interpreter's invoke: a feed-forward model's is left bare."""
+    from kerasprune.export.flatbuffer import has_state
+
+    lstm, _ = _trained("lstm")
+    dense = keras.Sequential([keras.Input((3,)), keras.layers.Dense(2)])
+    assert has_state(export.to_tflite(lstm).content)
+    assert not has_state(export.to_tflite(dense).content)

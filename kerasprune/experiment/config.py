@@ -31,6 +31,7 @@ from typing import Any
 import yaml
 
 from .. import data, models
+from ..checks import flag
 from ..errors import ConfigError
 from .registry import METHODS
 from .spec import BASELINE, Budget, ExperimentConfig, RunSpec, TrainSpec
@@ -185,8 +186,7 @@ def _train_spec(section: Any, where: str) -> TrainSpec:
         raise ConfigError(f"{where}: epochs must be a non-negative integer, got {spec.epochs!r}.")
     if spec.optimizer not in _OPTIMIZERS:
         raise ConfigError(f"{where}: optimizer {spec.optimizer!r} is not one of {sorted(_OPTIMIZERS)}.")
-    if not isinstance(spec.keep_best, bool):
-        raise ConfigError(f"{where}: keep_best must be true or false, got {spec.keep_best!r}.")
+    flag(spec.keep_best, f"{where}: keep_best")
     if spec.schedule not in _SCHEDULES:
         raise ConfigError(f"{where}: schedule {spec.schedule!r} is not one of {sorted(_SCHEDULES)}.")
     if not (isinstance(spec.learning_rate, (int, float)) and spec.learning_rate > 0):

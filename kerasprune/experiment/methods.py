@@ -117,9 +117,6 @@ def _defaults_of(owner: Callable, names: tuple[str, ...]) -> dict[str, Any]:
 def _adaptive_parts(p: dict[str, Any]):
     """The schedule and callback an ``adaptive`` run uses (also what validates its settings)."""
     _check_start(p)
-    for key in ("normalize", "rewire"):
-        if not isinstance(p[key], bool):
-            raise ConfigError(f"{key} must be true or false, got {p[key]!r}.")
     initial = number(p["initial"], "initial", low=0.0, high=1.0, low_open=True, high_open=True)
     schedule = FeedbackSchedule(
         initial=min(initial, p["sparsity"]), final=p["sparsity"], step=p["step"],

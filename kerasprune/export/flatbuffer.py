@@ -94,6 +94,16 @@ def graph_stats(content: bytes | str | os.PathLike) -> GraphStats:
     return stats
 
 
+def has_state(content: bytes) -> bool:
+    """Whether the model keeps variable tensors between invocations (fused LSTM state)."""
+    from tensorflow.lite.python import schema_py_generated as schema
+
+    model = schema.Model.GetRootAs(bytearray(content), 0)
+    return any(graph.Tensors(i).IsVariable()
+               for graph in (model.Subgraphs(g) for g in range(model.SubgraphsLength()))
+               for i in range(graph.TensorsLength()))
+
+
 @dataclass
 class _Weight:
     count: int

@@ -17,7 +17,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..backend import keras
-from ..checks import choice, number
+from ..checks import choice, flag, number
 from ..errors import ModelError
 from .allocation import SCOPES
 from .importance import ImportanceLike
@@ -40,10 +40,10 @@ class MaskMover:
         get_importance(importance)
         self.importance, self.scope = importance, choice(scope, f"{where}(scope=)", SCOPES)
         self.min_density = number(min_density, f"{where}(min_density=)", low=0.0, high=1.0)
-        self.normalize = normalize
+        self.normalize = flag(normalize, f"{where}(normalize=)")
         self.frequency = number(frequency, f"{where}(frequency=)", low=1, integer=True)
         self.ramp = choice(ramp, f"{where}(ramp=)", RAMPS)
-        self.rewire, self.where = rewire, where
+        self.rewire, self.where = flag(rewire, f"{where}(rewire=)"), where
         self.revived = 0  # weights revived by rewiring since the epoch began
         self._ramp: tuple[float, float] | None = None  # (from, to) sparsity over this epoch
         self._batches = 0

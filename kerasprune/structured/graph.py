@@ -162,7 +162,8 @@ def _outputs(layer, in_ids, uf: _UnionFind, freeze) -> list[np.ndarray] | None:
     elif getattr(layer, "data_format", "channels_last") == "channels_first":
         reason = "channels_first: only channels-last layouts are mapped"
     elif rule is None:
-        reason = f"no channel rule for {type(layer).__name__} (teach it with kerasprune.structured.register_rule)"
+        reason = (f"no channel rule for {type(layer).__name__} "
+                  "(teach it with kerasprune.structured.register_rule)")
     else:
         try:
             return [np.asarray(rule.outputs(layer, in_ids, uf.fresh), dtype=np.int64)]
