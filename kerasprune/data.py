@@ -8,6 +8,7 @@ hidden, so its GLUE validation split is the reported test set.
 """
 from __future__ import annotations
 
+import dataclasses
 import os
 import zlib
 from dataclasses import dataclass, field
@@ -62,7 +63,7 @@ class Data:
     """A dataset ready for ``model.fit``: batched train/val/test pipelines and their shape."""
 
     name: str
-    make_train: Callable[[], tf.data.Dataset] = field(repr=False)
+    make_train: Callable[[int], tf.data.Dataset] = field(repr=False)  # batch size -> pipeline
     val: tf.data.Dataset
     test: tf.data.Dataset
     num_classes: int
@@ -71,6 +72,12 @@ class Data:
     test_split: str
     train_examples: int
     vocabulary: list[str] | None = field(default=None, repr=False)
+    batch_size: int = 128  # of the training pipeline
+
+    def rebatched(self, batch_size: int) -> "Data":
+        """The same data with training batches of ``batch_size`` (same shuffles, same order)."""
+        check_arguments("Data.rebatched", batch_size=batch_size)
+        return dataclasses.replace(self, batch_size=int(batch_size))
 
     @property
     def train(self) -> tf.data.Dataset:
@@ -79,7 +86,7 @@ class Data:
         Each access starts the same sequence of epoch orders, so every method of an
         experiment sees the same data in the same order, wherever it stands in the list.
         """
-        return self.make_train()
+        return self.make_train(self.batch_size)
 
     @property
     def kind(self) -> str:
@@ -190,7 +197,7 @@ def load(
         ds.reduce(np.int64(0), lambda count, _: count + 1)
         return ds
 
-    def batches(ds: tf.data.Dataset, training: bool) -> tf.data.Dataset:
+    def batches(ds: tf.data.Dataset, training: bool, size: int = batch_size) -> tf.data.Dataset:
         if training:
             ds = ds.shuffle(min(train_examples, 20000), seed=seed, reshuffle_each_iteration=True)
             if augment_fn is not None:
@@ -198,7 +205,7 @@ def load(
                 # same sequence of crops for every pipeline built with this seed.
                 seeds = tf.data.Dataset.random(seed=seed, rerandomize_each_iteration=True).batch(2)
                 ds = tf.data.Dataset.zip((seeds, ds)).map(augment_fn, num_parallel_calls=AUTOTUNE_OFF)
-        ds = ds.batch(batch_size if training else eval_batch_size)
+        ds = ds.batch(size if training else eval_batch_size)
         if ds_spec.kind == "image":
             ds = ds.map(prepare, num_parallel_calls=AUTOTUNE_OFF)
         return ds.prefetch(2).with_options(options)
@@ -206,7 +213,7 @@ def load(
     train = cached(raw["train"], train_examples)
     return Data(
         name=key,
-        make_train=lambda: batches(train, training=True),
+        make_train=lambda size: batches(train, training=True, size=size),
         val=batches(cached(raw["val"]), training=False),
         test=batches(cached(raw["test"]), training=False),
         num_classes=ds_spec.num_classes,
@@ -215,6 +222,7 @@ def load(
         test_split=ds_spec.test_split,
         train_examples=train_examples,
         vocabulary=vocabulary,
+        batch_size=batch_size,
     )
 
 

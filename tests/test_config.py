@@ -122,3 +122,51 @@ def test_a_budget_can_tailor_method_settings(tmp_path):
     with pytest.raises(ConfigError, match=r"methods\[0\] \(tfmot_gmp\) and the budget's "
                                           "method_args.tfmot_gmp both set frequency"):
         load_config(_write(tmp_path, swept))  # the sweep would silently become frequency 7
+
+
+SWEEP = BASE.replace("    sparsity: [0.8, 0.9]\n", """    sparsity: [0.8, 0.9]
+  - method: tfmot_gmp
+    tag: recipe
+    sparsity: 0.9
+    batch_size: 64
+    learning_rate: 1e-3
+    schedule: constant
+""")
+
+
+def test_a_tagged_run_trains_with_its_own_settings_and_leaves_its_siblings_names(tmp_path):
+    config = load_config(_write(tmp_path, SWEEP))
+    assert [r.run_id for r in config.runs] == ["dense", "tfmot_gmp_sparsity-0.8", "tfmot_gmp_sparsity-0.9",
+                                               "tfmot_gmp-recipe_sparsity-0.9"]
+    recipe = config.runs[-1]
+    assert recipe.training == {"batch_size": 64, "learning_rate": 0.001, "schedule": "constant"}
+    assert recipe.params == {"sparsity": 0.9} and recipe.settings["batch_size"] == 64
+    plain = load_config(_write(tmp_path, BASE))
+    assert fingerprint(config, config.runs[2]) == fingerprint(plain, plain.runs[2])  # results kept
+    assert fingerprint(config, recipe) != fingerprint(config, config.runs[2])
+
+
+def test_a_run_context_trains_with_the_runs_own_settings_for_the_budgets_epochs(tmp_path):
+    from kerasprune.experiment.registry import RunContext
+
+    config = load_config(_write(tmp_path, SWEEP))
+    recipe = config.runs[-1]
+    ctx = RunContext(None, config.budget, 0, tmp_path, "r", lambda: None, recipe.training)
+    spec = ctx.spec("finetune")
+    assert (spec.learning_rate, spec.schedule, spec.epochs) == (0.001, "constant", 1)
+    assert ctx.spec("train").epochs == 2
+
+
+@pytest.mark.parametrize("edit, message", [
+    (("    schedule: constant\n", "    epochs: 5\n"), "cannot set its own epochs or keep_best"),
+    (("    schedule: constant\n", "    keep_best: true\n"), "cannot set its own epochs or keep_best"),
+    (("tag: recipe", "tag: my recipe"), "tag must be letters, digits and dots"),
+    (("batch_size: 64", "batch_size: 0"), r"methods\[1\] \(tfmot_gmp\): batch_size must be a whole number >= 1"),
+    (("schedule: constant", "schedule: linear"), "schedule 'linear' is not one of"),
+    (("learning_rate: 1e-3", "learning_rate: -1"), "learning_rate must be a positive number"),
+    (("  - method: tfmot_gmp\n    tag", "  - method: dense\n    learning_rate: 0.1\n  - method: tfmot_gmp\n    tag"),
+     "the baseline trains with the budget's train phase; set learning_rate there"),
+])
+def test_a_runs_own_training_settings_are_checked_before_anything_trains(tmp_path, edit, message):
+    with pytest.raises(ConfigError, match=message):
+        load_config(_write(tmp_path, SWEEP.replace(*edit)))

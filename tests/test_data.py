@@ -125,3 +125,13 @@ def test_data_dir_comes_from_the_argument_then_the_environment(monkeypatch):
     assert data.resolve_data_dir(None) == "/from/env"
     monkeypatch.delenv("TFDS_DATA_DIR")
     assert data.resolve_data_dir(None) is None
+
+
+def test_rebatched_data_keeps_the_seeded_order_in_batches_of_another_size(mock_tfds):
+    d = data.load("mnist", batch_size=8, data_dir="/unused", seed=3)
+    small = d.rebatched(4)
+    first = next(iter(d.train))[1].numpy().tolist()
+    halves = [y.numpy().tolist() for _, y in small.train.take(2)]
+    assert halves[0] + halves[1] == first and d.batch_size == 8  # the original is unchanged
+    with pytest.raises(ConfigError, match="batch_size must be a whole number >= 1"):
+        d.rebatched(0)

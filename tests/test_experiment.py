@@ -181,23 +181,42 @@ def test_cli_names_a_dataset_missing_from_the_data_dir(tmp_path, capsys):
     assert "dataset 'cifar10' is not prepared" in err and str(tmp_path / "empty") in err
 
 
-def test_the_report_compares_each_method_with_tfmot_at_the_same_sparsity(tmp_path):
-    from kerasprune.experiment.report import write_report
+def _report_run(name, method, accuracy, macs, val=None, **settings):
+    return {"run": name, "method": method,
+            "settings": {"sparsity": 0.9, **settings} if method != "dense" else {},
+            "history": {"val_accuracy": [val]} if val is not None else {},
+            "accuracy": accuracy, "f1": accuracy, "sparsity": 0.9, "params": 10, "nonzero_params": 1,
+            "macs": 100, "macs_effective": macs, "tflite_bytes": 1000, "tflite_gzip_bytes": 500,
+            "latency_ms": 0.1, "latency": {"p90_ms": 0.2}, "train_seconds": 1.0,
+            "train_step_ms": 2.0, "peak_memory_mb": 1.0}
 
-    def run(name, method, accuracy, macs):
-        return {"run": name, "method": method, "settings": {"sparsity": 0.9} if method != "dense" else {},
-                "accuracy": accuracy, "f1": accuracy, "sparsity": 0.9, "params": 10, "nonzero_params": 1,
-                "macs": 100, "macs_effective": macs, "tflite_bytes": 1000, "tflite_gzip_bytes": 500,
-                "latency_ms": 0.1, "latency": {"p90_ms": 0.2}, "train_seconds": 1.0,
-                "train_step_ms": 2.0, "peak_memory_mb": 1.0}
+
+def _report(tmp_path, runs) -> str:
+    from kerasprune.experiment.report import write_report
 
     results = {"experiment": "x", "description": "", "dataset": "mnist", "model": "m", "budget": "cpu",
                "command": "c", "evaluated_on": "test",
                "environment": {"cpu": "c", "cores": 2, "gpus": [], "packages": {}, "git_commit": "g"},
-               "runs": [run("dense", "dense", 0.99, 100), run("tfmot", "tfmot_gmp", 0.95, 10),
-                        run("ours", "adaptive", 0.97, 20)]}
-    text = write_report(results, tmp_path / "x.md").read_text()
+               "runs": runs}
+    return write_report(results, tmp_path / "x.md").read_text()
+
+
+def test_the_report_compares_each_method_with_tfmot_at_the_same_sparsity(tmp_path):
+    text = _report(tmp_path, [_report_run("dense", "dense", 0.99, 100), _report_run("tfmot", "tfmot_gmp", 0.95, 10),
+                              _report_run("ours", "adaptive", 0.97, 20)])
     assert "| `ours` | `tfmot` | +2.00 | 2.00 | 1.000 |" in text
+    assert "tfmot's sweep" not in text  # one tfmot run per sparsity: nothing was chosen
+
+
+def test_the_report_compares_with_tfmots_best_run_chosen_on_validation_and_shows_the_sweep(tmp_path):
+    text = _report(tmp_path, [
+        _report_run("dense", "dense", 0.99, 100),
+        _report_run("tfmot-lucky", "tfmot_gmp", 0.96, 10, val=0.90, learning_rate=0.002),  # best on test
+        _report_run("tfmot-recipe", "tfmot_gmp", 0.95, 10, val=0.94, learning_rate=0.001),
+        _report_run("ours", "adaptive", 0.97, 20, val=0.95)])
+    assert "| `ours` | `tfmot-recipe` | +2.00 |" in text  # validation chooses, never the test split
+    assert "| 0.9 | 0.002 | 0.9000 | 0.9600 |  |" in text
+    assert "| 0.9 | 0.001 | 0.9400 | 0.9500 | best |" in text
 
 
 def _lenet_mnist(tmp_path, name: str, methods: str, finetune_epochs: int, keep_best: bool = False):
@@ -225,6 +244,23 @@ def test_the_structured_method_fine_tunes_a_smaller_model(tmp_path, mock_tfds):
     assert small["left_intact"] == {"logits": "its softmax mixes its output channels"}
     assert small["params"] < dense["params"] / 2 and small["sparsity"] == 0.0
     assert (tmp_path / "out" / "small" / "cpu" / "structured" / "model.tflite").exists()
+
+
+def test_a_tagged_run_trains_with_its_own_batch_size_and_learning_rate(tmp_path, mock_tfds, monkeypatch):
+    from kerasprune.experiment import training
+
+    seen, fit = [], training.fit
+    monkeypatch.setattr(training, "fit", lambda model, data, spec, **kw: seen.append(
+        (data.batch_size, spec.learning_rate, spec.schedule, spec.epochs)) or fit(model, data, spec, **kw))
+    config = _lenet_mnist(tmp_path, "own", "[{method: dense}, {method: tfmot_gmp, tag: b4, sparsity: 0.5, "
+                          "frequency: 1, batch_size: 4, learning_rate: 0.01, schedule: constant}]",
+                          finetune_epochs=2)
+    dense, tuned = _run(config, tmp_path)["runs"]
+    assert seen == [(8, 0.001, "cosine", 1), (4, 0.01, "constant", 2)]  # the epochs stay the budget's
+    assert tuned["run"] == "tfmot_gmp-b4_sparsity-0.5" and tuned["tag"] == "b4"
+    assert tuned["settings"] == {"sparsity": 0.5, "frequency": 1, "batch_size": 4, "learning_rate": 0.01,
+                                 "schedule": "constant"}
+    assert tuned["sparsity"] == pytest.approx(0.5, abs=0.01)
 
 
 def test_the_dense_finetune_control_trains_on_without_pruning(tmp_path, mock_tfds):

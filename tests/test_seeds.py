@@ -35,10 +35,27 @@ def test_each_run_gets_its_spread_and_each_pair_its_seed_by_seed_difference(tmp_
     assert summary.startswith("# exp (cpu) over 3 seeds")
     assert _row(summary, "| `dense` | 3 |") == "| `dense` | 3 | 0.9800 | 0.0100 | 0.9700 | 0.9900 |"
     # Paired: seed 1 is the worst for every method, which the pooled means would hide.
-    assert _row(summary, "| `adaptive_sparsity-0.8` | `tfmot_gmp_sparsity-0.8` |") == (
-        "| `adaptive_sparsity-0.8` | `tfmot_gmp_sparsity-0.8` | +0.50 -0.50 +0.50 | +0.17 | 2/3 |")
+    assert _row(summary, "| `adaptive_sparsity-0.8` | tfmot's best") == (
+        "| `adaptive_sparsity-0.8` | tfmot's best: `tfmot_gmp_sparsity-0.8` | +0.50 -0.50 +0.50 | +0.17 | 2/3 |")
     assert _row(summary, "| `adaptive_sparsity-0.8` | `dense` |") == (
         "| `adaptive_sparsity-0.8` | `dense` | -0.50 -1.50 -0.50 | -0.83 | 0/3 |")
+
+
+def test_each_seed_is_compared_with_tfmots_best_run_there_chosen_on_validation(tmp_path):
+    paths = [_results(tmp_path, "exp", 0.99, 0.98, 0.985), _results(tmp_path, "exp.seed1", 0.97, 0.96, 0.955)]
+    for path, (val_a, val_b) in zip(paths, [(0.90, 0.95), (0.96, 0.93)]):
+        data = json.loads(path.read_text())
+        plain = data["runs"][1]
+        plain["history"] = {"val_accuracy": [val_a]}
+        tuned = {**_run("tfmot_gmp-recipe_sparsity-0.8", "tfmot_gmp", 0.97, 0.8),
+                 "history": {"val_accuracy": [0.5, val_b, 0.1], "kept_epoch": [2]}}
+        data["runs"].append(tuned)
+        path.write_text(json.dumps(data))
+    # seed 0: the recipe validates higher (0.95 > 0.90), seed 1 the plain run (0.96 > 0.93)
+    assert _row(summary := seed_summary(paths), "| `adaptive_sparsity-0.8` | tfmot's best") == (
+        "| `adaptive_sparsity-0.8` | tfmot's best: `tfmot_gmp-recipe_sparsity-0.8`, "
+        "`tfmot_gmp_sparsity-0.8` | +1.50 -0.50 | +0.50 | 1/2 |")
+    assert "| `tfmot_gmp-recipe_sparsity-0.8` | 2 | 0.9700 |" in summary
 
 
 def test_a_run_missing_from_a_seed_is_compared_only_where_it_exists(tmp_path):

@@ -18,12 +18,17 @@ method parameters expand into one run per value::
         train: {epochs: 12, learning_rate: 0.001}
         finetune: {epochs: 10, learning_rate: 0.0005}
         method_args: {tfmot_gmp: {frequency: 50}}   # per-budget method settings
+
+A method entry may also train its own way (``learning_rate``, ``schedule``, ``batch_size``,
+...; never its epochs) under a ``tag`` that names those runs: the peer's own tuning.
 """
 from __future__ import annotations
 
+import dataclasses
 import difflib
 import itertools
 import os
+import re
 from dataclasses import fields
 from pathlib import Path
 from typing import Any
@@ -34,20 +39,25 @@ from .. import data, models
 from ..checks import flag
 from ..errors import ConfigError
 from .registry import METHODS
-from .spec import BASELINE, Budget, ExperimentConfig, RunSpec, TrainSpec
+from .spec import BASELINE, RUN_TRAINING_KEYS, Budget, ExperimentConfig, RunSpec, TrainSpec
 
 
 def _name_runs(runs: list[RunSpec]) -> list[RunSpec]:
-    """Name each run by its method, its sparsity and the parameters that vary between its runs."""
+    """Name each run by its method and tag, its sparsity and what varies between its siblings.
+
+    Siblings are the runs of the same method and tag, so tagging a group of settings keeps
+    the names of the untagged runs (and their saved results) as they were.
+    """
     named = []
     for run in runs:
-        siblings = [r for r in runs if r.method == run.method]
-        shown = [k for k in sorted(run.params)
-                 if k == "sparsity" or len({repr(r.params.get(k)) for r in siblings}) > 1]
-        parts = [f"{k}-{run.params[k]}" for k in shown]
-        named.append(RunSpec(run.method, run.params, "_".join([run.method, *parts])))
+        siblings = [r for r in runs if (r.method, r.tag) == (run.method, run.tag)]
+        settings = run.settings
+        shown = [k for k in sorted(settings)
+                 if k == "sparsity" or len({repr(r.settings.get(k)) for r in siblings}) > 1]
+        parts = [f"{k}-{settings[k]}" for k in shown]
+        head = f"{run.method}-{run.tag}" if run.tag else run.method
+        named.append(dataclasses.replace(run, run_id="_".join([head, *parts])))
     return named
-
 
 
 _TOP_KEYS = {"experiment", "description", "dataset", "model", "model_args", "seed", "methods", "budgets"}
@@ -105,14 +115,22 @@ def load_config(path: str | os.PathLike, budget: str = "cpu") -> ExperimentConfi
         seed=seed,
         budget=spec,
         runs=_expand_methods(raw["methods"], where,
-                             _mapping(section.get("method_args", {}), f"{where}: budgets.{budget}.method_args")),
+                             _mapping(section.get("method_args", {}), f"{where}: budgets.{budget}.method_args"),
+                             spec),
         path=path,
         description=str(raw.get("description", "")).strip(),
         raw=raw,
     )
 
 
-def _expand_methods(methods: Any, where: str, budget_args: dict) -> list[RunSpec]:
+def _allowed(name: str) -> set[str]:
+    """The keys a method's entry may set: its parameters, and for a method that starts from
+    the baseline, its own training settings."""
+    method = METHODS[name]
+    return set(method.defaults) | (set(RUN_TRAINING_KEYS) if method.from_baseline else set())
+
+
+def _expand_methods(methods: Any, where: str, budget_args: dict, budget: Budget) -> list[RunSpec]:
     """One run per method entry and value combination; a budget's ``method_args`` override."""
 
     if not isinstance(methods, list) or not methods:
@@ -120,8 +138,7 @@ def _expand_methods(methods: Any, where: str, budget_args: dict) -> list[RunSpec
     for name, args in budget_args.items():
         if name not in METHODS:
             raise ConfigError(f"{where}: method_args names unknown method {name!r}.")
-        _check_keys(_mapping(args, f"{where}: method_args.{name}"), set(METHODS[name].defaults),
-                    f"{where}: method_args.{name}")
+        _check_entry(_mapping(args, f"{where}: method_args.{name}"), name, f"{where}: method_args.{name}")
     runs: list[RunSpec] = []
     for i, entry in enumerate(methods):
         here = f"{where}: methods[{i}]"
@@ -130,9 +147,9 @@ def _expand_methods(methods: Any, where: str, budget_args: dict) -> list[RunSpec
         if name not in METHODS:
             raise ConfigError(f"{here}: unknown method {name!r}; known: {', '.join(sorted(METHODS))}.")
         method = METHODS[name]
-        _check_keys({k: v for k, v in entry.items() if k != "method"}, set(method.defaults),
-                    f"{here} ({name})")
-        params = {k: v for k, v in entry.items() if k != "method"}
+        tag = _tag(entry.get("tag", ""), f"{here} ({name})")
+        params = {k: v for k, v in entry.items() if k not in ("method", "tag")}
+        _check_entry(params, name, f"{here} ({name})")
         both = sorted(set(params) & set(budget_args.get(name, {})))
         if both:  # one of the two would silently lose
             raise ConfigError(f"{here} ({name}) and the budget's method_args.{name} both set "
@@ -141,8 +158,10 @@ def _expand_methods(methods: Any, where: str, budget_args: dict) -> list[RunSpec
         grid = {k: v if isinstance(v, list) else [v] for k, v in params.items()}
         for values in itertools.product(*grid.values()):
             chosen = dict(zip(grid, values))
+            training = _run_training({k: chosen.pop(k) for k in RUN_TRAINING_KEYS if k in chosen},
+                                     budget, f"{here} ({name})")
             method.validate(chosen, here)
-            runs.append(RunSpec(name, chosen))
+            runs.append(RunSpec(name, chosen, training=training, tag=tag))
     runs = _name_runs(runs)
     ids = [r.run_id for r in runs]
     duplicated = sorted({i for i in ids if ids.count(i) > 1})
@@ -152,6 +171,35 @@ def _expand_methods(methods: Any, where: str, budget_args: dict) -> list[RunSpec
     if BASELINE not in {r.method for r in runs}:
         runs.insert(0, RunSpec(BASELINE, {}, BASELINE))
     return sorted(runs, key=lambda r: r.method != BASELINE)
+
+
+def _check_entry(entry: dict, name: str, where: str) -> None:
+    if "epochs" in entry or "keep_best" in entry:
+        raise ConfigError(f"{where}: a run cannot set its own epochs or keep_best: every method "
+                          "trains for the budget's epochs by the same rule, so that they compare. "
+                          "Change them in the budget's train/finetune section.")
+    if name == BASELINE and set(entry) & set(RUN_TRAINING_KEYS):
+        raise ConfigError(f"{where}: the baseline trains with the budget's train phase; set "
+                          f"{', '.join(sorted(set(entry) & set(RUN_TRAINING_KEYS)))} there.")
+    _check_keys(entry, _allowed(name), where)
+
+
+def _tag(tag: Any, where: str) -> str:
+    if not isinstance(tag, str) or (tag and not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9.]*", tag)):
+        raise ConfigError(f"{where}: tag must be letters, digits and dots (it names the runs' "
+                          f"folders), got {tag!r}.")
+    return tag
+
+
+def _run_training(training: dict, budget: Budget, where: str) -> dict:
+    """A run's own training settings, checked to make a valid phase in either phase it could
+    train in (and read as numbers where YAML left a string)."""
+    if "batch_size" in training:
+        data.check_arguments(where, batch_size=training["batch_size"])
+    phase = {k: v for k, v in training.items() if k != "batch_size"}
+    for name in ("train", "finetune"):
+        spec = _train_spec({**dataclasses.asdict(getattr(budget, name)), **phase}, where)
+    return {**training, **{k: getattr(spec, k) for k in phase}}
 
 
 def _check_model(budget: Budget, where: str) -> None:

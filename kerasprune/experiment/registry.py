@@ -5,6 +5,7 @@ validate names and settings against it, and new methods can register from anywhe
 """
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
@@ -14,7 +15,7 @@ from ..backend import keras
 from ..data import Data
 from ..errors import ConfigError
 from . import training
-from .spec import Budget
+from .spec import Budget, TrainSpec
 
 
 @dataclass
@@ -27,6 +28,13 @@ class RunContext:
     run_dir: Path
     label: str
     baseline: Callable[[], keras.Model]  # a fresh copy of the trained dense model
+    training: dict[str, Any] = field(default_factory=dict)  # the run's own phase settings
+
+    def spec(self, phase: str) -> TrainSpec:
+        """How this run trains in ``phase`` (``train`` or ``finetune``): the budget's
+        settings with the run's own (its learning rate, say) on top."""
+        overrides = {k: v for k, v in self.training.items() if k != "batch_size"}
+        return dataclasses.replace(getattr(self.budget, phase), **overrides)
 
     def build(self) -> keras.Model:
         """A fresh, untrained model of the budget's architecture."""
@@ -39,7 +47,7 @@ class RunContext:
         ``sparsity`` is what the run prunes to: with ``keep_best`` only epochs at that
         sparsity may be handed back.
         """
-        spec = getattr(self.budget, phase)
+        spec = self.spec(phase)
         training.compile_for(model, spec, training.steps_per_epoch(self.data))
         return training.fit(model, self.data, spec, label=self.label, run_dir=self.run_dir,
                             callbacks=callbacks, sparsity=sparsity)

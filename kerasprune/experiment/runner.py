@@ -167,6 +167,8 @@ def fingerprint(config: ExperimentConfig, run: RunSpec) -> str:
     budget.pop("name")
     key = {"dataset": config.dataset, "seed": config.seed, "method": run.method,
            "params": {**method.defaults, **run.params}, "kerasprune": __version__}
+    if run.training:  # only when set, so the runs without any keep their saved results
+        key["training"] = run.training
     if method.from_baseline:
         key["baseline"] = fingerprint(config, RunSpec(BASELINE, {}, BASELINE))
     else:
@@ -211,7 +213,9 @@ def _run_one(config: ExperimentConfig, run: RunSpec, data: Data, run_dir: Path,
     def baseline() -> keras.Model:
         return loading.load_model(baseline_dir / "model.keras")
 
-    ctx = RunContext(data, config.budget, config.seed, run_dir, label, baseline)
+    if "batch_size" in run.training:
+        data = data.rebatched(run.training["batch_size"])
+    ctx = RunContext(data, config.budget, config.seed, run_dir, label, baseline, run.training)
     started = time.perf_counter()
     with footprint.PeakMemory() as memory:
         outcome = method.run(ctx, run.params)
@@ -220,7 +224,8 @@ def _run_one(config: ExperimentConfig, run: RunSpec, data: Data, run_dir: Path,
     record = {
         "method": run.method,
         "run": run.run_id,
-        "settings": run.params,
+        **({"tag": run.tag} if run.tag else {}),
+        "settings": run.settings,
         **measure(outcome, data, run_dir),
         "train_seconds": round(train_seconds, 2),
         "peak_memory_mb": round(memory.mb, 1),

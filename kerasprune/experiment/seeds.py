@@ -4,7 +4,8 @@ A single seed cannot tell a 0.05-point win from noise.  ``kerasprune seeds`` rea
 results JSONs of one experiment run with different seeds (``kerasprune experiment
 --seed N`` writes ``<name>.seed<N>.json``) and reports, per run, mean and spread of the
 accuracy, and per seed the difference to the dense baseline and to tfmot at the same
-sparsity: the paired comparison, since a seed shares its baseline and data order.
+sparsity (its best run there, chosen on validation accuracy within each seed): the paired
+comparison, since a seed shares its baseline and data order.
 Like the report, it only reads results; nothing is measured here.
 """
 from __future__ import annotations
@@ -69,10 +70,13 @@ def seed_summary(paths: list[str | Path]) -> str:
         if run_id != BASELINE and shared:
             diffs = [runs[n]["accuracy"] - dense[n]["accuracy"] for n in shared]
             lines.append(f"| `{run_id}` | `dense` | {_points(diffs)} |")
-    pairs: dict[tuple[str, str], list[float]] = {}
+    pairs: dict[str, list[float]] = {}
+    peers: dict[str, list[str]] = {}
     for _, results in loaded:
         for run, peer in peer_pairs(results["runs"]):
-            pairs.setdefault((run["run"], peer["run"]), []).append(run["accuracy"] - peer["accuracy"])
-    for (run_id, peer_id), diffs in pairs.items():
-        lines.append(f"| `{run_id}` | `{peer_id}` | {_points(diffs)} |")
+            pairs.setdefault(run["run"], []).append(run["accuracy"] - peer["accuracy"])
+            peers.setdefault(run["run"], []).append(peer["run"])
+    for run_id, diffs in pairs.items():
+        chosen = ", ".join(f"`{p}`" for p in dict.fromkeys(peers[run_id]))
+        lines.append(f"| `{run_id}` | tfmot's best: {chosen} | {_points(diffs)} |")
     return "\n".join(lines) + "\n"

@@ -38,13 +38,30 @@ class Budget:
     finetune: TrainSpec
 
 
+#: the phase settings one run may set for itself, so that the peer gets its own tuning;
+#: the epochs (and keep_best) stay the budget's: every method trains as long, by one rule
+RUN_TRAINING_KEYS = ("learning_rate", "schedule", "optimizer", "weight_decay", "momentum",
+                     "batch_size")
+
+
 @dataclass(frozen=True)
 class RunSpec:
-    """One run: a method with one value per parameter, and its name in results."""
+    """One run: a method with one value per parameter, and its name in results.
+
+    ``training`` overrides the phase the run trains in (keys of ``RUN_TRAINING_KEYS``);
+    ``tag`` names a group of runs of one method that share settings (``tfmot_gmp-recipe``).
+    """
 
     method: str
     params: dict[str, Any]
     run_id: str = ""
+    training: dict[str, Any] = field(default_factory=dict)
+    tag: str = ""
+
+    @property
+    def settings(self) -> dict[str, Any]:
+        """Everything the run sets: the method's parameters and its own training settings."""
+        return {**self.params, **self.training}
 
 
 @dataclass(frozen=True)
