@@ -67,6 +67,8 @@ def environment() -> dict:
         "tf_intra_op_threads": tf.config.threading.get_intra_op_parallelism_threads() or "default",
         "tf_inter_op_threads": tf.config.threading.get_inter_op_parallelism_threads() or "default",
         "gpus": [d.name for d in tf.config.list_physical_devices("GPU")],
+        # oneDNN kernels change speed and round-off (kerasprune turns them on by default)
+        "tf_onednn_opts": os.environ.get("TF_ENABLE_ONEDNN_OPTS"),
         "packages": {p: _version(p) for p in PACKAGES},
         "git_commit": _git_commit(),
     }

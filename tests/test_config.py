@@ -146,15 +146,13 @@ def test_a_tagged_run_trains_with_its_own_settings_and_leaves_its_siblings_names
     assert fingerprint(config, recipe) != fingerprint(config, config.runs[2])
 
 
-def test_a_run_context_trains_with_the_runs_own_settings_for_the_budgets_epochs(tmp_path):
-    from kerasprune.experiment.registry import RunContext
-
+def test_a_run_trains_with_its_own_settings_for_the_budgets_epochs(tmp_path):
     config = load_config(_write(tmp_path, SWEEP))
-    recipe = config.runs[-1]
-    ctx = RunContext(None, config.budget, 0, tmp_path, "r", lambda: None, recipe.training)
-    spec = ctx.spec("finetune")
+    budget = config.budget.for_run(config.runs[-1].training)
+    spec = budget.finetune
     assert (spec.learning_rate, spec.schedule, spec.epochs) == (0.001, "constant", 1)
-    assert ctx.spec("train").epochs == 2
+    assert budget.train.epochs == 2 and budget.data["batch_size"] == 64
+    assert config.budget.for_run({}) is config.budget
 
 
 @pytest.mark.parametrize("edit, message", [
@@ -163,10 +161,23 @@ def test_a_run_context_trains_with_the_runs_own_settings_for_the_budgets_epochs(
     (("tag: recipe", "tag: my recipe"), "tag must be letters, digits and dots"),
     (("batch_size: 64", "batch_size: 0"), r"methods\[1\] \(tfmot_gmp\): batch_size must be a whole number >= 1"),
     (("schedule: constant", "schedule: linear"), "schedule 'linear' is not one of"),
-    (("learning_rate: 1e-3", "learning_rate: -1"), "learning_rate must be a positive number"),
+    (("learning_rate: 1e-3", "learning_rate: -1"), "learning_rate must be a number > 0"),
+    (("learning_rate: 1e-3", "learning_rate: true"), "learning_rate must be a number > 0, got True"),
+    (("    schedule: constant\n", "    optimizer: sgd\n    momentum: -0.5\n"), "momentum must be a number in"),
+    (("  - method: tfmot_gmp\n    tag", "  - {method: dense, tag: again}\n  - method: tfmot_gmp\n    tag"),
+     "the baseline cannot be tagged"),
     (("  - method: tfmot_gmp\n    tag", "  - method: dense\n    learning_rate: 0.1\n  - method: tfmot_gmp\n    tag"),
      "the baseline trains with the budget's train phase; set learning_rate there"),
 ])
 def test_a_runs_own_training_settings_are_checked_before_anything_trains(tmp_path, edit, message):
     with pytest.raises(ConfigError, match=message):
         load_config(_write(tmp_path, SWEEP.replace(*edit)))
+
+
+def test_a_runs_own_settings_are_checked_against_the_phase_it_trains_in(tmp_path):
+    text = SWEEP.replace("train: {epochs: 2, learning_rate: 1e-3}",
+                         "train: {epochs: 2, optimizer: adamw, weight_decay: 0.01}")
+    text = text.replace("    schedule: constant\n", "    optimizer: adam\n")  # fine-tunes: adam is valid
+    assert load_config(_write(tmp_path, text)).runs[-1].training["optimizer"] == "adam"
+    with pytest.raises(ConfigError, match="adam does not use weight_decay"):  # trains from scratch
+        load_config(_write(tmp_path, text.replace("    optimizer: adam\n", "    optimizer: adam\n    start: scratch\n")))

@@ -215,8 +215,8 @@ def test_the_report_compares_with_tfmots_best_run_chosen_on_validation_and_shows
         _report_run("tfmot-recipe", "tfmot_gmp", 0.95, 10, val=0.94, learning_rate=0.001),
         _report_run("ours", "adaptive", 0.97, 20, val=0.95)])
     assert "| `ours` | `tfmot-recipe` | +2.00 |" in text  # validation chooses, never the test split
-    assert "| 0.9 | 0.002 | 0.9000 | 0.9600 |  |" in text
-    assert "| 0.9 | 0.001 | 0.9400 | 0.9500 | best |" in text
+    assert "| 0.9 | `tfmot-lucky` | 0.002 | 0.9000 | 0.9600 |  |" in text
+    assert "| 0.9 | `tfmot-recipe` | 0.001 | 0.9400 | 0.9500 | best |" in text
 
 
 def _lenet_mnist(tmp_path, name: str, methods: str, finetune_epochs: int, keep_best: bool = False):
@@ -258,8 +258,11 @@ def test_a_tagged_run_trains_with_its_own_batch_size_and_learning_rate(tmp_path,
     dense, tuned = _run(config, tmp_path)["runs"]
     assert seen == [(8, 0.001, "cosine", 1), (4, 0.01, "constant", 2)]  # the epochs stay the budget's
     assert tuned["run"] == "tfmot_gmp-b4_sparsity-0.5" and tuned["tag"] == "b4"
-    assert tuned["settings"] == {"sparsity": 0.5, "frequency": 1, "batch_size": 4, "learning_rate": 0.01,
-                                 "schedule": "constant"}
+    assert {k: tuned["settings"][k] for k in ("sparsity", "frequency", "end_fraction", "batch_size",
+                                              "learning_rate", "schedule", "optimizer")} == {
+        "sparsity": 0.5, "frequency": 1, "end_fraction": 0.7, "batch_size": 4, "learning_rate": 0.01,
+        "schedule": "constant", "optimizer": "adam"}  # what it trained with, defaults filled in
+    assert dense["settings"]["batch_size"] == 8 and "tag" not in dense
     assert tuned["sparsity"] == pytest.approx(0.5, abs=0.01)
 
 

@@ -36,7 +36,7 @@ def test_each_run_gets_its_spread_and_each_pair_its_seed_by_seed_difference(tmp_
     assert _row(summary, "| `dense` | 3 |") == "| `dense` | 3 | 0.9800 | 0.0100 | 0.9700 | 0.9900 |"
     # Paired: seed 1 is the worst for every method, which the pooled means would hide.
     assert _row(summary, "| `adaptive_sparsity-0.8` | tfmot's best") == (
-        "| `adaptive_sparsity-0.8` | tfmot's best: `tfmot_gmp_sparsity-0.8` | +0.50 -0.50 +0.50 | +0.17 | 2/3 |")
+        "| `adaptive_sparsity-0.8` | tfmot's best (of 1/1/1): `tfmot_gmp_sparsity-0.8` | +0.50 -0.50 +0.50 | +0.17 | 2/3 |")
     assert _row(summary, "| `adaptive_sparsity-0.8` | `dense` |") == (
         "| `adaptive_sparsity-0.8` | `dense` | -0.50 -1.50 -0.50 | -0.83 | 0/3 |")
 
@@ -53,7 +53,7 @@ def test_each_seed_is_compared_with_tfmots_best_run_there_chosen_on_validation(t
         path.write_text(json.dumps(data))
     # seed 0: the recipe validates higher (0.95 > 0.90), seed 1 the plain run (0.96 > 0.93)
     assert _row(summary := seed_summary(paths), "| `adaptive_sparsity-0.8` | tfmot's best") == (
-        "| `adaptive_sparsity-0.8` | tfmot's best: `tfmot_gmp-recipe_sparsity-0.8`, "
+        "| `adaptive_sparsity-0.8` | tfmot's best (of 2/2): `tfmot_gmp-recipe_sparsity-0.8`, "
         "`tfmot_gmp_sparsity-0.8` | +1.50 -0.50 | +0.50 | 1/2 |")
     assert "| `tfmot_gmp-recipe_sparsity-0.8` | 2 | 0.9700 |" in summary
 

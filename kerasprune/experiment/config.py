@@ -36,10 +36,10 @@ from typing import Any
 import yaml
 
 from .. import data, models
-from ..checks import flag
+from ..checks import flag, number
 from ..errors import ConfigError
 from .registry import METHODS
-from .spec import BASELINE, RUN_TRAINING_KEYS, Budget, ExperimentConfig, RunSpec, TrainSpec
+from .spec import BASELINE, RUN_TRAINING_KEYS, Budget, ExperimentConfig, RunSpec, TrainSpec, phase_of
 
 
 def _name_runs(runs: list[RunSpec]) -> list[RunSpec]:
@@ -147,7 +147,7 @@ def _expand_methods(methods: Any, where: str, budget_args: dict, budget: Budget)
         if name not in METHODS:
             raise ConfigError(f"{here}: unknown method {name!r}; known: {', '.join(sorted(METHODS))}.")
         method = METHODS[name]
-        tag = _tag(entry.get("tag", ""), f"{here} ({name})")
+        tag = _tag(entry.get("tag", ""), name, f"{here} ({name})")
         params = {k: v for k, v in entry.items() if k not in ("method", "tag")}
         _check_entry(params, name, f"{here} ({name})")
         both = sorted(set(params) & set(budget_args.get(name, {})))
@@ -159,7 +159,7 @@ def _expand_methods(methods: Any, where: str, budget_args: dict, budget: Budget)
         for values in itertools.product(*grid.values()):
             chosen = dict(zip(grid, values))
             training = _run_training({k: chosen.pop(k) for k in RUN_TRAINING_KEYS if k in chosen},
-                                     budget, f"{here} ({name})")
+                                     getattr(budget, phase_of(name, chosen)), f"{here} ({name})")
             method.validate(chosen, here)
             runs.append(RunSpec(name, chosen, training=training, tag=tag))
     runs = _name_runs(runs)
@@ -184,22 +184,25 @@ def _check_entry(entry: dict, name: str, where: str) -> None:
     _check_keys(entry, _allowed(name), where)
 
 
-def _tag(tag: Any, where: str) -> str:
+def _tag(tag: Any, method: str, where: str) -> str:
+    if tag and method == BASELINE:
+        raise ConfigError(f"{where}: the baseline cannot be tagged: there is one, '{BASELINE}', "
+                          "which every other run starts from. Drop the tag.")
     if not isinstance(tag, str) or (tag and not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9.]*", tag)):
         raise ConfigError(f"{where}: tag must be letters, digits and dots (it names the runs' "
                           f"folders), got {tag!r}.")
     return tag
 
 
-def _run_training(training: dict, budget: Budget, where: str) -> dict:
-    """A run's own training settings, checked to make a valid phase in either phase it could
-    train in (and read as numbers where YAML left a string)."""
+def _run_training(training: dict, phase: TrainSpec, where: str) -> dict:
+    """A run's own training settings, checked to make a valid ``phase`` (the one the run
+    trains in) and read as numbers where YAML left a string."""
     if "batch_size" in training:
         data.check_arguments(where, batch_size=training["batch_size"])
-    phase = {k: v for k, v in training.items() if k != "batch_size"}
-    for name in ("train", "finetune"):
-        spec = _train_spec({**dataclasses.asdict(getattr(budget, name)), **phase}, where)
-    return {**training, **{k: getattr(spec, k) for k in phase}}
+        training = {**training, "batch_size": int(training["batch_size"])}
+    own = {k: v for k, v in training.items() if k != "batch_size"}
+    spec = _train_spec({**dataclasses.asdict(phase), **own}, where)
+    return {**training, **{k: getattr(spec, k) for k in own}}
 
 
 def _check_model(budget: Budget, where: str) -> None:
@@ -237,8 +240,9 @@ def _train_spec(section: Any, where: str) -> TrainSpec:
     flag(spec.keep_best, f"{where}: keep_best")
     if spec.schedule not in _SCHEDULES:
         raise ConfigError(f"{where}: schedule {spec.schedule!r} is not one of {sorted(_SCHEDULES)}.")
-    if not (isinstance(spec.learning_rate, (int, float)) and spec.learning_rate > 0):
-        raise ConfigError(f"{where}: learning_rate must be a positive number, got {spec.learning_rate!r}.")
+    number(spec.learning_rate, f"{where}: learning_rate", low=0.0, low_open=True)
+    number(spec.weight_decay, f"{where}: weight_decay", low=0.0)
+    number(spec.momentum, f"{where}: momentum", low=0.0, high=1.0, high_open=True)
     if spec.optimizer == "adam" and spec.weight_decay:
         raise ConfigError(f"{where}: adam does not use weight_decay; use optimizer: adamw (or sgd).")
     return spec

@@ -58,7 +58,7 @@ def dense(ctx: RunContext, params: dict[str, Any]) -> Outcome:
     """The baseline: train the architecture from scratch for the ``train`` phase."""
     model = ctx.build()
     history = ctx.train(model, "train")
-    return Outcome(model, history, ctx.spec("train").epochs)
+    return Outcome(model, history, ctx.budget.train.epochs)
 
 
 @register_method("dense_finetune")
@@ -70,7 +70,7 @@ def dense_finetune(ctx: RunContext, params: dict[str, Any]) -> Outcome:
     """
     model = ctx.baseline()
     history = ctx.train(model, "finetune")
-    return Outcome(model, history, ctx.spec("finetune").epochs)
+    return Outcome(model, history, ctx.budget.finetune.epochs)
 
 
 @register_method(
@@ -87,7 +87,7 @@ def tfmot_gmp(ctx: RunContext, params: dict[str, Any]) -> Outcome:
     """
     p = {**METHODS[PEER].defaults, **params}
     model, phase = _starting_point(ctx, p)
-    spec = ctx.spec(phase)
+    spec = getattr(ctx.budget, phase)
     total = training.steps_per_epoch(ctx.data) * spec.epochs
     begin = int(total * p["begin_fraction"])
     schedule = tfmot.sparsity.keras.PolynomialDecay(
@@ -143,7 +143,7 @@ def adaptive(ctx: RunContext, params: dict[str, Any]) -> Outcome:
     model, phase = _starting_point(ctx, p)
     pruned = prune(model, track_scores=p["importance"] == "taylor")
     history = ctx.train(pruned, phase, callbacks=[callback], sparsity=float(p["sparsity"]))
-    return Outcome(strip(pruned), history, ctx.spec(phase).epochs,
+    return Outcome(strip(pruned), history, getattr(ctx.budget, phase).epochs,
                    extra={"decisions": callback.decisions})
 
 
@@ -173,5 +173,5 @@ def structured(ctx: RunContext, params: dict[str, Any]) -> Outcome:
                          graph=graph, batches=int(p["batches"]))
     small = shrink(model, plan, graph)
     history = ctx.train(small, "finetune")
-    return Outcome(small, history, ctx.spec("finetune").epochs,
+    return Outcome(small, history, ctx.budget.finetune.epochs,
                    extra={"widths": plan.summary(graph), "left_intact": graph.frozen})

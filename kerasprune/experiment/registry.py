@@ -5,7 +5,6 @@ validate names and settings against it, and new methods can register from anywhe
 """
 from __future__ import annotations
 
-import dataclasses
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
@@ -15,26 +14,19 @@ from ..backend import keras
 from ..data import Data
 from ..errors import ConfigError
 from . import training
-from .spec import Budget, TrainSpec
+from .spec import Budget
 
 
 @dataclass
 class RunContext:
     """What a method may use: the data, the budget, where to write, the baseline."""
 
-    data: Data
-    budget: Budget
+    data: Data  # batched at the run's own batch size
+    budget: Budget  # as this run trains: the config's budget with the run's own settings
     seed: int
     run_dir: Path
     label: str
     baseline: Callable[[], keras.Model]  # a fresh copy of the trained dense model
-    training: dict[str, Any] = field(default_factory=dict)  # the run's own phase settings
-
-    def spec(self, phase: str) -> TrainSpec:
-        """How this run trains in ``phase`` (``train`` or ``finetune``): the budget's
-        settings with the run's own (its learning rate, say) on top."""
-        overrides = {k: v for k, v in self.training.items() if k != "batch_size"}
-        return dataclasses.replace(getattr(self.budget, phase), **overrides)
 
     def build(self) -> keras.Model:
         """A fresh, untrained model of the budget's architecture."""
@@ -47,7 +39,7 @@ class RunContext:
         ``sparsity`` is what the run prunes to: with ``keep_best`` only epochs at that
         sparsity may be handed back.
         """
-        spec = self.spec(phase)
+        spec = getattr(self.budget, phase)
         training.compile_for(model, spec, training.steps_per_epoch(self.data))
         return training.fit(model, self.data, spec, label=self.label, run_dir=self.run_dir,
                             callbacks=callbacks, sparsity=sparsity)

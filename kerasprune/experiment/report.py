@@ -56,6 +56,13 @@ def _ratio(run: dict, base: dict, key: str) -> str:
     return f"{a / b:.3f}" if a and b else "-"
 
 
+def _step_ratio(run: dict, base: dict) -> str:
+    """Training-step time against ``base``, only between runs of one batch size (a step of
+    64 examples is not a step of 128)."""
+    sizes = {r.get("settings", {}).get("batch_size") for r in (run, base)}
+    return _ratio(run, base, "train_step_ms") if len(sizes) == 1 else "- (other batch)"
+
+
 def write_report(results: dict, path: Path) -> Path:
     """Write ``path`` (Markdown) and its PNG plots in ``<path stem>/`` next to it."""
     path = Path(path)
@@ -101,7 +108,7 @@ def write_report(results: dict, path: Path) -> Path:
             lines.append(
                 f"| `{r['run']}` | {100 * (r['accuracy'] - dense['accuracy']):+.2f} | "
                 f"{r['tflite_gzip_bytes'] / dense['tflite_gzip_bytes']:.3f} | "
-                f"{_latency_ratio(r, dense)} | {_ratio(r, dense, 'train_step_ms')} |"
+                f"{_latency_ratio(r, dense)} | {_step_ratio(r, dense)} |"
             )
         lines.append("")
     lines += _peer_table(runs)
@@ -184,17 +191,17 @@ def _peer_table(runs: list[dict]) -> list[str]:
     for r, peer in rows:
         lines.append(f"| `{r['run']}` | `{peer['run']}` | {100 * (r['accuracy'] - peer['accuracy']):+.2f} | "
                      f"{r['macs_effective'] / peer['macs_effective']:.2f} | "
-                     f"{_ratio(r, peer, 'train_step_ms')} |")
+                     f"{_step_ratio(r, peer)} |")
     peers = [r for r in runs if r["method"] == PEER]
     shown = _varying(peers)
     if len(peers) > len(best_peers(runs)):
         best = {id(r) for r in best_peers(runs).values()}
         lines += ["", "### tfmot's sweep", "",
-                  "| sparsity | " + " | ".join(shown) + " | val accuracy | accuracy | |",
-                  "|---|" + "---|" * (len(shown) + 3)]
+                  "| sparsity | run | " + " | ".join(shown) + " | val accuracy | accuracy | |",
+                  "|---|---|" + "---|" * (len(shown) + 3)]
         for r in sorted(peers, key=lambda r: r["settings"].get("sparsity")):
             cells = [str(r["settings"].get(k, "-")) for k in shown]
-            lines.append(f"| {r['settings'].get('sparsity')} | " + " | ".join(cells) +
+            lines.append(f"| {r['settings'].get('sparsity')} | `{r['run']}` | " + " | ".join(cells) +
                          f" | {chosen_on(r):.4f} | {r['accuracy']:.4f} | "
                          f"{'best' if id(r) in best else ''} |")
     return lines + [""]
@@ -220,9 +227,12 @@ def write_plots(results: dict, folder: Path) -> list[Path]:
         written.append(target)
 
     fig, ax = plt.subplots(figsize=(6, 4))
-    for method in dict.fromkeys(r["method"] for r in runs):
-        points = sorted((r["sparsity"], r["accuracy"]) for r in runs if r["method"] == method)
-        ax.plot(*zip(*points), marker="o", label=method)
+    def group(r: dict) -> str:  # one line per method and tag: a sweep's settings stay apart
+        return f"{r['method']}-{r['tag']}" if r.get("tag") else r["method"]
+
+    for name in dict.fromkeys(map(group, runs)):
+        points = sorted((r["sparsity"], r["accuracy"]) for r in runs if group(r) == name)
+        ax.plot(*zip(*points), marker="o", label=name)
     ax.set(xlabel="sparsity", ylabel=f"accuracy ({results['evaluated_on']})",
            title=f"{results['experiment']}: accuracy vs sparsity")
     ax.grid(alpha=0.3)

@@ -27,7 +27,7 @@ from ..results import complete_results, complete_run
 from .config import load_config
 from .registry import METHODS, Outcome, RunContext
 from .report import write_report
-from .spec import BASELINE, ExperimentConfig, RunSpec
+from .spec import BASELINE, ExperimentConfig, RunSpec, phase_of
 
 Log = Callable[[str], None]
 
@@ -103,7 +103,8 @@ def run_experiment(
         cached = None if stale else _cached(run_dir, fingerprint(config, run))
         if cached and not (fresh and selected):
             log(f"{label}: done earlier, kept ({run_dir / 'result.json'})")
-            results["runs"].append(cached)
+            # the same fingerprint means the same config: its settings are written as now
+            results["runs"].append({**cached, **_identity(config, run, data)})
             continue
         if not (selected or run.method == BASELINE):  # the baseline is every method's start
             if stale:
@@ -215,17 +216,14 @@ def _run_one(config: ExperimentConfig, run: RunSpec, data: Data, run_dir: Path,
 
     if "batch_size" in run.training:
         data = data.rebatched(run.training["batch_size"])
-    ctx = RunContext(data, config.budget, config.seed, run_dir, label, baseline, run.training)
+    ctx = RunContext(data, config.budget.for_run(run.training), config.seed, run_dir, label, baseline)
     started = time.perf_counter()
     with footprint.PeakMemory() as memory:
         outcome = method.run(ctx, run.params)
     train_seconds = time.perf_counter() - started
     log(f"{label}: trained in {train_seconds:.0f}s; measuring and exporting")
     record = {
-        "method": run.method,
-        "run": run.run_id,
-        **({"tag": run.tag} if run.tag else {}),
-        "settings": run.settings,
+        **_identity(config, run, data),
         **measure(outcome, data, run_dir),
         "train_seconds": round(train_seconds, 2),
         "peak_memory_mb": round(memory.mb, 1),
@@ -237,6 +235,22 @@ def _run_one(config: ExperimentConfig, run: RunSpec, data: Data, run_dir: Path,
     log(f"{label}: accuracy {record['accuracy']:.4f}, sparsity {record['sparsity']:.3f}, "
         f"TFLite {record['tflite_bytes'] / 1024:.0f} KiB")
     return record
+
+
+def _identity(config: ExperimentConfig, run: RunSpec, data: Data) -> dict:
+    """A run's method, name, tag and everything it trained with: the method's parameters
+    (defaults filled in) and the optimizer, rate, schedule and batch size of its phase."""
+    params = {**METHODS[run.method].defaults, **run.params}
+    spec = getattr(config.budget.for_run(run.training), phase_of(run.method, params))
+    training = {"optimizer": spec.optimizer, "learning_rate": spec.learning_rate,
+                "schedule": spec.schedule,
+                "batch_size": run.training.get("batch_size", data.batch_size)}
+    if spec.optimizer != "adam":
+        training["weight_decay"] = spec.weight_decay
+    if spec.optimizer == "sgd":
+        training["momentum"] = spec.momentum
+    return {"method": run.method, "run": run.run_id, **({"tag": run.tag} if run.tag else {}),
+            "settings": {**params, **training}}
 
 
 def measure(outcome: Outcome, data: Data, run_dir: Path) -> dict:

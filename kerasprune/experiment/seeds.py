@@ -17,7 +17,7 @@ from pathlib import Path
 from ..errors import ConfigError
 from ..results import read_results
 from .report import peer_pairs
-from .spec import BASELINE
+from .spec import BASELINE, PEER
 
 
 def _load(paths: list[str | Path]) -> list[tuple[str, dict]]:
@@ -72,11 +72,16 @@ def seed_summary(paths: list[str | Path]) -> str:
             lines.append(f"| `{run_id}` | `dense` | {_points(diffs)} |")
     pairs: dict[str, list[float]] = {}
     peers: dict[str, list[str]] = {}
+    tried: dict[str, list[int]] = {}  # how many tfmot runs each seed chose among
     for _, results in loaded:
         for run, peer in peer_pairs(results["runs"]):
             pairs.setdefault(run["run"], []).append(run["accuracy"] - peer["accuracy"])
             peers.setdefault(run["run"], []).append(peer["run"])
+            tried.setdefault(run["run"], []).append(sum(
+                r["method"] == PEER and r["settings"].get("sparsity") == peer["settings"]["sparsity"]
+                for r in results["runs"]))
     for run_id, diffs in pairs.items():
         chosen = ", ".join(f"`{p}`" for p in dict.fromkeys(peers[run_id]))
-        lines.append(f"| `{run_id}` | tfmot's best: {chosen} | {_points(diffs)} |")
+        of = "/".join(map(str, tried[run_id]))
+        lines.append(f"| `{run_id}` | tfmot's best (of {of}): {chosen} | {_points(diffs)} |")
     return "\n".join(lines) + "\n"

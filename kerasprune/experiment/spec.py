@@ -5,7 +5,7 @@ registry, the training loop and the runner can all read them without importing e
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -37,11 +37,27 @@ class Budget:
     train: TrainSpec
     finetune: TrainSpec
 
+    def for_run(self, training: dict[str, Any]) -> "Budget":
+        """This budget as one run trains: its own settings (``RUN_TRAINING_KEYS``) on both
+        phases and its batch size in ``data``; the epochs stay the budget's."""
+        if not training:
+            return self
+        phase = {k: v for k, v in training.items() if k != "batch_size"}
+        data = {**self.data, **({"batch_size": training["batch_size"]} if "batch_size" in training else {})}
+        return replace(self, data=data, train=replace(self.train, **phase),
+                       finetune=replace(self.finetune, **phase))
+
 
 #: the phase settings one run may set for itself, so that the peer gets its own tuning;
 #: the epochs (and keep_best) stay the budget's: every method trains as long, by one rule
 RUN_TRAINING_KEYS = ("learning_rate", "schedule", "optimizer", "weight_decay", "momentum",
                      "batch_size")
+
+
+def phase_of(method: str, params: dict[str, Any]) -> str:
+    """The phase a run trains in: the baseline and runs ``start: scratch`` train from
+    scratch (``train``), every other run fine-tunes the baseline (``finetune``)."""
+    return "train" if method == BASELINE or params.get("start") == "scratch" else "finetune"
 
 
 @dataclass(frozen=True)
