@@ -194,8 +194,8 @@ def _peer_table(runs: list[dict]) -> list[str]:
                      f"{_step_ratio(r, peer)} |")
     peers = [r for r in runs if r["method"] == PEER]
     shown = _varying(peers)
-    if len(peers) > len(best_peers(runs)):
-        best = {id(r) for r in best_peers(runs).values()}
+    best = {id(r) for r in best_peers(runs).values()}
+    if len(peers) > len(best):
         lines += ["", "### tfmot's sweep", "",
                   "| sparsity | run | " + " | ".join(shown) + " | val accuracy | accuracy | |",
                   "|---|---|" + "---|" * (len(shown) + 3)]
