@@ -40,8 +40,8 @@ _API = {
     "PruningWrapper": "sparsity", "prune": "sparsity", "set_sparsity": "sparsity",
     "strip": "sparsity", "to_tflite": "export", "load_model": "loading",
 }
-_MODULES = ("backend", "benchmark", "data", "export", "metrics", "models", "sparsity",
-            "structured")
+_MODULES = ("backend", "benchmark", "data", "export", "metrics", "models", "quantization",
+            "sparsity", "structured")
 
 __all__ = [
     "ConfigError", "DataError", "ExportError", "FileError", "KerasPruneError", "ModelError",

@@ -6,7 +6,9 @@ batches=8)``, higher meaning keep.  Its ``unit`` says what one score is for:
 * ``"weight"``: unstructured pruning (:mod:`kerasprune.sparsity.importance`); the target
   is a model's pruning wrappers, the scores are shaped like each prunable weight;
 * ``"channel"``: structured pruning (:mod:`kerasprune.structured.importance`); the target
-  is a :class:`~kerasprune.structured.ChannelGraph`, the scores a value per channel id.
+  is a :class:`~kerasprune.structured.ChannelGraph`, the scores a value per channel id;
+* ``"layer"``: bit allocation (:mod:`kerasprune.quantization.sensitivity`); the target is
+  a model, the scores what each quantizable layer loses at 4 bits (higher keeps 8).
 
 Names share one namespace, so a name means one thing: ``taylor`` is ``|w * dL/dw|`` per
 weight, ``activation_taylor`` is ``|a * dL/da|`` per channel.  Asking one kind of pruning
@@ -18,13 +20,13 @@ from typing import Any, Protocol, runtime_checkable
 
 from .errors import ConfigError
 
-UNITS = {"weight": "unstructured pruning", "channel": "structured pruning"}
+UNITS = {"weight": "unstructured pruning", "channel": "structured pruning", "layer": "bit allocation"}
 
 
 @runtime_checkable
 class Importance(Protocol):
     name: str
-    unit: str  # "weight" or "channel"
+    unit: str  # "weight", "channel" or "layer"
 
     def scores(self, target: Any, data: Any = None, batches: int = 8) -> Any:
         """Scores for every prunable unit of ``target`` (data scores read ``batches`` of ``data``)."""

@@ -45,27 +45,17 @@ class GraphStats:
 
 def graph_stats(content: bytes | str | os.PathLike) -> GraphStats:
     """Count a flatbuffer's ops, weights and MACs (a dynamic batch counts as 1)."""
-    from tensorflow.lite.python import schema_py_generated as schema
-
-    if not isinstance(content, (bytes, bytearray)):
-        with open(content, "rb") as f:
-            content = f.read()
-    model = schema.ModelT.InitFromObj(schema.Model.GetRootAs(bytearray(content), 0))
-    op_names = {v: k for k, v in vars(schema.BuiltinOperator).items() if not k.startswith("_")}
-    graph, stats = model.subgraphs[0], GraphStats()
+    model, graph, op_name = _read(content)
+    stats = GraphStats()
     weights = _constant_weights(graph, model.buffers)
-    # A densified weight stands for its sparse source: DENSIFY's output -> its input.
-    source = {}
+    source, _ = _stored_sources(graph, op_name, weights)
     for op in graph.operators:
-        name = _op_name(model, op, op_names)
-        stats.ops[name] = stats.ops.get(name, 0) + 1
-        if name == "DENSIFY":
-            source[op.outputs[0]] = op.inputs[0]
+        stats.ops[op_name(op)] = stats.ops.get(op_name(op), 0) + 1
     by_type: dict[str, int] = {}
     kernel_count = kernel_nonzero = 0
     for op in graph.operators:
-        name = _op_name(model, op, op_names)
-        if name == "DENSIFY":
+        name = op_name(op)
+        if op.outputs[0] in source:  # a DENSIFY or DEQUANTIZE of a weight: counted at its use
             continue
         for i in [*op.inputs, *op.outputs]:
             if i >= 0 and i not in weights and source.get(i) not in weights:
@@ -92,6 +82,42 @@ def graph_stats(content: bytes | str | os.PathLike) -> GraphStats:
     stats.weight_type = max(by_type, key=by_type.get) if by_type else "float32"
     stats.sparsity = round(1 - kernel_nonzero / kernel_count, 5) if kernel_count else 0.0
     return stats
+
+
+@dataclass
+class WeightedOp:
+    """An op that multiplies by (or looks up in) a stored weight, and how it is stored."""
+
+    op: str  # FULLY_CONNECTED, CONV_2D, EMBEDDING_LOOKUP, GATHER, ...
+    output: str  # its output tensor's name (what ai-edge-quantizer recipes match)
+    weight: str  # the stored weight tensor's name (before any DEQUANTIZE or DENSIFY)
+    type: str  # int4, int8, float16 or float32, as stored in the file
+    params: int
+    bytes: int  # as stored: packed values, sparse values only
+    dequantized: bool  # a DEQUANTIZE turns it to float before the op (weight-only storage)
+
+
+def weighted_ops(content: bytes | str | os.PathLike) -> list[WeightedOp]:
+    """Every op of the main subgraph that reads a weight of rank >= 2, in graph order.
+
+    Types are read from the flatbuffer: the interpreter reports INT4 tensors as int8.
+    """
+    model, graph, op_name = _read(content)
+    weights = _constant_weights(graph, model.buffers)
+    source, dequantized = _stored_sources(graph, op_name, weights)
+    found = []
+    for op in graph.operators:
+        if op.outputs[0] in source:
+            continue
+        for i in op.inputs:
+            w = weights.get(source.get(i, i))
+            if w is not None and w.rank >= 2:
+                tensor = graph.tensors[source.get(i, i)]
+                found.append(WeightedOp(op_name(op), graph.tensors[op.outputs[0]].name.decode(),
+                                        tensor.name.decode(), w.type, w.count, w.stored_bytes,
+                                        i in dequantized))
+                break
+    return found
 
 
 def has_state(content: bytes) -> bool:
@@ -130,6 +156,31 @@ def _constant_weights(graph, buffers) -> dict[int, _Weight]:
         found[i] = _Weight(count, int(np.count_nonzero(values)), len(raw), t.sparsity is not None,
                            len(t.shape) if t.shape is not None else 0, _TYPE_NAMES[t.type])
     return found
+
+
+def _read(content: bytes | str | os.PathLike):
+    """The flatbuffer's model, its main subgraph and a function naming an op."""
+    from tensorflow.lite.python import schema_py_generated as schema
+
+    if not isinstance(content, (bytes, bytearray)):
+        with open(content, "rb") as f:
+            content = f.read()
+    model = schema.ModelT.InitFromObj(schema.Model.GetRootAs(bytearray(content), 0))
+    op_names = {v: k for k, v in vars(schema.BuiltinOperator).items() if not k.startswith("_")}
+    return model, model.subgraphs[0], lambda op: _op_name(model, op, op_names)
+
+
+def _stored_sources(graph, op_name, weights: dict) -> tuple[dict[int, int], set[int]]:
+    """A densified or dequantized weight stands for its stored source: output -> input
+    for each DENSIFY and each DEQUANTIZE of a constant; and the dequantized outputs."""
+    source, dequantized = {}, set()
+    for op in graph.operators:
+        name = op_name(op)
+        if name == "DENSIFY" or (name == "DEQUANTIZE" and op.inputs[0] in weights):
+            source[op.outputs[0]] = op.inputs[0]
+            if name == "DEQUANTIZE":
+                dequantized.add(op.outputs[0])
+    return source, dequantized
 
 
 def _op_name(model, op, op_names: dict[int, str]) -> str:

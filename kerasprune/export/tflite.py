@@ -5,9 +5,11 @@ disagreement, not in a phone app weeks later.
 """
 from __future__ import annotations
 
+import logging
 import os
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Mapping
 
 import numpy as np
 import tensorflow_model_optimization as tfmot
@@ -17,12 +19,20 @@ from tensorflow_model_optimization.python.core.sparsity.keras.pruning_wrapper im
 
 from .. import files, metrics
 from ..backend import keras, require_tf_keras_model, tf
-from ..checks import number
+from ..checks import choice, number
 from ..data import random_inputs
-from ..errors import ExportError
+from ..errors import ConfigError, ExportError
 from ..models import vocabulary_size
+from ..quantization.qat import bake, check_bits
 from ..sparsity.prune import strip, wrappers
-from .flatbuffer import has_state
+from .flatbuffer import WeightedOp, has_state, weighted_ops
+from .recipe import COMPUTE, apply_bits, with_lookup_embeddings
+
+log = logging.getLogger("kerasprune")
+
+#: what the weights (and, for int8, the activations) become in the file
+MODES = ("fp32", "fp16", "dynamic", "int8", "mixed")
+QUANTIZED_CHECK_EXAMPLES = 256  # top-1 agreement needs more examples than a max difference
 
 
 @dataclass
@@ -33,10 +43,16 @@ class TFLiteExport:
     path: Path | None
     max_abs_diff: float
     checked_examples: int
+    mode: str = "fp32"
+    agreement: float | None = None  # top-1 agreement with Keras, for the quantized modes
 
     @property
     def bytes(self) -> int:
         return len(self.content)
+
+    def weights(self) -> list[WeightedOp]:
+        """Each weighted op's stored type (int4/int8/float) and bytes, read from the file."""
+        return weighted_ops(self.content)
 
 
 def interpreter(content: bytes | str | os.PathLike, num_threads: int = 1):
@@ -47,13 +63,21 @@ def interpreter(content: bytes | str | os.PathLike, num_threads: int = 1):
     ``to_tflite``); a stateless model's ``invoke`` is left as it is, with nothing added to
     what the benchmark times.
     """
-    from ai_edge_litert.interpreter import Interpreter
+    from ai_edge_litert.interpreter import Interpreter, OpResolverType
 
     if not isinstance(content, (bytes, bytearray)):
         with open(content, "rb") as f:
             content = f.read()
-    interp = Interpreter(model_content=bytes(content), num_threads=num_threads)
-    interp.allocate_tensors()
+    try:
+        interp = Interpreter(model_content=bytes(content), num_threads=num_threads)
+        interp.allocate_tensors()
+    except (RuntimeError, ValueError) as exc:
+        # XNNPACK rejects some models (sparse int8 among them): run the builtin kernels.
+        log.warning("kerasprune: the default XNNPACK delegate cannot run this model (%s); "
+                    "running it on TFLite's builtin kernels instead", str(exc).strip().splitlines()[0])
+        interp = Interpreter(model_content=bytes(content), num_threads=num_threads,
+                             experimental_op_resolver_type=OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES)
+        interp.allocate_tensors()
     if not has_state(content):
         return interp
     invoke = interp.invoke
@@ -86,15 +110,31 @@ def to_tflite(
     check_inputs: np.ndarray | None = None,
     atol: float = 1e-3,
     sparse: bool = False,
+    mode: str = "fp32",
+    bits: Mapping[str, int] | None = None,
+    compute: str = "float",
+    representative: np.ndarray | None = None,
+    min_agreement: float = 0.95,
 ) -> TFLiteExport:
-    """Convert ``model`` to float32 TFLite, compare outputs, then write ``path`` atomically.
+    """Convert ``model`` to TFLite, compare outputs, then write ``path`` atomically.
 
     ``check_inputs`` are real examples (``Data.sample_inputs()``); without them random
-    inputs of the model's input spec are used.  Raises ExportError when any output differs
-    by more than ``atol`` (trained LSTM, BiLSTM, GRU and feed-forward models all agree to
-    ~1e-7).  The measured difference is returned.  ``sparse`` stores pruned weights in
-    TFLite's sparse format (smaller files; runtimes densify them at load unless they have
-    sparse kernels for the op and CPU).
+    inputs of the model's input spec are used.  ``mode`` is what the weights become:
+
+    * ``fp32`` (default): raises ExportError when any output differs by more than
+      ``atol`` (trained LSTM, BiLSTM, GRU and feed-forward models agree to ~1e-7);
+    * ``fp16``, ``dynamic`` (int8 weights, activations quantized at run time) and
+      ``int8`` (weights and activations, calibrated on ``representative`` examples);
+    * ``mixed``: each layer of ``bits`` (layer name -> 4 or 8) stored as INT4/INT8 by
+      ai-edge-quantizer; ``compute="float"`` dequantizes the weights before float ops,
+      ``"dynamic"`` runs integer kernels.  A quantization-aware model
+      (:func:`kerasprune.quantization.quantize_aware`) is baked onto its grid first.
+
+    A quantized file is refused (ExportError, nothing written) when its top-1 prediction
+    agrees with Keras on fewer than ``min_agreement`` of the check examples; the agreement
+    and the largest difference are returned.  ``sparse`` stores pruned weights in TFLite's
+    sparse format (smaller files; runtimes densify them at load unless they have sparse
+    kernels for the op and CPU).
 
     LSTM layers become TFLite's fused sequence kernels, which keep their state in variable
     tensors from one invocation to the next (no converter option turns that off): the file
@@ -105,6 +145,8 @@ def to_tflite(
     """
     model = require_tf_keras_model(model, "to_tflite")
     atol = number(atol, "to_tflite(atol=)", low=0.0)
+    mode = choice(mode, "to_tflite(mode=)", MODES)
+    min_agreement = number(min_agreement, "to_tflite(min_agreement=)", low=0.0, high=1.0)
     if path is not None:
         files.refuse_folder(path)  # before a conversion that can take seconds
     if len(model.inputs) != 1 or len(model.outputs) != 1:
@@ -112,15 +154,43 @@ def to_tflite(
             f"to_tflite: model '{model.name}' has {len(model.inputs)} inputs and "
             f"{len(model.outputs)} outputs; the checked export handles one of each."
         )
-    model = _stripped(model)
+    model = bake(_stripped(model))
+    _check_mode_args(model, mode, bits, compute, sparse)
     inputs = (_checked_inputs(model, check_inputs) if check_inputs is not None
-              else _random_check_inputs(model))[:32]
-    content = _convert(model, _has_recurrent_layers(model), sparse)
+              else _random_check_inputs(model))
+    inputs = inputs[:32 if mode == "fp32" else QUANTIZED_CHECK_EXAMPLES]
+    recurrent = _has_recurrent_layers(model)
+    if mode == "mixed":
+        content = apply_bits(_convert(with_lookup_embeddings(model), recurrent), bits, compute)
+    else:
+        calibration = representative if representative is not None else check_inputs
+        content = _convert(model, recurrent, sparse, mode,
+                           None if calibration is None else _checked_inputs(model, calibration))
 
     expected = model.predict(inputs, verbose=0, batch_size=len(inputs))
-    diff = _compare(content, expected, inputs, atol, f"'{model.name}'", "Keras")
+    if mode == "fp32":
+        diff = _compare(content, expected, inputs, atol, f"'{model.name}'", "Keras")
+        agreement = None
+    else:
+        diff, agreement = _agree(content, expected, inputs, min_agreement, mode, model.name)
     written = files.write_bytes(path, content) if path is not None else None
-    return TFLiteExport(content, written, diff, len(inputs))
+    return TFLiteExport(content, written, diff, len(inputs), mode, agreement)
+
+
+def _check_mode_args(model: keras.Model, mode: str, bits, compute: str, sparse: bool) -> None:
+    if mode == "mixed":
+        if not bits:
+            raise ConfigError("to_tflite(mode='mixed') needs bits={layer name: 4 or 8}, e.g. from "
+                              "kerasprune.quantization.allocate.")
+        check_bits(model, bits, "to_tflite(bits=)")
+        choice(compute, "to_tflite(compute=)", COMPUTE)
+        if sparse:
+            raise ConfigError("to_tflite: the sparse format holds float32 or int8 values, not "
+                              "INT4; for a mixed 4/8-bit file leave sparse out (its zeros "
+                              "compress: see the gzip size).")
+    elif bits:
+        raise ConfigError(f"to_tflite(bits=) is for mode='mixed'; mode={mode!r} quantizes every "
+                          "layer the same way.")
 
 
 def saved_model_to_tflite(path: str | os.PathLike, signature, inputs: np.ndarray, *,
@@ -148,12 +218,38 @@ def _compare(content: bytes, expected: np.ndarray, inputs: np.ndarray, atol: flo
     return diff
 
 
+def _agree(content: bytes, expected: np.ndarray, inputs: np.ndarray, min_agreement: float,
+           mode: str, name: str) -> tuple[float, float]:
+    """Largest difference and top-1 agreement of a quantized file with Keras, or an
+    ExportError when it agrees on fewer than ``min_agreement`` of the examples."""
+    got = run_tflite(content, inputs)
+    diff = float(np.max(np.abs(expected - got)))
+    agreement = float(np.mean(_top1(expected) == _top1(got)))
+    if not (agreement >= min_agreement and np.isfinite(diff)):
+        raise ExportError(f"to_tflite: the {mode} TFLite model of '{name}' predicts the same class "
+                          f"as Keras for {agreement:.1%} of {len(inputs)} examples (needed "
+                          f"{min_agreement:.0%}; largest output difference {diff:.3g}); nothing was "
+                          "written. Quantize fewer layers (more 8-bit), fine-tune with "
+                          "quantize_aware, or lower min_agreement knowingly.")
+    return diff, agreement
+
+
+def _top1(outputs: np.ndarray) -> np.ndarray:
+    """The predicted class: argmax, or for one output a threshold (0.5 for probabilities)."""
+    outputs = outputs.reshape(len(outputs), -1)
+    if outputs.shape[1] > 1:
+        return np.argmax(outputs, axis=1)
+    threshold = 0.5 if outputs.min() >= 0 and outputs.max() <= 1 else 0.0
+    return (outputs[:, 0] > threshold).astype(int)
+
+
 def _has_recurrent_layers(model: keras.Model) -> bool:
     return any(isinstance(metrics.unwrap(layer), (keras.layers.RNN, keras.layers.Bidirectional))
                for layer in metrics.leaf_layers(model))
 
 
-def _convert(model: keras.Model, recurrent: bool, sparse: bool = False) -> bytes:
+def _convert(model: keras.Model, recurrent: bool, sparse: bool = False, mode: str = "fp32",
+             calibration: np.ndarray | None = None) -> bytes:
     """Convert with a dynamic batch, or with batch 1 where the graph has recurrent layers.
 
     The converter cannot lower the tensor lists of Keras' RNN loops with a dynamic batch;
@@ -180,12 +276,27 @@ def _convert(model: keras.Model, recurrent: bool, sparse: bool = False) -> bytes
             converter = tf.lite.TFLiteConverter.from_concrete_functions([concrete], holder)
     except Exception as exc:
         raise _converter_error(exc, f"'{model.name}'") from exc
+    _configure(converter, mode, calibration, model.name)
     return _converted(converter, sparse, f"'{model.name}'")
+
+
+def _configure(converter, mode: str, calibration: np.ndarray | None, name: str) -> None:
+    """Set the converter's optimizations for ``mode`` (fp32 and mixed convert as float)."""
+    if mode in ("fp32", "mixed"):
+        return
+    converter.optimizations = [tf.lite.Optimize.DEFAULT]
+    if mode == "fp16":
+        converter.target_spec.supported_types = [tf.float16]
+    if mode == "int8":
+        if calibration is None:
+            raise ConfigError(f"to_tflite(mode='int8') of '{name}' calibrates its activations on "
+                              "real examples: pass representative= (e.g. Data.sample_inputs(256)).")
+        converter.representative_dataset = lambda: ([x[None]] for x in calibration)
 
 
 def _converted(converter, sparse: bool, what: str) -> bytes:
     if sparse:
-        converter.optimizations = [tf.lite.Optimize.EXPERIMENTAL_SPARSITY]
+        converter.optimizations = [*converter.optimizations, tf.lite.Optimize.EXPERIMENTAL_SPARSITY]
     try:
         return converter.convert()
     except Exception as exc:

@@ -28,7 +28,7 @@ from .counts import (
     unwrap,
 )
 from .macs import Macs, count_macs, register_macs
-from .quality import classification_scores, evaluate
+from .quality import classification_scores, evaluate, loss_of
 
 
 def figures(model) -> dict:
@@ -43,5 +43,5 @@ def figures(model) -> dict:
 __all__ = [
     "Macs", "classification_scores", "count_macs", "count_nonzero_params", "count_params",
     "effective_values", "evaluate", "figures", "global_sparsity", "layer_sparsity", "leaf_layers",
-    "measured_weights", "register_macs", "unwrap",
+    "loss_of", "measured_weights", "register_macs", "unwrap",
 ]

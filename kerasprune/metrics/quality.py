@@ -1,4 +1,4 @@
-"""Accuracy and macro F1: what a compressed model must keep."""
+"""Accuracy, macro F1 and the loss: what a compressed model must keep."""
 from __future__ import annotations
 
 import numpy as np
@@ -34,3 +34,13 @@ def evaluate(model: keras.Model, dataset: tf.data.Dataset) -> dict[str, float]:
         labels.append(y.numpy())
         preds.append(predict(x).numpy())
     return classification_scores(np.concatenate(labels), np.concatenate(preds))
+
+
+def loss_of(model: keras.Model) -> keras.losses.Loss:
+    """The model's compiled loss, else cross-entropy on its probabilities or logits."""
+    if isinstance(getattr(model, "loss", None), (str, keras.losses.Loss)):
+        return keras.losses.get(model.loss)
+    last = model.layers[-1]
+    probabilities = getattr(getattr(last, "activation", None), "__name__", "") == "softmax" \
+        or isinstance(last, keras.layers.Softmax)
+    return keras.losses.SparseCategoricalCrossentropy(from_logits=not probabilities)

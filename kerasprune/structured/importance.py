@@ -16,6 +16,7 @@ from ..backend import keras, tf
 from ..checks import number
 from ..errors import ConfigError
 from ..importance import lookup, names, register
+from ..metrics import loss_of
 from .graph import ChannelGraph
 from .rules import MHA_HEAD_SCORES, rule_for
 
@@ -92,20 +93,10 @@ def _activation_points(graph: ChannelGraph) -> list[tuple[object, np.ndarray]]:
     return points
 
 
-def _loss(model: keras.Model):
-    """The model's compiled loss, else cross-entropy on its probabilities or logits."""
-    if isinstance(getattr(model, "loss", None), (str, keras.losses.Loss)):
-        return keras.losses.get(model.loss)
-    last = model.layers[-1]
-    probabilities = getattr(getattr(last, "activation", None), "__name__", "") == "softmax" \
-        or isinstance(last, keras.layers.Softmax)
-    return keras.losses.SparseCategoricalCrossentropy(from_logits=not probabilities)
-
-
 def _activation_scores(graph: ChannelGraph, method: str, data, batches: int) -> dict[int, float]:
     points = _activation_points(graph)
     probe = keras.Model(graph.model.inputs, [graph.model.output, *(t for t, _ in points)])
-    loss_fn = _loss(graph.model)
+    loss_fn = loss_of(graph.model)
     totals = [np.zeros(len(ids)) for _, ids in points]
     seen = 0
     for x, y in data.take(batches):
