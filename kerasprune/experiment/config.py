@@ -39,6 +39,7 @@ from .. import data, models
 from ..checks import flag, number
 from ..errors import ConfigError
 from .registry import METHODS
+from . import quantize
 from .spec import BASELINE, RUN_TRAINING_KEYS, Budget, ExperimentConfig, RunSpec, TrainSpec, phase_of
 
 
@@ -125,9 +126,10 @@ def load_config(path: str | os.PathLike, budget: str = "cpu") -> ExperimentConfi
 
 def _allowed(name: str) -> set[str]:
     """The keys a method's entry may set: its parameters, and for a method that starts from
-    the baseline, its own training settings."""
+    the baseline, its own training settings and a ``quantize`` block."""
     method = METHODS[name]
-    return set(method.defaults) | (set(RUN_TRAINING_KEYS) if method.from_baseline else set())
+    own = {*RUN_TRAINING_KEYS, "quantize"} if method.from_baseline else set()
+    return set(method.defaults) | own
 
 
 def _expand_methods(methods: Any, where: str, budget_args: dict, budget: Budget) -> list[RunSpec]:
@@ -160,6 +162,8 @@ def _expand_methods(methods: Any, where: str, budget_args: dict, budget: Budget)
             chosen = dict(zip(grid, values))
             training = _run_training({k: chosen.pop(k) for k in RUN_TRAINING_KEYS if k in chosen},
                                      getattr(budget, phase_of(name, chosen)), f"{here} ({name})")
+            if "quantize" in chosen:
+                chosen["quantize"] = quantize.check(chosen["quantize"], f"{here} ({name})")
             method.validate(chosen, here)
             runs.append(RunSpec(name, chosen, training=training, tag=tag))
     runs = _name_runs(runs)

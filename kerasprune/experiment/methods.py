@@ -73,6 +73,12 @@ def dense_finetune(ctx: RunContext, params: dict[str, Any]) -> Outcome:
     return Outcome(model, history, ctx.budget.finetune.epochs)
 
 
+@register_method("quantized", required=("quantize",))
+def quantized(ctx: RunContext, params: dict[str, Any]) -> Outcome:
+    """The trained baseline as it is, for its ``quantize`` block: quantization alone."""
+    return Outcome(ctx.baseline(), {}, 0)
+
+
 @register_method(
     PEER,
     defaults={"sparsity": None, "initial_sparsity": 0.0, "begin_fraction": 0.0, "end_fraction": 0.7,

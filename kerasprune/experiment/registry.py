@@ -51,6 +51,7 @@ class Outcome:
     history: dict[str, list[float]]
     epochs: int
     extra: dict[str, Any] = field(default_factory=dict)  # method-specific record fields
+    export: dict[str, Any] = field(default_factory=dict)  # to_tflite's mode, bits, compute
 
 
 @dataclass(frozen=True)

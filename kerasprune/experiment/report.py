@@ -5,6 +5,7 @@ the JSON can never disagree, and a report can be rebuilt without rerunning anyth
 """
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 from .. import files
@@ -112,6 +113,7 @@ def write_report(results: dict, path: Path) -> Path:
             )
         lines.append("")
     lines += _peer_table(runs)
+    lines += _quantized_tables(runs)
     kept = [r for r in runs if (r.get("history") or {}).get("kept_epoch")]
     if kept:
         lines += ["## Epoch kept", "", "With `keep_best` each run ends on its best validation epoch "
@@ -142,6 +144,42 @@ def write_report(results: dict, path: Path) -> Path:
         lines += [f"![{p.stem}]({path.stem}/{p.name})" for p in plots]
         lines.append("")
     return files.write_text(path, "\n".join(lines))
+
+
+def _quantized_tables(runs: list[dict]) -> list[str]:
+    """For each quantized run: how its file stores the weights, and for mixed runs each
+    layer's bits with the 4-bit sensitivity they were chosen by."""
+    lines = []
+    for r in (r for r in runs if r.get("tflite_mode")):
+        agreement = r.get("tflite_agreement")
+        lines += [f"## Quantization of `{r['run']}`", "",
+                  f"Mode `{r['tflite_mode']}`; the file predicts Keras' class for "
+                  f"{agreement:.1%} of the check examples (largest output difference "
+                  f"{r['tflite_max_abs_diff']:.3g}); "
+                  f"{r.get('qat_epochs', 0)} quantization-aware epochs.", ""]
+        stored = {}
+        for w in r.get("tflite_weights", []):
+            for part in re.split(r"[;/]", w["weight"]):
+                stored.setdefault(part, set()).add(w["type"])
+        if r.get("bits"):
+            lines += ["| layer | bits | params | stored as | 4-bit loss change | 4-bit accuracy change "
+                      "(points) | Fisher estimate |", "|---|---|---|---|---|---|---|"]
+            for row in r.get("sensitivity", []):
+                loss, acc, fisher = row.get("loss_change"), row.get("accuracy_change"), row.get("fisher")
+                lines.append(
+                    f"| `{row['layer']}` | {r['bits'].get(row['layer'], '-')} | {_fmt_int(row['params'])} | "
+                    f"{', '.join(sorted(stored.get(row['layer'], {'?'})))} | "
+                    f"{'-' if loss is None else f'{loss:+.4f}'} | "
+                    f"{'-' if acc is None else f'{100 * acc:+.2f}'} | "
+                    f"{'-' if fisher is None else f'{fisher:.3g}'} |")
+            criterion = (r.get("allocation") or {}).get("criterion")
+            lines += ["", f"Chosen by `{criterion}`" + (
+                f" (weight budget {r['allocation']['byte_budget']} B)" if "byte_budget" in r["allocation"]
+                else "") + "; a dash: the layer keeps 8 bits (no INT4 for it in TFLite).", ""]
+        else:
+            types = sorted({w["type"] for w in r.get("tflite_weights", [])})
+            lines += [f"Weights stored as {', '.join(types)}.", ""]
+    return lines
 
 
 def chosen_on(run: dict) -> float:

@@ -17,6 +17,8 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+import numpy as np
+
 from .. import __version__, benchmark, export, files, loading, metrics
 from ..backend import keras
 from ..benchmark import footprint
@@ -24,6 +26,7 @@ from ..data import Data, load
 from ..environment import environment
 from ..errors import ConfigError
 from ..results import complete_results, complete_run
+from . import quantize
 from .config import load_config
 from .registry import METHODS, Outcome, RunContext
 from .report import write_report
@@ -220,6 +223,8 @@ def _run_one(config: ExperimentConfig, run: RunSpec, data: Data, run_dir: Path,
     started = time.perf_counter()
     with footprint.PeakMemory() as memory:
         outcome = method.run(ctx, run.params)
+        if "quantize" in run.params:
+            outcome = quantize.apply(ctx, outcome, run.params["quantize"])
     train_seconds = time.perf_counter() - started
     log(f"{label}: trained in {train_seconds:.0f}s; measuring and exporting")
     record = {
@@ -258,7 +263,13 @@ def measure(outcome: Outcome, data: Data, run_dir: Path) -> dict:
     model = outcome.model
     with files.atomic_path(run_dir / "model.keras") as tmp:
         model.save(tmp)
-    tflite = export.to_tflite(model, run_dir / "model.tflite", check_inputs=data.sample_inputs(32))
+    quantized = bool(outcome.export)
+    tflite = export.to_tflite(model, run_dir / "model.tflite", **outcome.export,
+                              check_inputs=data.sample_inputs(256 if quantized else 32),
+                              representative=_calibration(data) if quantized else None)
+    stored = {"tflite_mode": tflite.mode, "tflite_agreement": tflite.agreement,
+              "tflite_weights": [{"op": w.op, "weight": w.weight, "type": w.type, "bytes": w.bytes}
+                                 for w in tflite.weights()]} if quantized else {}
     return {
         **metrics.evaluate(model, data.test),
         **metrics.figures(model),
@@ -267,11 +278,17 @@ def measure(outcome: Outcome, data: Data, run_dir: Path) -> dict:
         "tflite_bytes": tflite.bytes,
         "tflite_gzip_bytes": footprint.gzip_bytes(tflite.path),
         "tflite_max_abs_diff": tflite.max_abs_diff,
+        **stored,
         "epochs": outcome.epochs,
         "train_step_ms": (outcome.history.get("step_ms") or [None])[0],
         "history": outcome.history,
         **outcome.extra,
     }
+
+
+def _calibration(data: Data, n: int = 256):
+    """Training examples for full-int8 calibration (the check compares on test inputs)."""
+    return np.stack([x.numpy() for x, _ in data.train.unbatch().take(n)])
 
 
 __all__ = ["measure", "results_paths", "run_experiment"]

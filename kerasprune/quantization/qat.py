@@ -165,8 +165,8 @@ def bake(model: keras.Model) -> keras.Model:
     pass uses (masked, rounded), so the float TFLite conversion already carries the grid
     values that the mixed export stores as INT4/INT8 tensors, without rounding again.
     """
-    if not any(isinstance(layer, Q.QuantizeWrapperV2) for layer in model.layers):
-        return model
+    if not any(_ours(layer) for layer in model.layers):
+        return model  # nothing of ours: plain, or tfmot's own QAT (the converter reads it)
 
     def plain(layer):
         inner = unwrap(layer)
@@ -174,7 +174,7 @@ def bake(model: keras.Model) -> keras.Model:
 
     baked = keras.models.clone_model(model, clone_function=plain)
     for original, layer in zip(model.layers, baked.layers):
-        if not isinstance(original, Q.QuantizeWrapperV2):
+        if not _ours(original):
             layer.set_weights(original.get_weights())
             continue
         # The wrapper holds the quantized weights itself (its layer no longer tracks them).
@@ -184,6 +184,10 @@ def bake(model: keras.Model) -> keras.Model:
             values[attr] = quantizer.on_grid(weight, variables)
         layer.set_weights([values[_short(w)] for w in layer.weights])
     return baked
+
+
+def _ours(layer) -> bool:
+    return isinstance(layer, Q.QuantizeWrapperV2) and isinstance(layer.quantize_config, WeightBits)
 
 
 def _short(weight) -> str:

@@ -1,0 +1,106 @@
+"""A run's ``quantize`` block: what its model's weights become after the method has run.
+
+Any method that starts from the baseline may end with one, so pruning and quantization
+compose (structured 30% -> mixed 4/8 -> fine-tune; tfmot's GMP -> int8) and each result
+is exported and measured like every other run::
+
+    quantize: {mode: int8}                       # post-training, calibrated on train
+    quantize: {mode: mixed, file_fraction: 0.1, epochs: 2}
+    quantize: {mode: mixed, bits: 4}             # every layer at 4 bits
+
+``mixed`` measures each layer's 4-bit sensitivity on validation batches, allocates 4 or
+8 bits per layer (by ``bits``, ``byte_budget``, ``file_fraction`` of the float file,
+``eight_bit_fraction`` or ``tolerance``), fine-tunes ``epochs`` epochs quantization-aware
+(0: post-training only) and exports INT4/INT8 weights.  The file must predict the class
+Keras predicts on ``min_agreement`` of the check examples (0.95), or nothing is written.
+"""
+from __future__ import annotations
+
+import dataclasses
+from typing import Any
+
+from .. import export, quantization
+from ..checks import choice, number
+from ..errors import ConfigError
+from .registry import Outcome, RunContext
+
+MODES = ("fp16", "dynamic", "int8", "mixed")
+_MIXED_CRITERIA = ("bits", "byte_budget", "file_fraction", "eight_bit_fraction", "tolerance")
+_KEYS = {"mode", "epochs", "score", "compute", "batches", "min_agreement", *_MIXED_CRITERIA}
+
+
+def check(block: Any, where: str) -> dict[str, Any]:
+    """The ``quantize`` block with its defaults, or a ConfigError saying what to change."""
+    if not isinstance(block, dict):
+        raise ConfigError(f"{where}: quantize must be a mapping such as {{mode: int8}}, got {block!r}.")
+    unknown = sorted(set(block) - _KEYS)
+    if unknown:
+        raise ConfigError(f"{where}: quantize has unknown key(s) {', '.join(unknown)}; it takes "
+                          f"{', '.join(sorted(_KEYS))}.")
+    spec = {"mode": "mixed", "epochs": 0, "score": "quantization_loss", "compute": "float",
+            "batches": 8, "min_agreement": 0.95, **block}
+    number(spec["min_agreement"], f"{where}: quantize.min_agreement", low=0.0, high=1.0)
+    choice(spec["mode"], f"{where}: quantize.mode", MODES)
+    number(spec["epochs"], f"{where}: quantize.epochs", low=0, integer=True)
+    number(spec["batches"], f"{where}: quantize.batches", low=1, integer=True)
+    criteria = [k for k in _MIXED_CRITERIA if k in spec]
+    if spec["mode"] != "mixed":
+        if criteria or spec["epochs"]:
+            raise ConfigError(f"{where}: quantize.mode {spec['mode']} is post-training and the same "
+                              f"for every layer; {', '.join(criteria) or 'epochs'} belong to mode mixed.")
+        return spec
+    if len(criteria) != 1:
+        raise ConfigError(f"{where}: quantize (mixed) needs exactly one of {', '.join(_MIXED_CRITERIA)}, "
+                          f"got {', '.join(criteria) or 'none'}.")
+    if "bits" in spec and spec["bits"] not in (4, 8) and not isinstance(spec["bits"], dict):
+        raise ConfigError(f"{where}: quantize.bits is 4, 8 or {{layer: 4 or 8}}, got {spec['bits']!r}.")
+    if "file_fraction" in spec:
+        number(spec["file_fraction"], f"{where}: quantize.file_fraction", low=0.0, high=1.0, low_open=True)
+    choice(spec["compute"], f"{where}: quantize.compute", ("float", "dynamic"))
+    choice(spec["score"], f"{where}: quantize.score", quantization.sensitivity.SCORES)
+    return spec
+
+
+def apply(ctx: RunContext, outcome: Outcome, block: dict[str, Any]) -> Outcome:
+    """``outcome`` with its model quantized as ``block`` says, ready for the runner's export."""
+    spec = check(block, ctx.label)
+    if spec["mode"] != "mixed":
+        return dataclasses.replace(outcome, export={"mode": spec["mode"],
+                                                    "min_agreement": spec["min_agreement"]})
+    model = outcome.model
+    table = quantization.measure(model, ctx.data.val, spec["batches"])
+    bits, allocation = _bits(model, table, spec, ctx)
+    history, epochs = outcome.history, outcome.epochs
+    if spec["epochs"]:
+        qat = quantization.quantize_aware(model, bits)
+        phase = dataclasses.replace(ctx.budget.finetune, epochs=int(spec["epochs"]))
+        qat_ctx = dataclasses.replace(ctx, budget=dataclasses.replace(ctx.budget, finetune=phase),
+                                      run_dir=ctx.run_dir / "qat", label=f"{ctx.label} qat")
+        qat_ctx.run_dir.mkdir(parents=True, exist_ok=True)  # its own backup and history
+        qat_history = qat_ctx.train(qat, "finetune")
+        model = quantization.bake(qat)
+        history = {k: [*history.get(k, []), *v] for k, v in qat_history.items()}
+        epochs += int(spec["epochs"])
+    extra = {**outcome.extra, "bits": bits, "allocation": allocation,
+             "sensitivity": [row.as_dict() for row in table], "qat_epochs": int(spec["epochs"])}
+    return Outcome(model, history, epochs, extra,
+                   export={"mode": "mixed", "bits": bits, "compute": spec["compute"],
+                           "min_agreement": spec["min_agreement"]})
+
+
+def _bits(model, table, spec: dict[str, Any], ctx: RunContext) -> tuple[dict[str, int], dict]:
+    """Per-layer widths from the block's one criterion, and how they were chosen."""
+    if "bits" in spec:
+        bits = spec["bits"] if isinstance(spec["bits"], dict) else {r.layer: spec["bits"] for r in table}
+        return quantization.qat.check_bits(model, bits, f"{ctx.label}: quantize.bits"), {"criterion": "bits"}
+    kwargs = {k: spec[k] for k in ("byte_budget", "eight_bit_fraction", "tolerance") if k in spec}
+    note = {}
+    if "file_fraction" in spec:
+        # the budget is on the whole file: what is not a quantizable weight stays as it is
+        fp32 = export.to_tflite(model, check_inputs=ctx.data.sample_inputs(32)).bytes
+        other = fp32 - 4 * sum(r.params for r in table)
+        kwargs["byte_budget"] = max(1, int(fp32 * spec["file_fraction"]) - other)
+        note = {"fp32_bytes": fp32, "other_bytes": other}
+    chosen = quantization.allocate(table, score=spec["score"], **kwargs)
+    return chosen.bits, {"criterion": chosen.criterion, "weight_bytes": chosen.weight_bytes,
+                         "order": chosen.order, **kwargs, **note}
