@@ -242,6 +242,11 @@ def _dispatch(args: argparse.Namespace, argv: list[str]) -> int:
                 config, data_dir=args.data_dir, out_dir=args.out, download=args.download,
                 results_dir=Path(args.out) / "demo", command="kerasprune demo",
             )
+        for run in (r for r in results["runs"] if r.get("bits")):
+            print(f"kerasprune demo: {Path(args.out) / 'demo' / 'cpu' / run['run'] / 'model.tflite'}: "
+                  f"{run['tflite_bytes']:,} bytes, accuracy {run['accuracy']:.4f}; its weights:")
+            for w in run["tflite_weights"]:
+                print(f"  {w['op']:<18} {w['type']:<7} {w['bytes']:>8,} B  {w['weight']}")
         print(f"kerasprune demo: report at {Path(args.out) / 'demo' / 'demo.md'}")
         return 0 if results["runs"] else 1
 
