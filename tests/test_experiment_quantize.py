@@ -30,6 +30,8 @@ def test_quantized_runs_record_their_bits_and_the_types_in_their_files(tmp_path,
     results = _run(_write_config(tmp_path, "quant", CONFIG), tmp_path)
     runs = {r["run"]: r for r in results["runs"]}
     assert runs["quantized-int8"]["tflite_mode"] == "int8"
+    # a quantized run is scored by its file; the Keras model's own accuracy is kept beside
+    assert runs["quantized-int8"]["keras_accuracy"] == runs["dense"]["accuracy"]
     assert {w["type"] for w in runs["quantized-int8"]["tflite_weights"]} == {"int8"}
 
     mixed = runs["quantized-mixed"]

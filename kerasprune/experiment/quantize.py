@@ -9,7 +9,7 @@ is exported and measured like every other run::
     quantize: {mode: mixed, bits: 4}             # every layer at 4 bits
 
 ``mixed`` measures each layer's 4-bit sensitivity on validation batches, allocates 4 or
-8 bits per layer (by ``bits``, ``byte_budget``, ``file_fraction`` of the float file,
+8 bits per layer (by ``bits``, ``byte_budget``, ``file_fraction`` of the dense float file,
 ``eight_bit_fraction`` or ``tolerance``), fine-tunes ``epochs`` epochs quantization-aware
 (0: post-training only) and exports INT4/INT8 weights.  The file must predict the class
 Keras predicts on ``min_agreement`` of the check examples (0.95), or nothing is written.
@@ -96,11 +96,13 @@ def _bits(model, table, spec: dict[str, Any], ctx: RunContext) -> tuple[dict[str
     kwargs = {k: spec[k] for k in ("byte_budget", "eight_bit_fraction", "tolerance") if k in spec}
     note = {}
     if "file_fraction" in spec:
-        # the budget is on the whole file: what is not a quantizable weight stays as it is
-        fp32 = export.to_tflite(model, check_inputs=ctx.data.sample_inputs(32)).bytes
-        other = fp32 - 4 * sum(r.params for r in table)
-        kwargs["byte_budget"] = max(1, int(fp32 * spec["file_fraction"]) - other)
-        note = {"fp32_bytes": fp32, "other_bytes": other}
+        # a fraction of the dense baseline's float32 file, the model a user starts from; what
+        # is not a quantizable weight (biases, the graph) stays as this model's float file has it
+        inputs = ctx.data.sample_inputs(32)
+        dense = export.to_tflite(ctx.baseline(), check_inputs=inputs).bytes
+        other = export.to_tflite(model, check_inputs=inputs).bytes - 4 * sum(r.params for r in table)
+        kwargs["byte_budget"] = max(1, int(dense * spec["file_fraction"]) - other)
+        note = {"dense_fp32_bytes": dense, "other_bytes": other}
     chosen = quantization.allocate(table, score=spec["score"], **kwargs)
     return chosen.bits, {"criterion": chosen.criterion, "weight_bytes": chosen.weight_bytes,
                          "order": chosen.order, **kwargs, **note}
