@@ -75,7 +75,8 @@ def test_mistakes_are_named_with_file_and_key(tmp_path, edit, message):
 
 @pytest.mark.parametrize("setting, message", [
     ("scope: layers", r"scope=\) must be one of global, layer"),
-    ("importance: fisher", "unknown importance 'fisher'"),
+    ("importance: hessian", "unknown importance 'hessian'"),
+    ("importance: fisher", "'fisher' scores layers \\(bit allocation\\); unstructured pruning takes magnitude, taylor"),
     ("mode: strict", r"mode=\) must be one of target, guard"),
     ("every: 0", r"every=\) must be a whole number >= 1"),
     ("monitor_mode: up", "mode must be 'auto', 'max' or 'min'"),
