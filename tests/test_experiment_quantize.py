@@ -18,6 +18,8 @@ methods:
   - {method: quantized, tag: mixed, quantize: {mode: mixed, eight_bit_fraction: 0.5, epochs: 1,
                                                min_agreement: 0}}
   - {method: structured, tag: all4, ratio: 0.3, quantize: {mode: mixed, bits: 4, min_agreement: 0}}
+  - {method: tfmot_gmp, tag: pqat, sparsity: 0.5, frequency: 1,
+     quantize: {mode: tfmot_qat, epochs: 1, min_agreement: 0}}
 budgets:
   cpu:
     data: {batch_size: 8, max_train_examples: 32}
@@ -45,6 +47,11 @@ def test_quantized_runs_record_their_bits_and_the_types_in_their_files(tmp_path,
     assert "## Quantization of `quantized-mixed`" in report and "| layer | bits | params | stored as" in report
     assert "Weights stored as int8." in report
 
+    # tfmot's own route: prune-preserving QAT keeps its zeros, its converter writes int8
+    pqat = runs["tfmot_gmp-pqat_sparsity-0.5"]
+    assert pqat["sparsity"] == pytest.approx(0.5, abs=0.02) and pqat["params"] == runs["dense"]["params"]
+    assert {w["type"] for w in pqat["tflite_weights"]} == {"int8"} and pqat["qat_epochs"] == 1
+
     hybrid = runs["structured-all4"]
     assert {w["type"] for w in hybrid["tflite_weights"]} == {"int4"}
     assert hybrid["tflite_bytes"] < runs["quantized-int8"]["tflite_bytes"] < runs["dense"]["tflite_bytes"]
@@ -57,6 +64,7 @@ def test_quantized_runs_record_their_bits_and_the_types_in_their_files(tmp_path,
     ("{mode: mixed, bits: 3}", "quantize.bits is 4, 8 or"),
     ("{mode: mixed, bits: 4, epoch: 2}", "unknown key.* epoch; it takes"),
     ("{mode: mixed, file_fraction: 1.5}", r"file_fraction must be a number in \(0, 1\]"),
+    ("{mode: tfmot_qat, bits: 4}", "tfmot_qat is tfmot's 8-bit scheme .* bits belong to mode mixed"),
 ])
 def test_a_bad_quantize_block_is_refused_before_anything_trains(tmp_path, block, message):
     config = _write_config(tmp_path, "bad", CONFIG.replace("{mode: int8, min_agreement: 0}}", block + "}"))

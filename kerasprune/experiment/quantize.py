@@ -7,6 +7,7 @@ is exported and measured like every other run::
     quantize: {mode: int8}                       # post-training, calibrated on train
     quantize: {mode: mixed, file_fraction: 0.1, epochs: 2}
     quantize: {mode: mixed, bits: 4}             # every layer at 4 bits
+    quantize: {mode: tfmot_qat, epochs: 2}       # tfmot's prune-preserving 8-bit QAT
 
 ``mixed`` measures each layer's 4-bit sensitivity on validation batches, allocates 4 or
 8 bits per layer (by ``bits``, ``byte_budget``, ``file_fraction`` of the dense float file,
@@ -21,10 +22,10 @@ from typing import Any
 
 from .. import export, quantization
 from ..checks import choice, number
-from ..errors import ConfigError
+from ..errors import ConfigError, ModelError
 from .registry import Outcome, RunContext
 
-MODES = ("fp16", "dynamic", "int8", "mixed")
+MODES = ("fp16", "dynamic", "int8", "mixed", "tfmot_qat")
 _MIXED_CRITERIA = ("bits", "byte_budget", "file_fraction", "eight_bit_fraction", "tolerance")
 _KEYS = {"mode", "epochs", "score", "compute", "batches", "min_agreement", *_MIXED_CRITERIA}
 
@@ -44,6 +45,11 @@ def check(block: Any, where: str) -> dict[str, Any]:
     number(spec["epochs"], f"{where}: quantize.epochs", low=0, integer=True)
     number(spec["batches"], f"{where}: quantize.batches", low=1, integer=True)
     criteria = [k for k in _MIXED_CRITERIA if k in spec]
+    if spec["mode"] == "tfmot_qat":
+        if criteria:
+            raise ConfigError(f"{where}: quantize.mode tfmot_qat is tfmot's 8-bit scheme for every "
+                              f"layer; {', '.join(criteria)} belong to mode mixed.")
+        return spec
     if spec["mode"] != "mixed":
         if criteria or spec["epochs"]:
             raise ConfigError(f"{where}: quantize.mode {spec['mode']} is post-training and the same "
@@ -64,6 +70,8 @@ def check(block: Any, where: str) -> dict[str, Any]:
 def apply(ctx: RunContext, outcome: Outcome, block: dict[str, Any]) -> Outcome:
     """``outcome`` with its model quantized as ``block`` says, ready for the runner's export."""
     spec = check(block, ctx.label)
+    if spec["mode"] == "tfmot_qat":
+        return _tfmot_qat(ctx, outcome, spec)
     if spec["mode"] != "mixed":
         return dataclasses.replace(outcome, export={"mode": spec["mode"],
                                                     "min_agreement": spec["min_agreement"]})
@@ -73,19 +81,42 @@ def apply(ctx: RunContext, outcome: Outcome, block: dict[str, Any]) -> Outcome:
     history, epochs = outcome.history, outcome.epochs
     if spec["epochs"]:
         qat = quantization.quantize_aware(model, bits)
-        phase = dataclasses.replace(ctx.budget.finetune, epochs=int(spec["epochs"]))
-        qat_ctx = dataclasses.replace(ctx, budget=dataclasses.replace(ctx.budget, finetune=phase),
-                                      run_dir=ctx.run_dir / "qat", label=f"{ctx.label} qat")
-        qat_ctx.run_dir.mkdir(parents=True, exist_ok=True)  # its own backup and history
-        qat_history = qat_ctx.train(qat, "finetune")
-        model = quantization.bake(qat)
-        history = {k: [*history.get(k, []), *v] for k, v in qat_history.items()}
-        epochs += int(spec["epochs"])
+        history = _train_qat(ctx, qat, spec, history)
+        model, epochs = quantization.bake(qat), epochs + int(spec["epochs"])
     extra = {**outcome.extra, "bits": bits, "allocation": allocation,
              "sensitivity": [row.as_dict() for row in table], "qat_epochs": int(spec["epochs"])}
     return Outcome(model, history, epochs, extra,
                    export={"mode": "mixed", "bits": bits, "compute": spec["compute"],
                            "min_agreement": spec["min_agreement"]})
+
+
+def _train_qat(ctx: RunContext, qat, spec: dict[str, Any], history: dict) -> dict:
+    """Fine-tune ``qat`` for the block's epochs in ``run_dir/qat`` (its own backup and
+    history); the method's history with these epochs appended."""
+    phase = dataclasses.replace(ctx.budget.finetune, epochs=int(spec["epochs"]))
+    qat_ctx = dataclasses.replace(ctx, budget=dataclasses.replace(ctx.budget, finetune=phase),
+                                  run_dir=ctx.run_dir / "qat", label=f"{ctx.label} qat")
+    qat_ctx.run_dir.mkdir(parents=True, exist_ok=True)
+    qat_history = qat_ctx.train(qat, "finetune")
+    return {k: [*history.get(k, []), *v] for k, v in qat_history.items()}
+
+
+def _tfmot_qat(ctx: RunContext, outcome: Outcome, spec: dict[str, Any]) -> Outcome:
+    """The peer's own route: tfmot's prune-preserving 8-bit QAT, its converter's int8 file."""
+    import tensorflow_model_optimization as tfmot
+
+    Q = tfmot.quantization.keras
+    try:
+        qat = Q.quantize_apply(Q.quantize_annotate_model(outcome.model),
+                               tfmot.experimental.combine.Default8BitPrunePreserveQuantizeScheme())
+    except (RuntimeError, ValueError) as exc:  # tfmot names the layer it cannot quantize
+        raise ModelError(f"{ctx.label}: tfmot's QAT cannot take this model: "
+                         f"{str(exc).strip().splitlines()[0]}") from exc
+    history = _train_qat(ctx, qat, spec, outcome.history) if spec["epochs"] else outcome.history
+    return Outcome(quantization.qat.float_twin(qat, outcome.model), history,
+                   outcome.epochs + int(spec["epochs"]),
+                   {**outcome.extra, "qat_epochs": int(spec["epochs"])},
+                   export={"mode": "int8", "min_agreement": spec["min_agreement"]}, export_model=qat)
 
 
 def _bits(model, table, spec: dict[str, Any], ctx: RunContext) -> tuple[dict[str, int], dict]:

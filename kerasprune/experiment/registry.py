@@ -52,6 +52,9 @@ class Outcome:
     epochs: int
     extra: dict[str, Any] = field(default_factory=dict)  # method-specific record fields
     export: dict[str, Any] = field(default_factory=dict)  # to_tflite's mode, bits, compute
+    # what the file is converted from when it is not ``model`` (tfmot's QAT model, whose
+    # weights its wrappers hide: ``model`` is then its float twin, for the figures)
+    export_model: keras.Model | None = None
 
 
 @dataclass(frozen=True)

@@ -101,15 +101,20 @@ def write_report(results: dict, path: Path) -> Path:
     dense = next((r for r in runs if r["method"] == BASELINE), None)
     if dense is not None and len(runs) > 1:
         lines += ["## Against the dense baseline", "",
-                  "| run | accuracy change (points) | size ratio (gzip) | latency ratio | train step ratio |",
-                  "|---|---|---|---|---|"]
+                  "| run | accuracy change (points) | size ratio (raw) | size ratio (gzip) | latency ratio "
+                  "| latency ratio, 2 threads | energy estimate µJ | train step ratio |",
+                  "|---|---|---|---|---|---|---|---|"]
         for r in runs:
             if r is dense:
                 continue
+            two = r.get("latency_2t_ratio")
+            energy = (r.get("energy") or {}).get("estimated_uj")
             lines.append(
                 f"| `{r['run']}` | {100 * (r['accuracy'] - dense['accuracy']):+.2f} | "
+                f"{r['tflite_bytes'] / dense['tflite_bytes']:.3f} | "
                 f"{r['tflite_gzip_bytes'] / dense['tflite_gzip_bytes']:.3f} | "
-                f"{_latency_ratio(r, dense)} | {_step_ratio(r, dense)} |"
+                f"{_latency_ratio(r, dense)} | {'-' if two is None else f'{two:.3f}'} | "
+                f"{'-' if energy is None else f'{energy:.2f}'} | {_step_ratio(r, dense)} |"
             )
         lines.append("")
     lines += _peer_table(runs)

@@ -130,7 +130,8 @@ def run_experiment(
 
 
 def _time_side_by_side(results: dict, root: Path, log: Log) -> None:
-    """Time every run's TFLite model in the same interleaved rounds, as ratios to dense.
+    """Time every run's TFLite model in the same interleaved rounds, as ratios to dense, at
+    one and two threads, and estimate each one's energy from its graph.
 
     Runs trained at different moments of a shared machine must not be timed at those
     moments: one benchmark session at the end gives latencies that compare.
@@ -141,13 +142,20 @@ def _time_side_by_side(results: dict, root: Path, log: Log) -> None:
         return
     base = BASELINE if BASELINE in models else next(iter(models))
     timed = benchmark.bench([benchmark.artifact(path, name=run) for run, path in models.items()],
-                            ["tflite@1"], baseline=base, throughput_batch=None, progress=log)
-    rows = {row["model"]: row for row in timed["results"]}
+                            ["tflite@1", "tflite@2"], baseline=base, throughput_batch=None,
+                            progress=log)
+    rows = {(row["model"], row["target"]): row for row in timed["results"]}
+    described = {run["run"]: run for run in timed["runs"]}
     for record in results["runs"]:
-        row = rows.get(record["run"])
-        if row and row.get("latency"):
-            record.update(latency=row["latency"], latency_ms=round(row["latency"]["median_ms"], 4),
-                          latency_ratio=row["ratio"])
+        one, two = rows.get((record["run"], "tflite@1")), rows.get((record["run"], "tflite@2"))
+        if one and one.get("latency"):
+            record.update(latency=one["latency"], latency_ms=round(one["latency"]["median_ms"], 4),
+                          latency_ratio=one["ratio"])
+        if two and two.get("latency"):
+            record.update(latency_2t_ms=round(two["latency"]["median_ms"], 4),
+                          latency_2t_ratio=two["ratio"])
+        if record["run"] in described:
+            record["energy"] = described[record["run"]]["energy"]
     results["benchmark"] = timed["benchmark"]
 
 
@@ -264,7 +272,7 @@ def measure(outcome: Outcome, data: Data, run_dir: Path) -> dict:
     with files.atomic_path(run_dir / "model.keras") as tmp:
         model.save(tmp)
     quantized = bool(outcome.export)
-    tflite = export.to_tflite(model, run_dir / "model.tflite", **outcome.export,
+    tflite = export.to_tflite(outcome.export_model or model, run_dir / "model.tflite", **outcome.export,
                               check_inputs=data.sample_inputs(256 if quantized else 32),
                               representative=_calibration(data) if quantized else None)
     scores = metrics.evaluate(model, data.test)

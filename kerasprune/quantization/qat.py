@@ -20,7 +20,7 @@ import numpy as np
 import tensorflow_model_optimization as tfmot
 
 from ..backend import keras, require_graph_model
-from ..errors import ConfigError
+from ..errors import ConfigError, ModelError
 from ..metrics import unwrap
 from .grid import Quantizable, fake_quantize, quantizable, quantize
 
@@ -184,6 +184,37 @@ def bake(model: keras.Model) -> keras.Model:
             values[attr] = quantizer.on_grid(weight, variables)
         layer.set_weights([values[_short(w)] for w in layer.weights])
     return baked
+
+
+def float_twin(qat: keras.Model, original: keras.Model) -> keras.Model:
+    """``original``'s architecture with the float weights a quantization-aware model (tfmot's
+    or kerasprune's) holds now: what params, sparsity and MACs are measured on.
+
+    tfmot's wrappers hide the weights from their layers, so a QAT model cannot be counted
+    directly, and tfmot has no function that takes QAT off again.
+    """
+    twin = keras.models.clone_model(original)
+    twin.set_weights(original.get_weights())
+    for layer in (layer for layer in twin.layers if layer.weights):
+        source = _source_of(qat, layer.name)
+        if source is None:
+            raise ModelError(f"float_twin: the quantization-aware model has no layer "
+                             f"'{layer.name}' (its scheme folded or renamed it).")
+        if isinstance(source, Q.QuantizeWrapperV2):
+            values = {_short(w): w.numpy() for w in source.layer.weights}
+            values.update({_short(w): w.numpy() for w, _, _ in source._weight_vars})  # noqa: SLF001
+        else:
+            values = {_short(w): w.numpy() for w in source.weights}
+        layer.set_weights([values[_short(w)] for w in layer.weights])
+    return twin
+
+
+def _source_of(qat: keras.Model, name: str):
+    """The layer of ``qat`` that holds the weights of the original layer ``name``."""
+    for layer in qat.layers:
+        if layer.name == name or (isinstance(layer, Q.QuantizeWrapperV2) and layer.layer.name == name):
+            return layer
+    return None
 
 
 def _ours(layer) -> bool:
