@@ -177,11 +177,7 @@ def bake(model: keras.Model) -> keras.Model:
         if not _ours(original):
             layer.set_weights(original.get_weights())
             continue
-        # The wrapper holds the quantized weights itself (its layer no longer tracks them).
-        values = {_short(w): w.numpy() for w in original.layer.weights}
-        quantized = original._weight_vars  # noqa: SLF001 - (weight, quantizer, its variables)
-        for attr, (weight, quantizer, variables) in zip(original.quantize_config.weights, quantized):
-            values[attr] = quantizer.on_grid(weight, variables)
+        values = _wrapper_values(original, on_grid=True)
         layer.set_weights([values[_short(w)] for w in layer.weights])
     return baked
 
@@ -200,13 +196,19 @@ def float_twin(qat: keras.Model, original: keras.Model) -> keras.Model:
         if source is None:
             raise ModelError(f"float_twin: the quantization-aware model has no layer "
                              f"'{layer.name}' (its scheme folded or renamed it).")
-        if isinstance(source, Q.QuantizeWrapperV2):
-            values = {_short(w): w.numpy() for w in source.layer.weights}
-            values.update({_short(w): w.numpy() for w, _, _ in source._weight_vars})  # noqa: SLF001
-        else:
-            values = {_short(w): w.numpy() for w in source.weights}
+        values = (_wrapper_values(source, on_grid=False) if isinstance(source, Q.QuantizeWrapperV2)
+                  else {_short(w): w.numpy() for w in source.weights})
         layer.set_weights([values[_short(w)] for w in layer.weights])
     return twin
+
+
+def _wrapper_values(wrapper, on_grid: bool) -> dict:
+    """A quantize wrapper's weights by name: its layer's own and the ones it quantizes, which
+    it holds itself (its layer no longer tracks them), on the grid or as trained."""
+    values = {_short(w): w.numpy() for w in wrapper.layer.weights}
+    for weight, quantizer, variables in wrapper._weight_vars:  # noqa: SLF001
+        values[_short(weight)] = quantizer.on_grid(weight, variables) if on_grid else weight.numpy()
+    return values
 
 
 def _source_of(qat: keras.Model, name: str):
