@@ -20,6 +20,8 @@ def test_a_mixed_export_writes_int4_and_int8_tensors_read_from_the_file(tmp_path
     assert ops["EMBEDDING_LOOKUP"].type == "int4" and ops["CONV_2D"].type == "int4"
     assert ops["FULLY_CONNECTED"].type == "int8"
     assert ops["EMBEDDING_LOOKUP"].bytes == 200 * 16 // 2  # two values a byte
+    # the lookup reads the INT4 table itself; the convolution's weights are dequantized first
+    assert not ops["EMBEDDING_LOOKUP"].dequantized and ops["CONV_2D"].dequantized
     # trained on the grid, the file computes what the Keras model computes
     assert result.max_abs_diff < 1e-4 and result.agreement == 1.0
     fp32 = export.to_tflite(model, check_inputs=x)

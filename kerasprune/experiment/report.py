@@ -161,7 +161,7 @@ def _quantized_tables(runs: list[dict]) -> list[str]:
                   f"Mode `{r['tflite_mode']}`; the file predicts Keras' class for "
                   f"{agreement:.1%} of the check examples (largest output difference "
                   f"{r['tflite_max_abs_diff']:.3g}); "
-                  f"{r.get('qat_epochs', 0)} quantization-aware epochs.", ""]
+                  f"{r.get('qat_epochs', 0)} quantization-aware epochs.{_why_slower(r)}", ""]
         stored = {}
         for w in r.get("tflite_weights", []):
             for part in re.split(r"[;/]", w["weight"]):
@@ -185,6 +185,21 @@ def _quantized_tables(runs: list[dict]) -> list[str]:
             types = sorted({w["type"] for w in r.get("tflite_weights", [])})
             lines += [f"Weights stored as {', '.join(types)}.", ""]
     return lines
+
+
+def _why_slower(run: dict) -> str:
+    """Why a quantized file is slower than float32 (empty when it is not)."""
+    ratio = run.get("latency_ratio")
+    if ratio is None or ratio <= 1.0:
+        return ""
+    weights = run.get("tflite_weights", [])
+    dequantized = [w for w in weights if w.get("dequantized")]
+    why = (f"{len(dequantized)} of its {len(weights)} weight tensors are stored as integers and "
+           "dequantized before float ops on every call" if dequantized else
+           "its integer kernels, with the quantize and dequantize steps at its float input and "
+           "output, cost more than the float kernels")
+    return (f" It runs {ratio:.2f}x as long as float32 at batch 1 ({run['latency_ms']:.3f} ms): "
+            f"{why}.")
 
 
 def chosen_on(run: dict) -> float:

@@ -280,8 +280,8 @@ def measure(outcome: Outcome, data: Data, run_dir: Path) -> dict:
     if quantized:  # the file is what ships: its own predictions are the scores
         stored = {"keras_accuracy": scores["accuracy"], "tflite_mode": tflite.mode,
                   "tflite_agreement": tflite.agreement,
-                  "tflite_weights": [{"op": w.op, "weight": w.weight, "type": w.type, "bytes": w.bytes}
-                                     for w in tflite.weights()]}
+                  "tflite_weights": [{"op": w.op, "weight": w.weight, "type": w.type, "bytes": w.bytes,
+                                      "dequantized": w.dequantized} for w in tflite.weights()]}
         scores = _file_scores(tflite.content, data)
     return {
         **scores,

@@ -67,8 +67,10 @@ def apply_bits(content: bytes, bits: Mapping[str, int], compute: str = "float") 
     """Store each layer's weights in ``content`` at ``bits[layer]`` bits.
 
     ``compute="float"`` keeps the ops float and dequantizes the weights before them (the
-    outputs a Keras model on the grid gives); ``"dynamic"`` runs FULLY_CONNECTED, CONV_2D
-    and EMBEDDING_LOOKUP on the integer weights, quantizing activations on the fly.
+    outputs a Keras model on the grid gives); ``"dynamic"`` runs FULLY_CONNECTED and
+    CONV_2D on the integer weights, quantizing activations on the fly.  EMBEDDING_LOOKUP
+    always reads the integer table (it scales the rows it looks up: exact, and it never
+    dequantizes the whole table).
     """
     from ai_edge_quantizer import qtyping, quantizer
 
@@ -83,12 +85,15 @@ def apply_bits(content: bytes, bits: Mapping[str, int], compute: str = "float") 
         raise ExportError(f"mixed export: no TFLite op reads the weights of {', '.join(missing)}; "
                           "their bits cannot be applied (the converter renamed or fused them).")
     q = quantizer.Quantizer(bytearray(content))
-    add = q.add_weight_only_config if compute == "float" else q.add_dynamic_config
     for layer, layer_ops in found.items():
         for op in layer_ops:
             if op.op not in OP_BITS:
                 continue
             width = bits[layer] if bits[layer] in OP_BITS[op.op] else max(OP_BITS[op.op])
+            # A table lookup scales the integer rows it reads, the same values as dequantizing
+            # the whole table first, which weight-only storage would do on every call.
+            integer = compute == "dynamic" or op.op == "EMBEDDING_LOOKUP"
+            add = q.add_dynamic_config if integer else q.add_weight_only_config
             # its scope: the output names, each followed by ";"
             add(f"^{re.escape(op.output)};$", qtyping.TFLOperationName(op.op), width)
     try:
