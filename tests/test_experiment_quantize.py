@@ -64,6 +64,7 @@ def test_quantized_runs_record_their_bits_and_the_types_in_their_files(tmp_path,
     ("{mode: mixed, bits: 3}", "quantize.bits is 4, 8 or"),
     ("{mode: mixed, bits: 4, epoch: 2}", "unknown key.* epoch; it takes"),
     ("{mode: mixed, file_fraction: 1.5}", r"file_fraction must be a number in \(0, 1\]"),
+    ("{mode: mixed, tolerance: -0.1}", r"quantize.tolerance must be a number >= 0"),
     ("{mode: tfmot_qat, bits: 4}", "tfmot_qat is tfmot's 8-bit scheme .* bits belong to mode mixed"),
 ])
 def test_a_bad_quantize_block_is_refused_before_anything_trains(tmp_path, block, message):

@@ -62,6 +62,12 @@ def check(block: Any, where: str) -> dict[str, Any]:
         raise ConfigError(f"{where}: quantize.bits is 4, 8 or {{layer: 4 or 8}}, got {spec['bits']!r}.")
     if "file_fraction" in spec:
         number(spec["file_fraction"], f"{where}: quantize.file_fraction", low=0.0, high=1.0, low_open=True)
+    if "byte_budget" in spec:
+        number(spec["byte_budget"], f"{where}: quantize.byte_budget", low=1, integer=True)
+    if "eight_bit_fraction" in spec:
+        number(spec["eight_bit_fraction"], f"{where}: quantize.eight_bit_fraction", low=0.0, high=1.0)
+    if "tolerance" in spec:
+        number(spec["tolerance"], f"{where}: quantize.tolerance", low=0.0)
     choice(spec["compute"], f"{where}: quantize.compute", ("float", "dynamic"))
     choice(spec["score"], f"{where}: quantize.score", quantization.sensitivity.SCORES)
     return spec
