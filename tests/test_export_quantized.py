@@ -102,3 +102,14 @@ def test_a_model_the_default_delegate_rejects_runs_on_the_builtin_kernels(monkey
     interp = export.interpreter(content)
     assert interp.get_input_details()[0]["shape"].tolist() == [1, 12, 12, 1]
     assert "XNNPACK delegate cannot run this model (Failed to apply XNNPACK delegate)" in caplog.text
+
+
+def test_the_bytes_allocation_counts_are_the_bytes_the_file_grows_by():
+    model, x, *_ = trained(vision_model())
+    bits = {"c1": 8, "dw": 8, "sep": 4, "fc": 4}
+    fp32 = export.to_tflite(model, check_inputs=x).bytes
+    mixed = export.to_tflite(model, check_inputs=x, mode="mixed", bits=bits, min_agreement=0.5).bytes
+    weights = Q.quantizable(model)
+    predicted = (fp32 - 4 * sum(q.params for q in weights)
+                 + sum(q.stored_bytes(bits[q.layer] if bits[q.layer] in q.bits else 8) for q in weights))
+    assert abs(predicted - mixed) <= 30 * len(weights)  # a few bytes of metadata a tensor
