@@ -64,6 +64,14 @@ def lstm_model():
     return keras.Model(inputs, L.Dense(2, activation="softmax", name="logits")(x))
 
 
+def bidirectional_model():
+    inputs = keras.Input((9,), dtype="int32")
+    x = L.Embedding(30, 12, name="embedding")(inputs)
+    x = L.Bidirectional(L.LSTM(10, return_sequences=True), name="bilstm")(x)
+    x = L.Bidirectional(L.GRU(6), name="bigru")(x)
+    return keras.Model(inputs, L.Dense(2, activation="softmax", name="logits")(x))
+
+
 def attention_model():
     inputs = keras.Input((6, 8))
     x = L.Dense(16, activation="relu", name="proj")(inputs)
@@ -95,6 +103,7 @@ def _randomize_batchnorm(model):
     (densenet_style, 0.5, {"stem": "3/6", "d2_conv": "2/4", "transition": "3/5"}),
     (flatten_cnn, 0.3, {"c1": "5/6", "sep": "6/8", "fc1": "14/20"}),
     (lstm_model, 0.3, {"embedding": "9/12", "lstm1": "7/10", "gru": "6/8"}),
+    (bidirectional_model, 0.3, {"embedding": "9/12", "bilstm": "14/20", "bigru": "9/12"}),
     (attention_model, 0.5, {"proj": "8/16", "mha": "8/16", "mha heads": "2/4", "ff": "6/12"}),
 ])
 def test_the_shrunk_model_computes_what_the_masked_model_computes(build, ratio, expect):

@@ -39,7 +39,7 @@ from .. import data, models
 from ..checks import flag, number
 from ..errors import ConfigError
 from .registry import METHODS
-from . import quantize
+from . import quantize, traffic
 from .spec import BASELINE, RUN_TRAINING_KEYS, Budget, ExperimentConfig, RunSpec, TrainSpec, phase_of
 
 
@@ -61,7 +61,8 @@ def _name_runs(runs: list[RunSpec]) -> list[RunSpec]:
     return named
 
 
-_TOP_KEYS = {"experiment", "description", "dataset", "model", "model_args", "seed", "methods", "budgets"}
+_TOP_KEYS = {"experiment", "description", "dataset", "model", "model_args", "seed", "methods", "budgets",
+             "traffic"}
 _BUDGET_KEYS = {"model", "model_args", "data", "train", "finetune", "method_args"}
 _DATA_KEYS = {"batch_size", "eval_batch_size", "val_fraction", "max_train_examples",
               "seq_len", "vocab_size", "augment"}
@@ -107,6 +108,8 @@ def load_config(path: str | os.PathLike, budget: str = "cpu") -> ExperimentConfi
     )
     _check_model(spec, f"{where}: budgets.{budget}")
     _check_data(str(raw["dataset"]), data_args, f"{where}: budgets.{budget}.data")
+    if "traffic" in raw:
+        traffic.check(raw["traffic"], where)
     seed = raw.get("seed", 0)
     if not isinstance(seed, int):
         raise ConfigError(f"{where}: seed must be an integer, got {seed!r}.")

@@ -10,6 +10,7 @@ from pathlib import Path
 
 from .. import files
 from ..results import read_results
+from . import traffic_report
 from .spec import BASELINE, PEER
 
 
@@ -144,6 +145,9 @@ def write_report(results: dict, path: Path) -> Path:
                 lines += ["", (f"Rewiring revived {int(sum(revived))} pruned weights (per "
                                f"epoch: {per_epoch}), as many live ones making way.")]
             lines.append("")
+    if results.get("traffic"):
+        lines += traffic_report.markdown(results["traffic"])
+        plots.append(traffic_report.plot(results["traffic"], path.parent / path.stem))
     if plots:
         lines += ["## Plots", ""]
         lines += [f"![{p.stem}]({path.stem}/{p.name})" for p in plots]

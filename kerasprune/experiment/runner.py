@@ -26,7 +26,7 @@ from ..data import Data, load
 from ..environment import environment
 from ..errors import ConfigError
 from ..results import complete_results, complete_run
-from . import quantize
+from . import quantize, traffic
 from .config import load_config
 from .registry import METHODS, Outcome, RunContext
 from .report import write_report
@@ -120,6 +120,8 @@ def run_experiment(
         files.write_json(json_path, results)  # partial results survive a later failure
 
     _time_side_by_side(results, root, log)
+    if "traffic" in config.raw and (baseline_dir / "model.keras").is_file():
+        traffic.run(results, config, data, baseline_dir / "model.keras", root, log)
     results["runs"] = [complete_run(r) for r in results["runs"]]
     results = complete_results(results)
     files.write_json(json_path, results)

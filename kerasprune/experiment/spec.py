@@ -90,3 +90,6 @@ class ExperimentConfig:
     path: Path
     description: str = ""
     raw: dict[str, Any] = field(default_factory=dict, repr=False, compare=False)
+
+#: the phases of a traffic scenario (:mod:`.traffic`), in the order they are served
+TRAFFIC_PHASES = ("all", "narrowed", "restored")

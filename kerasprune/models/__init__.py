@@ -26,6 +26,7 @@ class ZooEntry:
 ZOO: dict[str, ZooEntry] = {
     "lenet5": ZooEntry(vision.lenet5, "image"),
     "lenet_300_100": ZooEntry(vision.lenet_300_100, "image"),
+    "mnist_cnn": ZooEntry(vision.mnist_cnn, "image"),
     "resnet20": ZooEntry(vision.resnet_cifar(20), "image"),
     "resnet56": ZooEntry(vision.resnet_cifar(56), "image"),
     "resnet18": ZooEntry(vision.resnet18, "image"),

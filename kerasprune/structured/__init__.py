@@ -8,8 +8,9 @@ from __future__ import annotations
 
 from ..backend import keras, tf
 from .graph import Channel, ChannelGraph, analyze
-from .importance import IMPORTANCES, channel_scores, head_scores
+from .importance import IMPORTANCES, activation_points, channel_scores, head_scores
 from .plan import Plan, Ratio, make_plan
+from . import recurrent  # noqa: F401  (registers the recurrent rules)
 from .rules import Rule, passthrough, register_rule
 from .surgery import mask, shrink
 
@@ -26,6 +27,7 @@ def plan_channels(model: keras.Model, ratio: Ratio = 0.3, *, importance: str = "
                      head_ratio=head_ratio, head_scores=head_scores(graph))
 
 
-__all__ = ["IMPORTANCES", "Channel", "ChannelGraph", "Plan", "Rule", "analyze", "channel_scores",
+__all__ = ["IMPORTANCES", "Channel", "ChannelGraph", "Plan", "Rule", "activation_points", "analyze",
+           "channel_scores",
            "head_scores", "make_plan", "mask", "passthrough", "plan_channels", "register_rule",
            "shrink"]

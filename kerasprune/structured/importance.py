@@ -72,7 +72,7 @@ def _norms(graph: ChannelGraph, method: str) -> dict[int, float]:
     return {g.id: float(sum(norm(rows[n][p]) for n, p in g.sources.items())) for g in graph.channels}
 
 
-def _activation_points(graph: ChannelGraph) -> list[tuple[object, np.ndarray]]:
+def activation_points(graph: ChannelGraph) -> list[tuple[object, np.ndarray]]:
     """(tensor, its channel ids) after every ReLU-like activation; sources' outputs otherwise."""
     points, covered = [], set()
     for layer in graph.model.layers:
@@ -94,7 +94,7 @@ def _activation_points(graph: ChannelGraph) -> list[tuple[object, np.ndarray]]:
 
 
 def _activation_scores(graph: ChannelGraph, method: str, data, batches: int) -> dict[int, float]:
-    points = _activation_points(graph)
+    points = activation_points(graph)
     probe = keras.Model(graph.model.inputs, [graph.model.output, *(t for t, _ in points)])
     loss_fn = loss_of(graph.model)
     totals = [np.zeros(len(ids)) for _, ids in points]

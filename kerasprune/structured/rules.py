@@ -7,6 +7,7 @@ freezes the channels it touches: they are reported, and left intact.
 """
 from __future__ import annotations
 
+
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -264,53 +265,6 @@ RULES[L.Embedding] = Rule(
     mask=lambda layer, w, removed_in, removed_out, removed_inner=None: w,
     scores=lambda layer, w: w[0].T,
 )
-
-
-# ---------------------------------------------------------------- recurrent layers
-
-def _gates(layer) -> int:
-    return {L.LSTM: 4, L.GRU: 3}.get(type(layer), 1)
-
-
-def _recurrent_outputs(layer, in_ids, fresh):
-    if type(layer) not in (L.LSTM, L.GRU, L.SimpleRNN):
-        raise Unsupported("only LSTM, GRU and SimpleRNN cells are understood")
-    if layer.return_state:
-        raise Unsupported("return_state exposes the cell state")
-    if len(in_ids) > 1:
-        raise Unsupported("an initial_state ties its units to other layers")
-    return fresh(layer.units)
-
-
-def _gate_columns(layer, keep_units: np.ndarray) -> np.ndarray:
-    return np.tile(keep_units, _gates(layer))
-
-
-def _recurrent_weights(layer, w, cut):
-    cols = _gate_columns(layer, cut.keep_out)
-    kernel = w[0][cut.keep_in[0]][:, cols]
-    recurrent = w[1][cut.keep_out][:, cols]
-    rest = [b[..., cols] for b in w[2:]]  # GRU reset_after bias is [2, 3 * units]
-    return [kernel, recurrent, *rest]
-
-
-def _recurrent_mask(layer, w, removed_in, removed_out, removed_inner=None):
-    kernel, recurrent = w[0].copy(), w[1].copy()
-    kernel[removed_in[0]] = 0.0
-    recurrent[removed_out] = 0.0  # a removed unit's state no longer feeds the others
-    return [kernel, recurrent, *w[2:]]
-
-
-def _recurrent_scores(layer, w):
-    units = layer.units
-    parts = [w[0].reshape(w[0].shape[0], -1, units), w[1].reshape(units, -1, units)]
-    return np.concatenate([np.moveaxis(p, -1, 0).reshape(units, -1) for p in parts], axis=1)
-
-
-RULES[L.RNN] = Rule(
-    _recurrent_outputs, source=True,
-    config=lambda layer, cfg, cut: {**cfg, "units": int(cut.keep_out.sum())},
-    weights=_recurrent_weights, mask=_recurrent_mask, scores=_recurrent_scores)
 
 
 # ---------------------------------------------------------------- attention

@@ -1,0 +1,157 @@
+"""Activation-based pruning at inference: thresholds, hysteresis, exact reactivation,
+swaps under concurrent requests, and saved state."""
+import threading
+
+import numpy as np
+import pytest
+
+from kerasprune import ConfigError, FileError
+from kerasprune.backend import keras
+from kerasprune.inference import AdaptiveInference, UsageMonitor
+from kerasprune.structured import Plan, mask
+
+
+def _model() -> keras.Model:
+    """hidden unit j is relu(x_j): the traffic sets each unit's activity exactly."""
+    inputs = keras.Input((4,))
+    hidden = keras.layers.Dense(3, activation="relu", name="hidden")(inputs)
+    outputs = keras.layers.Dense(2, activation="softmax", name="out")(hidden)
+    model = keras.Model(inputs, outputs, name="probe_net")
+    model.get_layer("hidden").set_weights([np.eye(4, 3, dtype="float32"), np.zeros(3, "float32")])
+    model.get_layer("out").set_weights([np.arange(6, dtype="float32").reshape(3, 2) / 6,
+                                        np.zeros(2, "float32")])
+    return model
+
+
+def _traffic(third: float, n: int = 8) -> np.ndarray:
+    """A batch in which units 0 and 1 fire at 1.0 and unit 2 at ``third``."""
+    return np.tile(np.array([[1.0, 1.0, third, 0.5]], "float32"), (n, 1))
+
+
+def _at_score(score: float) -> float:
+    """Unit 2's activation whose activity over its layer's mean is ``score``."""
+    return 2 * score / (3 - score)
+
+
+def _server(model, **kwargs) -> AdaptiveInference:
+    settings = dict(decay=0.0, probe_every=1, decide_every=1, warmup=1)
+    return AdaptiveInference(model, **{**settings, **kwargs})
+
+
+def test_monitor_reports_mean_activation_and_firing_rate_per_unit():
+    monitor = UsageMonitor(_model(), decay=0.0)
+    batch = np.array([[2.0, 0.0, 1.0, 0.0], [0.0, 0.0, 3.0, 0.0]], "float32")
+    monitor(batch)
+    assert monitor.mean.tolist() == pytest.approx([1.0, 0.0, 2.0])
+    assert monitor.firing.tolist() == pytest.approx([0.5, 0.0, 1.0])
+    assert list(monitor.scores().values()) == pytest.approx([1.0, 0.0, 2.0])  # over the mean, 1.0
+
+
+def test_a_unit_is_pruned_below_the_threshold_and_returns_only_above_the_higher_one():
+    server = _server(_model(), prune_below=0.05, reactivate_above=0.10)
+    server.predict(_traffic(1.0))
+    assert not server.removed
+    server.predict(_traffic(_at_score(0.04)))
+    assert len(server.removed) == 1
+    server.predict(_traffic(_at_score(0.08)))  # between the thresholds: stays out
+    assert len(server.removed) == 1
+    server.predict(_traffic(_at_score(0.12)))
+    assert not server.removed
+    server.predict(_traffic(_at_score(0.08)))  # between the thresholds: stays in
+    assert not server.removed
+    assert [e["event"] for e in server.events] == ["prune", "swap", "reactivate", "swap"]
+
+
+def test_the_compacted_model_computes_what_the_masked_full_model_does():
+    model = _model()
+    server = _server(model, probe_every=3)
+    server.predict(_traffic(0.0))
+    assert server.serving.model.get_layer("hidden").units == 2
+    batch = np.random.default_rng(0).random((5, 4)).astype("float32")
+    expected = mask(model, Plan(set(server.removed))).predict(batch, verbose=0)
+    np.testing.assert_allclose(server.predict(batch), expected, rtol=1e-6)  # batch 2 is not a probe
+
+
+def test_reactivation_restores_the_original_weights_bit_for_bit():
+    model = _model()
+    original = [w.copy() for w in model.get_weights()]
+    server = _server(model)
+    server.predict(_traffic(0.0))
+    assert server.serving.model is not model
+    server.predict(_traffic(1.0))
+    assert server.serving.model is model
+    for before, after in zip(original, server.serving.model.get_weights()):
+        assert np.array_equal(before, after)
+
+
+def test_a_group_keeps_at_least_min_units():
+    server = _server(_model(), min_units=2)
+    server.predict(np.tile(np.array([[1.0, 0.0, 0.0, 0.0]], "float32"), (4, 1)))
+    assert len(server.removed) == 1
+
+
+def test_concurrent_requests_during_swaps_only_see_complete_models():
+    model = _model()
+    server = _server(model, probe_every=2, background=True)
+    models = [model]
+    server.on("swap", lambda info: models.append(server.serving.model))
+    query = np.random.default_rng(1).random((3, 4)).astype("float32")
+    answers, errors, stop = [], [], threading.Event()
+
+    def client():
+        while not stop.is_set():
+            try:
+                answers.append(server.predict(query))
+            except Exception as exc:  # noqa: BLE001  (any failure fails the test below)
+                errors.append(exc)
+
+    clients = [threading.Thread(target=client) for _ in range(3)]
+    for thread in clients:
+        thread.start()
+    for i in range(40):  # traffic that turns unit 2 off and on again
+        server.predict(_traffic(0.0 if i % 8 < 4 else 1.0))
+        server.wait()
+    stop.set()
+    for thread in clients:
+        thread.join()
+    server.close()
+    assert not errors
+    assert len(models) > 4 and answers
+    possible = [m.predict(query, verbose=0) for m in models]
+    for answer in answers:
+        assert any(np.allclose(answer, p, atol=1e-6) for p in possible)
+
+
+def test_saved_state_restores_the_same_masks_and_statistics(tmp_path):
+    model = _model()
+    server = _server(model)
+    server.predict(_traffic(0.0))
+    path = server.save(tmp_path / "state.json")
+    again = _server(model)
+    again.restore(path)
+    assert again.removed == server.removed
+    assert again.monitor.mean.tolist() == server.monitor.mean.tolist()
+    assert again.serving.model.get_layer("hidden").units == 2
+
+
+def test_restoring_a_missing_or_foreign_state_says_what_is_wrong(tmp_path):
+    server = _server(_model())
+    with pytest.raises(FileError, match="no such file"):
+        server.restore(tmp_path / "nothing.json")
+    (tmp_path / "bad.json").write_text("{not json")
+    with pytest.raises(FileError, match="not a saved state"):
+        server.restore(tmp_path / "bad.json")
+    other = keras.Sequential([keras.Input((4,)), keras.layers.Dense(5, activation="relu"),
+                              keras.layers.Dense(2)], name="other")
+    _server(other).save(tmp_path / "other.json")
+    with pytest.raises(ConfigError, match="saved for model 'other'"):
+        server.restore(tmp_path / "other.json")
+
+
+def test_bad_settings_and_batches_are_refused_with_the_fix():
+    with pytest.raises(ConfigError, match="must be above prune_below"):
+        AdaptiveInference(_model(), prune_below=0.2, reactivate_above=0.1)
+    with pytest.raises(ConfigError, match="statistic must be one of"):
+        AdaptiveInference(_model(), statistic="median")
+    with pytest.raises(ConfigError, match=r"add the batch axis"):
+        _server(_model()).predict(np.zeros(4, "float32"))
