@@ -39,9 +39,10 @@ _API = {
     "AdaptivePruning": "sparsity", "KeepBest": "sparsity", "FeedbackSchedule": "sparsity",
     "PruningWrapper": "sparsity", "prune": "sparsity", "set_sparsity": "sparsity",
     "strip": "sparsity", "to_tflite": "export", "load_model": "loading",
+    "AdaptiveInference": "inference",
 }
-_MODULES = ("backend", "benchmark", "data", "export", "metrics", "models", "quantization",
-            "sparsity", "structured")
+_MODULES = ("backend", "benchmark", "data", "export", "inference", "metrics", "models",
+            "quantization", "sparsity", "structured")
 
 __all__ = [
     "ConfigError", "DataError", "ExportError", "FileError", "KerasPruneError", "ModelError",

@@ -247,6 +247,19 @@ def _dispatch(args: argparse.Namespace, argv: list[str]) -> int:
                   f"{run['tflite_bytes']:,} bytes, accuracy {run['accuracy']:.4f}; its weights:")
             for w in run["tflite_weights"]:
                 print(f"  {w['op']:<18} {w['type']:<7} {w['bytes']:>8,} B  {w['weight']}")
+        traffic = results.get("traffic")
+        for server in (traffic or {}).get("servers", []):
+            tag = f"compact-{server['tag']}"
+            ratio = traffic["benchmark"].get(tag, {}).get("tflite@1", {}).get("ratio")
+            narrowed = server["phases"]["narrowed"]
+            narrow = ", ".join(f"{k} {v}" for k, v in traffic["narrow"].items())
+            print(f"kerasprune demo: serving '{server['tag']}' on traffic narrowed to {narrow}: "
+                  f"{narrowed['params_at_end']:,} of {traffic['dense']['params']:,} params active "
+                  f"({', '.join(f'{k} {v}' for k, v in narrowed['active_at_end'].items())}), "
+                  f"accuracy {server['compact_scores']['narrowed']['accuracy']:.4f} (dense "
+                  f"{traffic['dense']['scores']['narrowed']['accuracy']:.4f}), LiteRT latency "
+                  f"{f'{ratio:.2f}x' if ratio is not None else '-'} dense; "
+                  f"{_recovered(server['recovery'])}")
         print(f"kerasprune demo: report at {Path(args.out) / 'demo' / 'demo.md'}")
         return 0 if results["runs"] else 1
 
@@ -256,6 +269,12 @@ def _dispatch(args: argparse.Namespace, argv: list[str]) -> int:
         download=args.download, command="kerasprune " + shlex.join(argv), seed=args.seed,
     )
     return 0
+
+
+def _recovered(recovery: dict) -> str:
+    if recovery["batches"] is None:
+        return recovery["reason"]
+    return f"within 0.5 points of dense {recovery['batches']} batches after the traffic widened"
 
 
 def _bench(args: argparse.Namespace, argv: list[str]) -> int:

@@ -95,31 +95,35 @@ def test_concurrent_requests_during_swaps_only_see_complete_models():
     server = _server(model, probe_every=2, background=True)
     models = [model]
     server.on("swap", lambda info: models.append(server.serving.model))
-    query = np.random.default_rng(1).random((3, 4)).astype("float32")
+    traffic = [_traffic(0.0, 3), _traffic(1.0, 3)]  # unit 2 off, then on again
+    now = [0]
     answers, errors, stop = [], [], threading.Event()
 
     def client():
         while not stop.is_set():
+            kind = now[0]
             try:
-                answers.append(server.predict(query))
+                answers.append((kind, server.predict(traffic[kind])))
             except Exception as exc:  # noqa: BLE001  (any failure fails the test below)
                 errors.append(exc)
 
     clients = [threading.Thread(target=client) for _ in range(3)]
     for thread in clients:
         thread.start()
-    for i in range(40):  # traffic that turns unit 2 off and on again
-        server.predict(_traffic(0.0 if i % 8 < 4 else 1.0))
+    for i in range(12):  # every client sends the current kind of traffic
+        now[0] = (i // 3) % 2
+        for _ in range(4):
+            server.predict(traffic[now[0]])
         server.wait()
     stop.set()
     for thread in clients:
         thread.join()
     server.close()
     assert not errors
-    assert len(models) > 4 and answers
-    possible = [m.predict(query, verbose=0) for m in models]
-    for answer in answers:
-        assert any(np.allclose(answer, p, atol=1e-6) for p in possible)
+    assert len(models) >= 4 and answers  # pruned and restored at least twice
+    possible = [[m.predict(batch, verbose=0) for batch in traffic] for m in models]
+    for kind, answer in answers:
+        assert any(np.allclose(answer, p[kind], atol=1e-6) for p in possible)
 
 
 def test_saved_state_restores_the_same_masks_and_statistics(tmp_path):

@@ -21,7 +21,7 @@ from typing import Any, Callable
 
 import numpy as np
 
-from .. import benchmark, export, files
+from .. import benchmark, export, files, loading
 from ..backend import keras, tf
 from ..benchmark.artifacts import Artifact
 from ..benchmark.timing import interleaved, loop
@@ -29,7 +29,7 @@ from ..checks import number
 from ..data import Data
 from ..errors import ConfigError
 from ..importance import lookup
-from ..inference import AdaptiveInference
+from ..inference import AdaptiveInference, compiled
 from ..metrics import classification_scores, figures
 from ..structured import plan_channels, shrink
 
@@ -115,7 +115,7 @@ def _scores(model: keras.Model, x: np.ndarray, y: np.ndarray, classes=None) -> d
 def run(results: dict, config, data: Data, baseline: Path, root: Path, log: Callable) -> dict:
     """Serve the scenario and time its models; the ``traffic`` section of the results."""
     spec = check(config.raw["traffic"], str(config.path))
-    model = keras.models.load_model(baseline)
+    model = loading.load_model(baseline)
     x, y = _arrays(data.test)
     narrow = _narrowed(x, y, spec["narrow"], spec["batch_size"], f"{config.path}: traffic")
     rng = np.random.default_rng(config.seed)
@@ -127,7 +127,7 @@ def run(results: dict, config, data: Data, baseline: Path, root: Path, log: Call
     # F1 of narrowed traffic is over its own labels: a stray absent class is an error
     classes = {"narrowed": spec["narrow"].get("labels"), "all": None, "restored": None}
     dense_scores = {k: _scores(model, x[i], y[i], classes[k]) for k, i in evals.items()}
-    dense_call = tf.function(lambda t: model(t, training=False))
+    dense_call = compiled(model)
     dense_answers = [dense_call(x[i]).numpy().argmax(-1) for _, i in sequence]
     section: dict[str, Any] = {"narrow": spec["narrow"], "phases": spec["phases"],
                                "batch_size": spec["batch_size"], "static": spec["static"],
@@ -139,7 +139,7 @@ def run(results: dict, config, data: Data, baseline: Path, root: Path, log: Call
         log(f"traffic: server '{tag}': {len(sequence)} batches of {spec['batch_size']}")
         record, compact = _serve(model, setting, sequence, x, y, dense_answers, evals, dense_scores,
                                  classes)
-        static = _static(model, compact, data, x[narrow], y[narrow], spec["static"], spec["batch_size"])
+        static = _static(model, compact, x[narrow], y[narrow], spec["static"], spec["batch_size"])
         record["static_scores"] = {k: _scores(static, x[i], y[i], classes[k]) for k, i in evals.items()}
         record["static"] = figures(static)
         variants[f"compact-{tag}"], variants[f"static-{tag}"] = compact, static
@@ -150,12 +150,13 @@ def run(results: dict, config, data: Data, baseline: Path, root: Path, log: Call
     return section
 
 
-def _serve(model, setting, sequence, x, y, dense_answers, evals, dense_scores,
-                                 classes):
+def _serve(model, setting, sequence, x, y, dense_answers, evals, dense_scores, classes):
     """One server through the whole sequence: the per-batch timeline and per-phase figures."""
     server = AdaptiveInference(model, **{k: v for k, v in setting.items() if k != "tag"})
     swaps = []
-    server.on("swap", lambda info: swaps.append((info["batch"], server.serving)))
+    builds = []
+    server.on("swap", lambda info: (swaps.append((info["batch"], server.serving)),
+                                    builds.append(info["build_ms"])))
     channels = len(server.monitor.channel_ids)
     timeline, phases, compact = [], {}, model
     for phase in PHASES:
@@ -177,15 +178,18 @@ def _serve(model, setting, sequence, x, y, dense_answers, evals, dense_scores,
         phases[phase] = {
             "served": _rounded(np.concatenate(truth), np.concatenate(served), classes[phase]),
             "dense": _rounded(np.concatenate(truth), dense, classes[phase]),
-            "ms_per_batch": round(1e3 * wall / len(rows), 3), "cpu_cores_busy": round(cpu / wall, 2),
+            "ms_per_batch": round(float(np.median([t["ms"] for t in timeline[-len(rows):]])), 3),
+            "cpu_cores_busy": round(cpu / wall, 2),
             "params_at_end": int(server.serving.model.count_params()),
             "active_at_end": server.summary()["active"],
         }
         if phase == "narrowed":
             compact = server.serving.model
     restart = next(i for i, (p, _) in enumerate(sequence) if p == "restored")
-    record = {"tag": setting["tag"], "settings": setting, "phases": phases, "timeline": timeline,
+    record = {"tag": setting["tag"], "settings": setting, "probe_every": server.probe_every,
+              "phases": phases, "timeline": timeline,
               "swaps": len(swaps), "events": len(server.events),
+              "build_ms": round(float(np.mean(builds)), 1) if builds else None,
               "compact_scores": {k: _scores(compact, x[i], y[i], classes[k]) for k, i in evals.items()},
               "compact": figures(compact),
               "recovery": _recovery(swaps, restart, compact, x, y, evals["all"], dense_scores["all"])}
@@ -204,12 +208,14 @@ def _recovery(swaps, restart: int, compact, x, y, pool, dense: dict) -> dict:
 
 
 def _width(layer) -> int | None:
-    """Units of a Dense or recurrent layer, filters of a convolution (None: neither)."""
-    inner = getattr(layer, "forward_layer", layer)  # Bidirectional: its forward LSTM
-    return getattr(inner, "units", None) or getattr(inner, "filters", None)
+    """Output channels of a Dense, recurrent, Bidirectional, convolution or Embedding layer."""
+    if isinstance(layer, keras.layers.Bidirectional):
+        return layer.forward_layer.units + layer.backward_layer.units
+    return (getattr(layer, "units", None) or getattr(layer, "filters", None)
+            or getattr(layer, "output_dim", None))
 
 
-def _static(model, compact, data, x, y, importance: str, batch_size: int) -> keras.Model:
+def _static(model, compact, x, y, importance: str, batch_size: int) -> keras.Model:
     """Structured pruning to ``compact``'s widths, scored once on the narrowed traffic."""
     ratio = {}
     for layer, small in zip(model.layers, compact.layers):
@@ -248,7 +254,7 @@ def _bench(variants: dict, root: Path, inputs: np.ndarray, rounds: int, log) -> 
 def _monitor_cost(model, batch: np.ndarray, spec: dict) -> dict:
     """Dense inference with the monitor's statistics against without, at the serving batch."""
     server = AdaptiveInference(model)
-    dense_call = tf.function(lambda t: model(t, training=False))
+    dense_call = compiled(model)
     tensor = tf.constant(batch)
     stats, medians = interleaved({"dense": loop(lambda: dense_call(tensor).numpy()),
                                   "monitored": loop(lambda: server.monitor(tensor))},

@@ -27,7 +27,7 @@ def markdown(section: dict) -> list[str]:
         f"server).  Settled accuracy is on {section['eval_examples']} held examples of each kind of "
         f"traffic; the static baseline is structured pruning to the compacted widths, scored once by "
         f"`{section['static']}` on the narrowed traffic.", "",
-        "| server | phase | served accuracy | served F1 | dense accuracy (same batches) | ms / batch "
+        "| server | phase | served accuracy | served F1 | dense accuracy (same batches) | ms / batch (median) "
         "| CPU cores busy | params at end | active at end |",
         "|---|---|---|---|---|---|---|---|---|",
     ]
@@ -59,14 +59,24 @@ def markdown(section: dict) -> list[str]:
         lines.append(row(f"static-{server['tag']}", server["static_scores"], server["static"],
                          "never: fixed offline"))
     lines += ["", f"Latency ratios are to dense, batch 1, timed in one interleaved run per target by "
-              f"kerasprune.benchmark; ms / batch is the serving loop's wall time (probes and rebuilds "
-              f"included).  The monitor's statistics cost {_pct(overhead['overhead'])}% of dense "
-              f"inference at batch {overhead['batch']} ({overhead['monitored_ms']:.3f} against "
-              f"{overhead['dense_ms']:.3f} ms).", ""]
+              f"kerasprune.benchmark; ms / batch is the median wall time of the phase's batches in the "
+              f"serving loop (a batch that triggers a rebuild waits for it; the build times are "
+              f"below).  On a probe batch the monitor's statistics cost {_pct(overhead['overhead'])}% "
+              f"of dense inference at batch {overhead['batch']} ({overhead['monitored_ms']:.3f} against "
+              f"{overhead['dense_ms']:.3f} ms); a server probes one batch in `probe_every`.", ""]
     for server in section["servers"]:
         settings = ", ".join(f"{k} {v}" for k, v in server["settings"].items() if k != "tag")
-        lines.append(f"- `{server['tag']}`: {settings}; {server['swaps']} swaps, {server['events']} events.")
+        every = server["probe_every"]
+        lines.append(f"- `{server['tag']}`: {settings}; {server['swaps']} swaps "
+                     f"(built in {server['build_ms'] or 0:.0f} ms each on average, off the batches' "
+                     f"median), {server['events']} events; monitoring {_pct(overhead['overhead'] / every)}% of dense inference "
+                     f"over all batches.")
     return lines + [""]
+
+
+def _trailing(values: list[float], window: int) -> np.ndarray:
+    """The mean of each ``window`` consecutive values, ending at each value from the window-th."""
+    return np.convolve(values, np.ones(window) / window, "valid")
 
 
 def plot(section: dict, folder: Path) -> Path:
@@ -83,13 +93,14 @@ def plot(section: dict, folder: Path) -> Path:
         batch = [r["batch"] for r in rows]
         axes[0].plot(batch, [r["active"] for r in rows], label=server["tag"])
         axes[1].plot(batch, [r["ms"] for r in rows], lw=0.6, label=server["tag"])
-        smooth = np.convolve([r["accuracy"] for r in rows], np.ones(window) / window, "same")
-        axes[2].plot(batch, smooth, label=server["tag"])
+        axes[2].plot(batch[window - 1:], _trailing([r["accuracy"] for r in rows], window),
+                     label=server["tag"])
     rows = section["servers"][0]["timeline"]
-    dense = np.convolve([r["dense_accuracy"] for r in rows], np.ones(window) / window, "same")
-    axes[2].plot([r["batch"] for r in rows], dense, color="black", ls="--", label="dense")
+    axes[2].plot([r["batch"] for r in rows][window - 1:],
+                 _trailing([r["dense_accuracy"] for r in rows], window), color="black", ls="--",
+                 label="dense")
     edges = np.cumsum([section["phases"][p] for p in PHASES])[:-1]
-    for ax, label in zip(axes, ("active units (share)", "ms per batch", f"accuracy ({window}-batch mean)")):
+    for ax, label in zip(axes, ("active units (share)", "ms per batch", f"accuracy (mean of the last {window} batches)")):
         for edge in edges:
             ax.axvline(edge + 0.5, color="grey", ls=":")
         ax.set_ylabel(label)

@@ -6,6 +6,6 @@ them back, compact with :mod:`kerasprune.structured`.
   in whole, hooks and saved state.
 """
 from .monitor import STATISTICS, UsageMonitor
-from .serving import EVENTS, AdaptiveInference, Serving
+from .serving import EVENTS, AdaptiveInference, Serving, compiled
 
-__all__ = ["EVENTS", "STATISTICS", "AdaptiveInference", "Serving", "UsageMonitor"]
+__all__ = ["EVENTS", "STATISTICS", "AdaptiveInference", "Serving", "UsageMonitor", "compiled"]

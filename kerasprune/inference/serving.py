@@ -1,15 +1,16 @@
 """Serve a model that drops the units its traffic leaves quiet and takes them back.
 
 :class:`AdaptiveInference` answers ``predict(batch)`` with the current serving model.
-While every unit is active that is the full model with the :class:`UsageMonitor`'s
-statistics in the same call.  Once some units score below ``prune_below`` (activity over
-their group's mean) they are removed: the serving model becomes the original sliced by
+One batch in ``probe_every`` (the first, and every ``probe_every``-th after it) is a
+probe: the full model answers it with the :class:`UsageMonitor`'s statistics from the
+same call, so the monitor costs its overhead on that share of the batches only.  Once
+some units score below ``prune_below`` (activity over their group's mean) they are
+removed: the serving model becomes the original sliced by
 :func:`kerasprune.structured.shrink` (or, with ``compact=False``, masked by
 :func:`kerasprune.structured.mask`), built off the serving path and swapped in whole
-between batches.  One batch in ``probe_every`` is then answered by the full model, whose
-statistics keep the removed units' averages fresh; a removed unit that scores above
-``reactivate_above`` comes back (the gap between the thresholds is the hysteresis that
-keeps a unit on the edge from flapping).  The original model is never changed, so a unit
+between batches.  The probes keep the removed units' averages fresh too; a removed unit
+that scores above ``reactivate_above`` comes back (the gap between the thresholds is the
+hysteresis that keeps a unit on the edge from flapping).  The original model is never changed, so a unit
 that returns has its exact weights, and with every unit back the serving model is the
 original itself.
 """
@@ -17,6 +18,7 @@ from __future__ import annotations
 
 import json
 import threading
+import time
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
@@ -46,9 +48,14 @@ class Serving:
     built_at_batch: int
 
 
-def _compiled(model: keras.Model) -> Callable:
+def compiled(model: keras.Model) -> Callable:
+    """``model``'s inference as one graph function for any batch size (traced once)."""
     spec = tf.TensorSpec((None, *model.input_shape[1:]), model.input.dtype)
-    return tf.function(lambda x: model(x, training=False), input_signature=[spec])
+
+    def infer(x):
+        return model(x, training=False)
+
+    return tf.function(infer, input_signature=[spec])
 
 
 class AdaptiveInference:
@@ -80,7 +87,7 @@ class AdaptiveInference:
         self._lock = threading.RLock()
         self._hooks: dict[str, list[Callable[[dict], None]]] = {e: [] for e in EVENTS}
         self._removed: frozenset[int] = frozenset()
-        self._serving = Serving(0, frozenset(), model, _compiled(model), 0)
+        self._serving = Serving(0, frozenset(), model, compiled(model), 0)
         self._executor = ThreadPoolExecutor(1, "kerasprune-compact") if background else None
         self._building: Future | None = None
         self.batches = 0
@@ -113,7 +120,7 @@ class AdaptiveInference:
         with self._lock:
             self.batches += 1
             batch, serving = self.batches, self._serving
-        if serving.removed and batch % self.probe_every:
+        if (batch - 1) % self.probe_every:  # not a probe: the serving model alone
             return serving.call(x).numpy()
         y = self.monitor(x)
         with self._lock:
@@ -206,6 +213,7 @@ class AdaptiveInference:
 
     def _build(self) -> None:
         """Build and trace the model for the current removed set, then swap it in whole."""
+        started = time.perf_counter()
         with self._lock:
             removed, batch = self._removed, self.batches
         if removed == self._serving.removed:
@@ -215,13 +223,16 @@ class AdaptiveInference:
             model = cut(self.model, Plan(set(removed)), self.monitor.graph)
         else:
             model = self.model
-        call = _compiled(model)
+        call = compiled(model)
         call.get_concrete_function()  # traced here, off the serving path
         with self._lock:
+            if removed != self._removed:  # decided again meanwhile: the newer build swaps
+                return
             self._serving = Serving(self._serving.version + 1, removed, model, call, batch)
             serving = self._serving
         self._fire("swap", {"batch": batch, "version": serving.version,
-                            "params": int(model.count_params()), "removed": len(removed)})
+                            "params": int(model.count_params()), "removed": len(removed),
+                            "build_ms": round(1e3 * (time.perf_counter() - started), 1)})
 
     # -- what is active -----------------------------------------------------------------
     def summary(self) -> dict:
