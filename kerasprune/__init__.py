@@ -39,7 +39,7 @@ _API = {
     "AdaptivePruning": "sparsity", "KeepBest": "sparsity", "FeedbackSchedule": "sparsity",
     "PruningWrapper": "sparsity", "prune": "sparsity", "set_sparsity": "sparsity",
     "strip": "sparsity", "to_tflite": "export", "load_model": "loading",
-    "AdaptiveInference": "inference",
+    "AdaptiveInference": "inference", "from_keras3": "interop", "to_keras3": "interop",
 }
 _MODULES = ("backend", "benchmark", "data", "export", "inference", "metrics", "models",
             "quantization", "sparsity", "structured")

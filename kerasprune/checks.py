@@ -63,3 +63,14 @@ def _range(low: float | None, high: float | None, low_open: bool, high_open: boo
     if low is None:
         return f" {'<' if high_open else '<='} {high:g}"
     return f" in {'(' if low_open else '['}{low:g}, {high:g}{')' if high_open else ']'}"
+
+
+def block(value: object, where: str, allowed: set[str], example: str) -> dict:
+    """A config block: a mapping whose keys are all in ``allowed`` (else a ConfigError)."""
+    if not isinstance(value, dict):
+        raise ConfigError(f"{where} must be a mapping such as {example}, got {value!r}.")
+    unknown = sorted(set(value) - allowed)
+    if unknown:
+        raise ConfigError(f"{where} has unknown key(s) {', '.join(unknown)}; it takes "
+                          f"{', '.join(sorted(allowed))}.")
+    return value

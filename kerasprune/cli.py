@@ -28,6 +28,7 @@ from .errors import ConfigError, KerasPruneError
 
 #: positional arguments that name files to read, checked before TensorFlow is imported
 _INPUT_FILES = {"experiment": ("config", "experiment config", "a YAML file under experiments/"),
+                "tune": ("config", "experiment config", "a YAML file under experiments/ with a tune block"),
                 "bench-train": ("config", "experiment config", "a YAML file under experiments/"),
                 "report": ("results", "results file", "experiments/results/<name>.json"),
                 "seeds": ("results", "results file", "experiments/results/<name>.json")}
@@ -52,6 +53,12 @@ def _parser() -> argparse.ArgumentParser:
     exp.add_argument("--seed", type=int,
                      help="repeat with this seed instead of the config's (results as <name>.seed<N>)")
     common(exp)
+
+    tune = sub.add_parser("tune", help="run a config's methods, then search its tune block with Keras Tuner")
+    tune.add_argument("config", help="path to experiments/tune_<name>.yaml")
+    tune.add_argument("--budget", default="cpu", help="budget section of the config (default: cpu)")
+    tune.add_argument("--results-dir", help="where the JSON and report go (default: <config dir>/results)")
+    common(tune)
 
     demo = sub.add_parser("demo", help="the main job: MNIST LeNet-5, pruned, exported, timed")
     common(demo)
@@ -232,6 +239,13 @@ def _dispatch(args: argparse.Namespace, argv: list[str]) -> int:
         run_study(args.results_dir, sparsity=args.sparsity, models_dir=args.out,
                   command="kerasprune " + shlex.join(argv))
         print(f"kerasprune: wrote {Path(args.results_dir) / 'sparse_inference.md'}")
+        return 0
+
+    if args.command == "tune":
+        from .tuner.run import run_tune
+
+        run_tune(args.config, budget=args.budget, data_dir=args.data_dir, out_dir=args.out,
+                 results_dir=args.results_dir, command="kerasprune " + shlex.join(argv))
         return 0
 
     from .experiment import run_experiment

@@ -13,11 +13,11 @@ PACKAGE = Path(__file__).resolve().parent.parent / "kerasprune"
 #: top-level parts of the package, lowest first; a part may import its own layer and below
 LAYERS = [
     {"backend", "errors", "checks", "files", "environment", "results", "loading", "data", "importance",
-     "models", "metrics"},
-    {"sparsity", "structured", "quantization", "inference", "tuner", "agent"},
+     "interop", "models", "metrics"},
+    {"sparsity", "structured", "quantization", "inference", "agent"},
     {"export"},
     {"benchmark"},
-    {"experiment", "studies"},
+    {"experiment", "studies", "tuner"},  # a tuner trial compresses, exports and times
     {"cli"},
 ]
 LAYER_OF = {part: i for i, parts in enumerate(LAYERS) for part in parts}

@@ -62,7 +62,7 @@ def _name_runs(runs: list[RunSpec]) -> list[RunSpec]:
 
 
 _TOP_KEYS = {"experiment", "description", "dataset", "model", "model_args", "seed", "methods", "budgets",
-             "traffic"}
+             "traffic", "tune"}  # tune: read by `kerasprune tune` (kerasprune.tuner.run)
 _BUDGET_KEYS = {"model", "model_args", "data", "train", "finetune", "method_args"}
 _DATA_KEYS = {"batch_size", "eval_batch_size", "val_fraction", "max_train_examples",
               "seq_len", "vocab_size", "augment"}

@@ -20,7 +20,7 @@ from __future__ import annotations
 import dataclasses
 from typing import Any
 
-from .. import export, quantization
+from .. import checks, export, quantization
 from ..checks import choice, number
 from ..errors import ConfigError, ModelError
 from .registry import Outcome, RunContext
@@ -32,12 +32,7 @@ _KEYS = {"mode", "epochs", "score", "compute", "batches", "min_agreement", *_MIX
 
 def check(block: Any, where: str) -> dict[str, Any]:
     """The ``quantize`` block with its defaults, or a ConfigError saying what to change."""
-    if not isinstance(block, dict):
-        raise ConfigError(f"{where}: quantize must be a mapping such as {{mode: int8}}, got {block!r}.")
-    unknown = sorted(set(block) - _KEYS)
-    if unknown:
-        raise ConfigError(f"{where}: quantize has unknown key(s) {', '.join(unknown)}; it takes "
-                          f"{', '.join(sorted(_KEYS))}.")
+    checks.block(block, f"{where}: quantize", _KEYS, "{mode: int8}")
     spec = {"mode": "mixed", "epochs": 0, "score": "quantization_loss", "compute": "float",
             "batches": 8, "min_agreement": 0.95, **block}
     number(spec["min_agreement"], f"{where}: quantize.min_agreement", low=0.0, high=1.0)

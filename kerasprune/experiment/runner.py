@@ -284,7 +284,7 @@ def measure(outcome: Outcome, data: Data, run_dir: Path) -> dict:
                   "tflite_agreement": tflite.agreement,
                   "tflite_weights": [{"op": w.op, "weight": w.weight, "type": w.type, "bytes": w.bytes,
                                       "dequantized": w.dequantized} for w in tflite.weights()]}
-        scores = _file_scores(tflite.content, data)
+        scores = file_scores(tflite.content, data.test)
     return {
         **scores,
         **metrics.figures(model),
@@ -301,9 +301,9 @@ def measure(outcome: Outcome, data: Data, run_dir: Path) -> dict:
     }
 
 
-def _file_scores(content: bytes, data: Data) -> dict[str, float]:
-    """Accuracy and macro F1 of a ``.tflite`` on the test split, run by LiteRT."""
-    inputs, labels = zip(*((x.numpy(), y.numpy()) for x, y in data.test))
+def file_scores(content: bytes, dataset) -> dict[str, float]:
+    """Accuracy and macro F1 of a ``.tflite`` on ``dataset``'s batches, run by LiteRT."""
+    inputs, labels = zip(*((x.numpy(), y.numpy()) for x, y in dataset))
     outputs = export.run_tflite(content, np.concatenate(inputs))
     predicted = np.argmax(outputs.reshape(len(outputs), -1), axis=-1)
     return metrics.classification_scores(np.concatenate(labels), predicted)
@@ -314,4 +314,4 @@ def _calibration(data: Data, n: int = 256):
     return np.stack([x.numpy() for x, _ in data.train.unbatch().take(n)])
 
 
-__all__ = ["measure", "results_paths", "run_experiment"]
+__all__ = ["file_scores", "measure", "results_paths", "run_experiment"]

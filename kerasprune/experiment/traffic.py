@@ -21,7 +21,7 @@ from typing import Any, Callable
 
 import numpy as np
 
-from .. import benchmark, export, files, loading
+from .. import benchmark, checks, export, files, loading
 from ..backend import keras, tf
 from ..benchmark.artifacts import Artifact
 from ..benchmark.timing import interleaved, loop
@@ -43,12 +43,7 @@ _TOLERANCE = 0.005  # "recovered": within half a point of dense on all traffic
 def check(block: Any, where: str) -> dict[str, Any]:
     """The ``traffic`` block with defaults, or a ConfigError naming the bad key."""
     where = f"{where}: traffic"
-    if not isinstance(block, dict):
-        raise ConfigError(f"{where} must be a mapping with narrow, phases and servers.")
-    unknown = sorted(set(block) - _KEYS)
-    if unknown:
-        raise ConfigError(f"{where}: unknown key(s) {', '.join(unknown)}; allowed: "
-                          f"{', '.join(sorted(_KEYS))}.")
+    checks.block(block, where, _KEYS, "{narrow: {labels: [0, 1]}, phases: {...}, servers: [...]}")
     spec = {"batch_size": 32, "static": "apoz", "eval_examples": 2000, "bench_rounds": 7, **block}
     narrow = spec.get("narrow")
     if not isinstance(narrow, dict) or len(narrow) != 1 or not set(narrow) <= {"labels", "length"}:

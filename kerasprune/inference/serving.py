@@ -16,6 +16,7 @@ original itself.
 """
 from __future__ import annotations
 
+import inspect
 import json
 import threading
 import time
@@ -62,8 +63,8 @@ class AdaptiveInference:
     """``model`` served with its quiet units removed while the traffic leaves them quiet.
 
     ``warmup`` batches are observed before the first decision, and then the thresholds are
-    applied every ``decide_every`` observed batches (each change costs a rebuild).  ``min_units`` units of each
-    group always stay.  ``background=True`` builds new serving models on a worker thread
+    applied every ``decide_every`` observed batches (each change costs a rebuild).
+    ``min_units`` units of each group always stay.  ``background=True`` builds new serving models on a worker thread
     (the current one keeps serving until the new one is ready); otherwise the batch that
     triggers a change waits for the build.  Hooks (:meth:`on`) receive a dict describing
     each prune, reactivate and swap event.
@@ -72,8 +73,7 @@ class AdaptiveInference:
     def __init__(self, model: keras.Model, *, prune_below: float = 0.05,
                  reactivate_above: float = 0.10, statistic: str = "mean", decay: float = 0.8,
                  probe_every: int = 8, decide_every: int = 4, warmup: int = 4, min_units: int = 1,
-                 compact: bool = True,
-                 background: bool = False) -> None:
+                 compact: bool = True, background: bool = False) -> None:
         settings = self.check_settings(
             prune_below=prune_below, reactivate_above=reactivate_above, statistic=statistic,
             decay=decay, probe_every=probe_every, decide_every=decide_every, warmup=warmup,
@@ -94,12 +94,17 @@ class AdaptiveInference:
         self.probes = 0
         self.events: list[dict] = []
 
-    @staticmethod
-    def check_settings(*, prune_below: float = 0.05, reactivate_above: float = 0.10,
-                       statistic: str = "mean", decay: float = 0.8, probe_every: int = 8,
-                       decide_every: int = 4, warmup: int = 4, min_units: int = 1,
-                       **_) -> dict:
-        """The settings, checked without a model (a config's servers are checked at load)."""
+    @classmethod
+    def check_settings(cls, **settings) -> dict:
+        """The settings (defaults filled in) checked without a model, so a config's servers
+        are checked when it is read."""
+        given = {name: p.default for name, p in inspect.signature(cls.__init__).parameters.items()
+                 if p.default is not p.empty}
+        given.update(settings)
+        prune_below, reactivate_above = given["prune_below"], given["reactivate_above"]
+        statistic, decay = given["statistic"], given["decay"]
+        probe_every, decide_every = given["probe_every"], given["decide_every"]
+        warmup, min_units = given["warmup"], given["min_units"]
         where = "AdaptiveInference"
         UsageMonitor.check_settings(statistic, decay, where)
         out = {"prune_below": number(prune_below, f"{where}: prune_below", low=0.0),

@@ -1,4 +1,11 @@
-"""Keras Tuner searches over compression settings, and distributed runs (issue 16).
+"""Keras Tuner searches over compression (issue 16): :mod:`.space` (the hyperparameters),
+:mod:`.search` (:class:`CompressionTuner`, keras-tuner's ``BaseTuner`` with tf_keras trials
+that compress, fine-tune, export and time, and the Pareto front).
 
-Empty until that issue lands.
+It sits with the harness: a trial uses the methods, the export and the benchmark.
+Importing it imports keras-tuner, which imports Keras 3; ``tf.keras`` stays tf_keras.
 """
+from .search import SCORE, SEARCHES, CompressionTuner
+from .space import PRECISIONS, Compression, compression_space
+
+__all__ = ["PRECISIONS", "SCORE", "SEARCHES", "Compression", "CompressionTuner", "compression_space"]

@@ -1,0 +1,99 @@
+"""``kerasprune tune CONFIG``: an experiment config with a ``tune`` block, searched.
+
+The config's methods run first through the experiment runner (the dense baseline every
+trial starts from, and the peers plotted beside the search: tfmot's GMP + int8 in the
+example configs), then :class:`CompressionTuner` searches from the baseline.  The search
+chooses on the validation split; the Pareto trials' files are then scored on the
+reported split, as the peers are, and written to ``<name>.tune.json`` and ``.tune.md``
+with the plot.
+"""
+from __future__ import annotations
+
+import functools
+import os
+from pathlib import Path
+from typing import Any, Callable
+
+from .. import checks, files, loading
+from ..checks import number
+from ..data import load
+from ..errors import ConfigError
+from ..experiment.config import load_config
+from ..experiment.runner import file_scores, results_paths, run_experiment
+from ..experiment.spec import BASELINE
+from .report import markdown, plot
+from .search import SEARCHES, CompressionTuner
+from .space import compression_space
+
+_KEYS = {"search", "max_trials", "size", "max_bytes", "max_latency_ms", "space"}
+_SPACE_KEYS = {"ratio", "sparsity", "precisions", "eight_bit_fraction"}
+
+
+def check(block: Any, where: str) -> dict[str, Any]:
+    """The ``tune`` block with its defaults, or a ConfigError naming the key."""
+    where = f"{where}: tune"
+    checks.block(block, where, _KEYS, "{search: bayesian, max_trials: 12}")
+    spec = {"search": "random", "max_trials": 10, "size": "raw", "space": {}, **block}
+    if spec["search"] not in SEARCHES:
+        raise ConfigError(f"{where}: search must be one of {', '.join(SEARCHES)}, got {spec['search']!r}.")
+    if spec["size"] not in ("raw", "gzip"):
+        raise ConfigError(f"{where}: size must be raw or gzip, got {spec['size']!r}.")
+    number(spec["max_trials"], f"{where}: max_trials", low=1, integer=True)
+    for key in ("max_bytes", "max_latency_ms"):
+        if spec.get(key) is not None:
+            number(spec[key], f"{where}: {key}", low=0, low_open=True)
+    space = spec["space"]
+    if not isinstance(space, dict) or set(space) - _SPACE_KEYS:
+        raise ConfigError(f"{where}: space takes {', '.join(sorted(_SPACE_KEYS))}, got {space!r}.")
+    import keras_tuner as kt  # the space's own checks, on a scratch set of hyperparameters
+
+    try:
+        compression_space(kt.HyperParameters(), **space)
+    except ConfigError as exc:
+        raise ConfigError(f"{where}: space: {exc}") from None
+    return spec
+
+
+def run_tune(config_path: str | os.PathLike, *, budget: str = "cpu",
+             data_dir: str | os.PathLike | None = None, out_dir: str | os.PathLike = "saved_models",
+             results_dir: str | os.PathLike | None = None, log: Callable[[str], None] = print,
+             command: str | None = None) -> dict:
+    """Run the config's methods, search its ``tune`` block, write ``<name>.tune.json/.md``."""
+    config = load_config(config_path, budget)
+    if "tune" not in config.raw:
+        raise ConfigError(f"{config.path}: no 'tune' block; `kerasprune experiment` runs it instead.")
+    spec = check(config.raw["tune"], str(config.path))
+    results = run_experiment(config_path, budget=budget, data_dir=data_dir, out_dir=out_dir,
+                             results_dir=results_dir, log=log, command=command)
+    root = Path(out_dir) / config.name / budget
+    data = load(config.dataset, data_dir=data_dir, seed=config.seed, **config.budget.data)
+    model = loading.load_model(root / BASELINE / "model.keras")
+    tuner = CompressionTuner(
+        model, data, finetune=config.budget.finetune, search=spec["search"],
+        max_trials=int(spec["max_trials"]), space=functools.partial(compression_space, **spec["space"]),
+        max_bytes=spec.get("max_bytes"), max_latency_ms=spec.get("max_latency_ms"), size=spec["size"],
+        seed=config.seed, directory=root, project_name="tune")
+    log(f"tune: {spec['search']} search, {spec['max_trials']} trials -> {root / 'tune'}")
+    tuner.search()
+    trials = tuner.trials()
+    front = {t["trial"] for t in tuner.pareto()}
+    for trial in trials:
+        trial["pareto"] = trial["trial"] in front
+        if trial["pareto"]:  # the reported split, as the peers' figures are
+            content = Path(tuner.get_trial_dir(trial["trial"]), "model.tflite").read_bytes()
+            trial.update({f"test_{k}": v for k, v in file_scores(content, data.test).items()})
+    json_path, _ = results_paths(config, results_dir)
+    section = {"experiment": config.name, "command": command or f"kerasprune tune {config.path}",
+               "environment": results["environment"], "evaluated_on": data.test_split,
+               "settings": spec, "trials": trials,
+               "runs": results["runs"]}
+    out = json_path.with_suffix(".tune.json")
+    files.write_json(out, section)
+    report = out.with_suffix(".md")
+    figure = plot(section, report.with_suffix(""))
+    files.write_text(report, "\n".join(markdown(section, figure.relative_to(report.parent))))
+    log(f"kerasprune: tune finished; {out}, {report}")
+    return section
+
+
+__all__ = ["check", "run_tune"]
