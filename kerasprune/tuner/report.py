@@ -7,7 +7,7 @@ from .. import files
 
 
 def size_key(section: dict) -> str:
-    return "tflite_gzip_bytes" if section["settings"]["size"] == "gzip" else "tflite_bytes"
+    return "tflite_gzip_bytes" if section["search"]["size"] == "gzip" else "tflite_bytes"
 
 
 def dominated_by(section: dict, run: dict) -> list[dict]:
@@ -20,7 +20,7 @@ def dominated_by(section: dict, run: dict) -> list[dict]:
 
 def markdown(section: dict, figure: Path) -> list[str]:
     key = size_key(section)
-    settings = section["settings"]
+    settings = section["search"]
     budget = ", ".join(f"{k} {settings[k]:,}" for k in ("max_bytes", "max_latency_ms") if settings.get(k))
     lines = [f"# {section['experiment']}: compression search", "",
              f"- reproduce: `{section['command']}`",
@@ -47,6 +47,9 @@ def markdown(section: dict, figure: Path) -> list[str]:
         beaters = dominated_by(section, run)
         lines.append(f"| `{run['run']}` | {run['accuracy']:.4f} | {run['tflite_bytes']:,} | "
                      f"{run['tflite_gzip_bytes']:,} | {', '.join(t['trial'] for t in beaters) or 'none'} |")
+    for failed in section.get("failed_trials", []):
+        lines.append(f"\nTrial {failed['trial']} ({failed['hyperparameters']}) failed: "
+                     f"{failed['reason'][0]}")
     return lines + ["", f"![pareto]({figure.as_posix()})", ""]
 
 
@@ -69,7 +72,7 @@ def plot(section: dict, folder: Path) -> Path:
         ax.scatter(run[key], run["accuracy"], marker="s", color="tab:red")
         ax.annotate(run["run"], (run[key], run["accuracy"]), fontsize=7, xytext=(4, 2),
                     textcoords="offset points")
-    ax.set(xscale="log", xlabel=f"TFLite {section['settings']['size']} bytes", ylabel="accuracy",
+    ax.set(xscale="log", xlabel=f"TFLite {section['search']['size']} bytes", ylabel="accuracy",
            title=f"{section['experiment']}: accuracy against bytes")
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8)

@@ -25,7 +25,7 @@ from .report import markdown, plot
 from .search import SEARCHES, CompressionTuner
 from .space import compression_space
 
-_KEYS = {"search", "max_trials", "size", "max_bytes", "max_latency_ms", "space"}
+_KEYS = {"search", "max_trials", "size", "max_bytes", "max_latency_ms", "space", "min_agreement"}
 _SPACE_KEYS = {"ratio", "sparsity", "precisions", "eight_bit_fraction"}
 
 
@@ -33,7 +33,9 @@ def check(block: Any, where: str) -> dict[str, Any]:
     """The ``tune`` block with its defaults, or a ConfigError naming the key."""
     where = f"{where}: tune"
     checks.block(block, where, _KEYS, "{search: bayesian, max_trials: 12}")
-    spec = {"search": "random", "max_trials": 10, "size": "raw", "space": {}, **block}
+    spec = {"search": "random", "max_trials": 10, "size": "raw", "space": {}, "min_agreement": 0.95,
+            **block}
+    number(spec["min_agreement"], f"{where}: min_agreement", low=0.0, high=1.0)
     if spec["search"] not in SEARCHES:
         raise ConfigError(f"{where}: search must be one of {', '.join(SEARCHES)}, got {spec['search']!r}.")
     if spec["size"] not in ("raw", "gzip"):
@@ -72,7 +74,7 @@ def run_tune(config_path: str | os.PathLike, *, budget: str = "cpu",
         model, data, finetune=config.budget.finetune, search=spec["search"],
         max_trials=int(spec["max_trials"]), space=functools.partial(compression_space, **spec["space"]),
         max_bytes=spec.get("max_bytes"), max_latency_ms=spec.get("max_latency_ms"), size=spec["size"],
-        seed=config.seed, directory=root, project_name="tune")
+        min_agreement=spec["min_agreement"], seed=config.seed, directory=root, project_name="tune")
     log(f"tune: {spec['search']} search, {spec['max_trials']} trials -> {root / 'tune'}")
     tuner.search()
     trials = tuner.trials()
@@ -83,10 +85,12 @@ def run_tune(config_path: str | os.PathLike, *, budget: str = "cpu",
             content = Path(tuner.get_trial_dir(trial["trial"]), "model.tflite").read_bytes()
             trial.update({f"test_{k}": v for k, v in file_scores(content, data.test).items()})
     json_path, _ = results_paths(config, results_dir)
-    section = {"experiment": config.name, "command": command or f"kerasprune tune {config.path}",
-               "environment": results["environment"], "evaluated_on": data.test_split,
-               "settings": spec, "trials": trials,
-               "runs": results["runs"]}
+    failed = [{"trial": t.trial_id, "hyperparameters": dict(t.hyperparameters.values),
+               "reason": (t.message or "").strip().splitlines()[-1:] or ["unknown"]}
+              for t in tuner.oracle.trials.values() if t.status in ("FAILED", "INVALID")]
+    # the experiment's results (schema, runs) with the search added
+    section = {**results, "command": command or f"kerasprune tune {config.path}", "search": spec,
+               "trials": trials, "failed_trials": failed}
     out = json_path.with_suffix(".tune.json")
     files.write_json(out, section)
     report = out.with_suffix(".md")

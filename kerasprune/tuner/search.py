@@ -58,13 +58,16 @@ class CompressionTuner(kt.engine.base_tuner.BaseTuner):
     ``oracle`` with objective :data:`SCORE`).  Each trial fine-tunes for ``finetune``
     (Hyperband sets its own epochs).  A trial over ``max_bytes`` (of the raw file, or its
     gzip with ``size="gzip"``) or ``max_latency_ms`` scores its accuracy minus one minus
-    the overshoot, so the oracle prefers any trial within the budgets.
+    the overshoot, so the oracle prefers any trial within the budgets.  A quantized file
+    that agrees with its Keras model on fewer than ``min_agreement`` of the check examples
+    is refused by the export, and its trial fails with that reason.
     """
 
     def __init__(self, model: keras.Model, data: Data, *, finetune: TrainSpec,
                  search: str = "random", max_trials: int = 10, oracle=None,
                  space: Callable = compression_space, max_bytes: int | None = None,
-                 max_latency_ms: float | None = None, size: str = "raw", seed: int = 0,
+                 max_latency_ms: float | None = None, size: str = "raw", min_agreement: float = 0.95,
+                 seed: int = 0,
                  directory: str | Path = "saved_models/tune", project_name: str = "search",
                  overwrite: bool = False) -> None:
         if search not in SEARCHES and oracle is None:
@@ -74,6 +77,7 @@ class CompressionTuner(kt.engine.base_tuner.BaseTuner):
             raise ConfigError(f"CompressionTuner: size must be 'raw' or 'gzip', got {size!r}.")
         self.data, self.finetune, self.space = data, finetune, space
         self.max_bytes, self.max_latency_ms, self.size = max_bytes, max_latency_ms, size
+        self.min_agreement = min_agreement
         weights = model.get_weights()
 
         def baseline() -> keras.Model:
@@ -114,7 +118,7 @@ class CompressionTuner(kt.engine.base_tuner.BaseTuner):
         return {**record, SCORE: self._score(record)}
 
     def _measure(self, model: keras.Model, choice: Compression, folder: Path) -> dict[str, float]:
-        settings = {"mode": choice.precision}
+        settings = {"mode": choice.precision, "min_agreement": self.min_agreement}
         if choice.precision == "mixed":
             table = quantization.measure(model, self.data.val, 4)
             settings["bits"] = quantization.allocate(
