@@ -341,6 +341,12 @@ def _text_transform(vectorizer):
     return prepare
 
 
+def arrays(dataset: tf.data.Dataset) -> tuple[np.ndarray, np.ndarray]:
+    """All of a batched ``(inputs, labels)`` pipeline as two arrays, in order."""
+    inputs, labels = zip(*((x.numpy(), y.numpy()) for x, y in dataset))
+    return np.concatenate(inputs), np.concatenate(labels)
+
+
 def random_inputs(shape: Sequence[int], dtype, n: int, *, vocab: int | None = None,
                   seed: int = 0) -> np.ndarray:
     """``n`` deterministic random examples of per-example ``shape``, when no data is at hand.

@@ -22,7 +22,7 @@ import numpy as np
 from .. import __version__, benchmark, export, files, loading, metrics
 from ..backend import keras
 from ..benchmark import footprint
-from ..data import Data, load
+from ..data import Data, arrays, load
 from ..environment import environment
 from ..errors import ConfigError
 from ..results import complete_results, complete_run
@@ -303,10 +303,10 @@ def measure(outcome: Outcome, data: Data, run_dir: Path) -> dict:
 
 def file_scores(content: bytes, dataset) -> dict[str, float]:
     """Accuracy and macro F1 of a ``.tflite`` on ``dataset``'s batches, run by LiteRT."""
-    inputs, labels = zip(*((x.numpy(), y.numpy()) for x, y in dataset))
-    outputs = export.run_tflite(content, np.concatenate(inputs))
+    inputs, labels = arrays(dataset)
+    outputs = export.run_tflite(content, inputs)
     predicted = np.argmax(outputs.reshape(len(outputs), -1), axis=-1)
-    return metrics.classification_scores(np.concatenate(labels), predicted)
+    return metrics.classification_scores(labels, predicted)
 
 
 def _calibration(data: Data, n: int = 256):

@@ -26,10 +26,10 @@ from ..backend import keras, tf
 from ..benchmark.artifacts import Artifact
 from ..benchmark.timing import interleaved, loop
 from ..checks import number
-from ..data import Data
+from ..data import Data, arrays
 from ..errors import ConfigError
 from ..importance import lookup
-from ..inference import AdaptiveInference, compiled
+from ..inference import AdaptiveInference, UsageMonitor, compiled
 from ..metrics import classification_scores, figures
 from ..structured import plan_channels, shrink
 
@@ -80,11 +80,6 @@ def check(block: Any, where: str) -> dict[str, Any]:
     return spec
 
 
-def _arrays(ds: tf.data.Dataset) -> tuple[np.ndarray, np.ndarray]:
-    xs, ys = zip(*((x.numpy(), y.numpy()) for x, y in ds))
-    return np.concatenate(xs), np.concatenate(ys)
-
-
 def _narrowed(x: np.ndarray, y: np.ndarray, narrow: dict, batch_size: int, where: str) -> np.ndarray:
     if "labels" in narrow:
         keep = np.isin(y, narrow["labels"])
@@ -111,7 +106,7 @@ def run(results: dict, config, data: Data, baseline: Path, root: Path, log: Call
     """Serve the scenario and time its models; the ``traffic`` section of the results."""
     spec = check(config.raw["traffic"], str(config.path))
     model = loading.load_model(baseline)
-    x, y = _arrays(data.test)
+    x, y = arrays(data.test)
     narrow = _narrowed(x, y, spec["narrow"], spec["batch_size"], f"{config.path}: traffic")
     rng = np.random.default_rng(config.seed)
     pools = {"all": np.arange(len(y)), "narrowed": narrow, "restored": np.arange(len(y))}
@@ -248,11 +243,11 @@ def _bench(variants: dict, root: Path, inputs: np.ndarray, rounds: int, log) -> 
 
 def _monitor_cost(model, batch: np.ndarray, spec: dict) -> dict:
     """Dense inference with the monitor's statistics against without, at the serving batch."""
-    server = AdaptiveInference(model)
+    monitor = UsageMonitor(model)
     dense_call = compiled(model)
     tensor = tf.constant(batch)
     stats, medians = interleaved({"dense": loop(lambda: dense_call(tensor).numpy()),
-                                  "monitored": loop(lambda: server.monitor(tensor))},
+                                  "monitored": loop(lambda: monitor(tensor))},
                                  rounds=spec["bench_rounds"])
     ratios = np.array(medians["monitored"]) / np.array(medians["dense"])
     return {"batch": len(batch), "dense_ms": round(stats["dense"].median_ms, 4),
