@@ -1,13 +1,19 @@
-"""Pruning under tf.distribute: the wrapper and the adaptive callback on two replicas.
+"""Pruning under tf.distribute: the wrapper and the adaptive callback on two replicas of
+one process (MirroredStrategy) and on two worker processes (MultiWorkerMirroredStrategy).
 
-Logical devices can only be set before TensorFlow starts, so the run is a fresh process.
+Logical devices and clusters can only be set before TensorFlow starts, so each run is a
+fresh process.
 """
 from __future__ import annotations
 
 import json
 import os
+import socket
 import subprocess
 import sys
+from pathlib import Path
+
+import numpy as np
 
 SCRIPT = r'''
 import json
@@ -54,3 +60,103 @@ def test_masks_stay_identical_on_every_replica_of_a_mirrored_strategy():
     zeros = sum(1 - sum(map(sum, copies[0])) / sum(len(r) for r in copies[0])
                 for name, copies in result["masks"].items() if "fc" in name)
     assert zeros > 0.3  # the masks did prune
+
+
+WORKER = r'''
+import json
+import os
+import sys
+
+import kerasprune
+import numpy as np
+import tensorflow as tf
+from kerasprune import AdaptivePruning, FeedbackSchedule, prune
+from kerasprune.backend import keras
+
+backup, kill_epoch = sys.argv[1], int(sys.argv[2])
+strategy = tf.distribute.MultiWorkerMirroredStrategy()
+rng = np.random.default_rng(0)  # the same examples on both workers; fit shards them
+x = rng.standard_normal((512, 20)).astype("float32")
+y = (x[:, 0] + x[:, 1] > 0).astype("int32")
+train = tf.data.Dataset.from_tensor_slices((x[:384], y[:384])).batch(64)
+val = tf.data.Dataset.from_tensor_slices((x[384:], y[384:])).batch(64)
+with strategy.scope():
+    model = keras.Sequential([keras.Input((20,)), keras.layers.Dense(32, activation="relu", name="fc"),
+                              keras.layers.Dense(2, activation="softmax", name="out")])
+    pruned = prune(model, track_scores=True)
+    pruned.compile("adam", "sparse_categorical_crossentropy", ["accuracy"])
+begun = []
+
+
+class Preempted(keras.callbacks.Callback):
+    """Both workers die (no cleanup) at the second batch of epoch ``kill_epoch``."""
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self.epoch = epoch
+        begun.append(epoch)
+
+    def on_train_batch_begin(self, batch, logs=None):
+        if self.epoch == kill_epoch and batch == 1:
+            os._exit(3)
+
+
+callback = AdaptivePruning(FeedbackSchedule(initial=0.3, final=0.6, step=0.15, every=1,
+                                            recovery_epochs=1), monitor="val_accuracy", frequency=2)
+pruned.fit(train, validation_data=val, epochs=4, verbose=0,
+           callbacks=[callback, keras.callbacks.BackupAndRestore(backup), Preempted()])
+masks = {v.name: v.numpy().tolist() for v in pruned.variables if "mask" in v.name and "previous" not in v.name}
+print("RESULT " + json.dumps({"replicas": strategy.num_replicas_in_sync, "begun": begun, "masks": masks,
+                              "decisions": callback.decisions}))
+'''
+
+
+def _free_ports(n: int) -> list[int]:
+    sockets = [socket.socket() for _ in range(n)]
+    for s in sockets:
+        s.bind(("127.0.0.1", 0))
+    ports = [s.getsockname()[1] for s in sockets]
+    for s in sockets:
+        s.close()
+    return ports
+
+
+def _workers(backup: Path, kill_epoch: int) -> list[subprocess.CompletedProcess]:
+    """Two worker processes of one MultiWorkerMirroredStrategy cluster on loopback."""
+    cluster = {"worker": [f"127.0.0.1:{p}" for p in _free_ports(2)]}
+    procs = [subprocess.Popen(
+        [sys.executable, "-c", WORKER, str(backup), str(kill_epoch)], stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE, text=True,
+        env={**os.environ, "CUDA_VISIBLE_DEVICES": "",
+             "TF_CONFIG": json.dumps({"cluster": cluster, "task": {"type": "worker", "index": i}})})
+        for i in range(2)]
+    done = []
+    for proc in procs:
+        out, err = proc.communicate(timeout=600)
+        done.append(subprocess.CompletedProcess(proc.args, proc.returncode, out, err))
+    return done
+
+
+def _result(done: subprocess.CompletedProcess) -> dict:
+    lines = [l for l in done.stdout.splitlines() if l.startswith("RESULT ")]
+    assert done.returncode == 0 and lines, done.stderr[-3000:]
+    return json.loads(lines[0].removeprefix("RESULT "))
+
+
+def test_two_workers_keep_identical_masks_and_a_killed_run_resumes_where_it_stopped(tmp_path):
+    backup = tmp_path / "backup"
+    killed = _workers(backup, kill_epoch=2)
+    assert [d.returncode for d in killed] == [3, 3], [d.stderr[-2000:] for d in killed]
+    assert (backup / "chief").is_dir()  # the chief's checkpoint of epoch 2 survived the kill
+
+    first, second = (_result(d) for d in _workers(backup, kill_epoch=-1))
+    assert first["replicas"] == 2
+    assert first["begun"] == second["begun"] == [2, 3]  # epochs 1-2 were not run again
+    # the schedule carried on from its state at the kill (0.3 then 0.6, its final level): a
+    # fresh one would take its first step to 0.3
+    assert first["decisions"] == second["decisions"]
+    assert [(d["action"], round(d["sparsity"], 3)) for d in first["decisions"]] == [("done", 0.6)] * 2
+    assert first["masks"].keys() == second["masks"].keys() and first["masks"]
+    for name, mask in first["masks"].items():
+        assert mask == second["masks"][name], name
+    kept = np.asarray(first["masks"][next(n for n in first["masks"] if "fc" in n)])
+    assert 1 - kept.mean() > 0.3  # the masks did prune

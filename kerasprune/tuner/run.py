@@ -6,6 +6,11 @@ example configs), then :class:`CompressionTuner` searches from the baseline.  Th
 chooses on the validation split; the Pareto trials' files are then scored on the
 reported split, as the peers are, and written to ``<name>.tune.json`` and ``.tune.md``
 with the plot.
+
+In keras-tuner's distributed mode (:mod:`.distributed`) the same command runs on every
+process: the chief runs the methods, serves the oracle and writes the report; a worker
+waits for the chief, then runs trials from the baseline the chief trained.  They share
+``--out`` (one machine, or a shared file system).
 """
 from __future__ import annotations
 
@@ -21,6 +26,7 @@ from ..errors import ConfigError
 from ..experiment.config import load_config
 from ..experiment.runner import file_scores, results_paths, run_experiment
 from ..experiment.spec import BASELINE
+from . import distributed
 from .report import markdown, plot
 from .search import SEARCHES, CompressionTuner
 from .space import compression_space
@@ -59,14 +65,22 @@ def check(block: Any, where: str) -> dict[str, Any]:
 def run_tune(config_path: str | os.PathLike, *, budget: str = "cpu",
              data_dir: str | os.PathLike | None = None, out_dir: str | os.PathLike = "saved_models",
              results_dir: str | os.PathLike | None = None, log: Callable[[str], None] = print,
-             command: str | None = None) -> dict:
-    """Run the config's methods, search its ``tune`` block, write ``<name>.tune.json/.md``."""
+             command: str | None = None, chief_timeout: float = 6 * 3600) -> dict:
+    """Run the config's methods, search its ``tune`` block, write ``<name>.tune.json/.md``.
+
+    A distributed worker returns ``{"worker": its id, "trials": the trials it ran}``
+    instead, after waiting up to ``chief_timeout`` seconds for its chief.
+    """
     config = load_config(config_path, budget)
     if "tune" not in config.raw:
         raise ConfigError(f"{config.path}: no 'tune' block; `kerasprune experiment` runs it instead.")
     spec = check(config.raw["tune"], str(config.path))
-    results = run_experiment(config_path, budget=budget, data_dir=data_dir, out_dir=out_dir,
-                             results_dir=results_dir, log=log, command=command)
+    part = distributed.role()
+    if part == "worker":  # the chief serves its oracle once the baseline is trained
+        distributed.wait_for_chief(chief_timeout, log)
+    else:
+        results = run_experiment(config_path, budget=budget, data_dir=data_dir, out_dir=out_dir,
+                                 results_dir=results_dir, log=log, command=command)
     root = Path(out_dir) / config.name / budget
     data = load(config.dataset, data_dir=data_dir, seed=config.seed, **config.budget.data)
     model = loading.load_model(root / BASELINE / "model.keras")
@@ -75,7 +89,14 @@ def run_tune(config_path: str | os.PathLike, *, budget: str = "cpu",
         max_trials=int(spec["max_trials"]), space=functools.partial(compression_space, **spec["space"]),
         max_bytes=spec.get("max_bytes"), max_latency_ms=spec.get("max_latency_ms"), size=spec["size"],
         min_agreement=spec["min_agreement"], seed=config.seed, directory=root, project_name="tune")
-    log(f"tune: {spec['search']} search, {spec['max_trials']} trials -> {root / 'tune'}")
+    where = ("" if part is None else f" (worker {tuner.tuner_id})" if part == "worker" else
+             f" (chief: serving the oracle at {distributed.address()}; the workers run the trials)")
+    log(f"tune: {spec['search']} search, {spec['max_trials']} trials -> {root / 'tune'}{where}")
+    if part == "worker":
+        distributed.search_as_worker(tuner, log)
+        log(f"kerasprune: tune worker {tuner.tuner_id} finished after trials {', '.join(tuner.ran) or 'none'}; "
+            "the chief writes the report")
+        return {"worker": tuner.tuner_id, "trials": tuner.ran}
     tuner.search()
     trials = tuner.trials()
     front = {t["trial"] for t in tuner.pareto()}

@@ -94,6 +94,7 @@ class CompressionTuner(kt.engine.base_tuner.BaseTuner):
                 oracle = SEARCHES[search](objective, max_trials=max_trials, seed=seed)
         super().__init__(oracle, _Space(space, baseline), directory=str(directory),
                          project_name=project_name, overwrite=overwrite)
+        self.ran: list[str] = []  # the trials this process ran (on a distributed worker: its share)
 
     def run_trial(self, trial, *args, **kwargs) -> dict[str, float]:
         hp = trial.hyperparameters
@@ -115,6 +116,7 @@ class CompressionTuner(kt.engine.base_tuner.BaseTuner):
                      callbacks=callbacks, sparsity=choice.sparsity)
         model = strip(model) if choice.sparsity > 0 else model
         record = self._measure(model, choice, folder)
+        self.ran.append(trial.trial_id)
         return {**record, SCORE: self._score(record)}
 
     def _measure(self, model: keras.Model, choice: Compression, folder: Path) -> dict[str, float]:
@@ -152,7 +154,10 @@ class CompressionTuner(kt.engine.base_tuner.BaseTuner):
         return loading.load_model(Path(self.get_trial_dir(trial.trial_id)) / "model.keras")
 
     def trials(self) -> list[dict]:
-        """Every finished trial: its hyperparameters and metrics."""
+        """Every finished trial: its hyperparameters and metrics (on the chief, or alone)."""
+        if not hasattr(self.oracle, "trials"):
+            raise ConfigError(f"CompressionTuner {self.tuner_id} is a distributed worker: the trials "
+                              "and the Pareto front are read on the chief.")
         out = []
         for trial in self.oracle.trials.values():
             if trial.status != "COMPLETED":
