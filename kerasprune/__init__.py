@@ -37,6 +37,7 @@ __version__ = "0.1.0"
 #: public name -> the module that defines it (imported on first access)
 _API = {
     "AdaptivePruning": "sparsity", "KeepBest": "sparsity", "FeedbackSchedule": "sparsity",
+    "DynamicSparsity": "sparsity",
     "PruningWrapper": "sparsity", "prune": "sparsity", "set_sparsity": "sparsity",
     "strip": "sparsity", "to_tflite": "export", "load_model": "loading",
     "AdaptiveInference": "inference", "from_keras3": "interop", "to_keras3": "interop",

@@ -64,7 +64,7 @@ def _parser() -> argparse.ArgumentParser:
     common(demo)
 
     report = sub.add_parser("report", help="rebuild the Markdown report and plots of a results JSON")
-    report.add_argument("results", nargs="+", help="experiments/results/<name>.json")
+    report.add_argument("results", nargs="+", help="experiments/results/<name>.json (or <name>.tune.json)")
 
     seeds = sub.add_parser("seeds", help="one experiment over seeds: spread and paired differences")
     seeds.add_argument("results", nargs="+", help="the results JSONs of one experiment, one per seed")
@@ -190,7 +190,12 @@ def _dispatch(args: argparse.Namespace, argv: list[str]) -> int:
         from .experiment.report import rebuild_report
 
         for path in args.results:
-            print(f"kerasprune: wrote {rebuild_report(path)}")
+            if str(path).endswith(".tune.json"):  # a search's results
+                from .tuner.report import rebuild_report as rebuild_search
+
+                print(f"kerasprune: wrote {rebuild_search(path)}")
+            else:
+                print(f"kerasprune: wrote {rebuild_report(path)}")
         return 0
 
     if args.command == "seeds":
@@ -261,6 +266,13 @@ def _dispatch(args: argparse.Namespace, argv: list[str]) -> int:
                   f"{run['tflite_bytes']:,} bytes, accuracy {run['accuracy']:.4f}; its weights:")
             for w in run["tflite_weights"]:
                 print(f"  {w['op']:<18} {w['type']:<7} {w['bytes']:>8,} B  {w['weight']}")
+        dense = next(r for r in results["runs"] if r["method"] == "dense")
+        for run in (r for r in results["runs"] if r.get("dst_updates") is not None):
+            moved = sum(u["regrown"] for u in run["dst_updates"])
+            print(f"kerasprune demo: {run['run']}, sparse from the first step: accuracy "
+                  f"{run['accuracy']:.4f} (dense {dense['accuracy']:.4f}), {len(run['dst_updates'])} mask "
+                  f"updates moved {moved:,} weights, training FLOPs "
+                  f"{run['train_flops'] / dense['train_flops']:.2f}x dense")
         traffic = results.get("traffic")
         for server in (traffic or {}).get("servers", []):
             tag = f"compact-{server['tag']}"

@@ -14,18 +14,21 @@ import sys
 from pathlib import Path
 
 import numpy as np
+import pytest
 
 SCRIPT = r'''
 import json
+import sys
 import kerasprune
 import numpy as np
 import tensorflow as tf
 
 cpu = tf.config.list_physical_devices("CPU")[0]
 tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
-from kerasprune import AdaptivePruning, FeedbackSchedule, prune
+from kerasprune import AdaptivePruning, DynamicSparsity, FeedbackSchedule, prune
 from kerasprune.backend import keras
 
+method = sys.argv[1]
 strategy = tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"])
 rng = np.random.default_rng(0)
 x = rng.standard_normal((256, 20)).astype("float32")
@@ -33,28 +36,36 @@ data = tf.data.Dataset.from_tensor_slices((x, (x[:, 0] > 0).astype("int32"))).ba
 with strategy.scope():
     model = keras.Sequential([keras.Input((20,)), keras.layers.Dense(32, activation="relu", name="fc"),
                               keras.layers.Dense(2, activation="softmax", name="out")])
-    pruned = prune(model, track_scores=True)
+    pruned = prune(model, track_scores=method == "adaptive", track_gradients=method == "rigl")
     pruned.compile("adam", "sparse_categorical_crossentropy", ["accuracy"])
-callback = AdaptivePruning(FeedbackSchedule(initial=0.3, final=0.6, step=0.3, every=1, recovery_epochs=1),
-                           monitor="accuracy")
+if method == "adaptive":
+    callback = AdaptivePruning(FeedbackSchedule(initial=0.3, final=0.6, step=0.3, every=1, recovery_epochs=1),
+                               monitor="accuracy")
+else:  # RigL: dense gradients captured per replica and summed, masks moved in cross-replica context
+    callback = DynamicSparsity(0.6, method="rigl", update_every=2, drop_fraction=0.3, verbose=0)
 pruned.fit(data, epochs=3, callbacks=[callback], verbose=0)
 masks = {v.name: [t.numpy().tolist() for t in v.values] for v in pruned.variables
          if "mask" in v.name and "previous" not in v.name}
+last = callback.decisions[-1] if method == "adaptive" else {"sparsity": 0.6, "updates": len(callback.updates),
+                                                            "regrown": sum(u["regrown"] for u in callback.updates)}
 print("RESULT " + json.dumps({"replicas": strategy.num_replicas_in_sync, "masks": masks,
                               "kinds": sorted({type(v).__name__ for v in pruned.variables if "mask" in v.name}),
-                              "last": callback.decisions[-1]}))
+                              "last": last}))
 '''
 
 
-def test_masks_stay_identical_on_every_replica_of_a_mirrored_strategy():
+@pytest.mark.parametrize("method", ["adaptive", "rigl"])
+def test_masks_stay_identical_on_every_replica_of_a_mirrored_strategy(method):
     env = {**os.environ, "CUDA_VISIBLE_DEVICES": ""}
-    done = subprocess.run([sys.executable, "-c", SCRIPT], capture_output=True, text=True, timeout=600,
-                          env=env)
+    done = subprocess.run([sys.executable, "-c", SCRIPT, method], capture_output=True, text=True,
+                          timeout=600, env=env)
     lines = [l for l in done.stdout.splitlines() if l.startswith("RESULT ")]
     assert done.returncode == 0 and lines, done.stderr[-2000:]
     result = json.loads(lines[0].removeprefix("RESULT "))
     assert result["replicas"] == 2 and result["kinds"] == ["MirroredVariable"]
     assert result["last"]["sparsity"] == 0.6
+    if method == "rigl":
+        assert result["last"]["updates"] == 4 and result["last"]["regrown"] > 0  # steps 2-8 of 12
     for name, copies in result["masks"].items():
         assert len(copies) == 2 and copies[0] == copies[1], name
     zeros = sum(1 - sum(map(sum, copies[0])) / sum(len(r) for r in copies[0])

@@ -101,6 +101,11 @@ def test_kerasprune_tune_runs_the_peers_searches_and_reports_the_front(tmp_path,
     report = (tmp_path / "experiments" / "results" / "tunetest.tune.md").read_text()
     assert "Pareto trials that dominate it" in report and "`tfmot_gmp-int8_sparsity-0.5`" in report
     assert (tmp_path / "experiments" / "results" / "tunetest.tune" / "pareto.png").is_file()
+    from kerasprune import cli  # `kerasprune report` rebuilds a search's report, as a search's
+
+    (tmp_path / "experiments" / "results" / "tunetest.tune.md").unlink()
+    assert cli.main(["report", str(tmp_path / "experiments" / "results" / "tunetest.tune.json")]) == 0
+    assert "Pareto trials that dominate it" in (tmp_path / "experiments" / "results" / "tunetest.tune.md").read_text()
 
 
 @pytest.mark.parametrize("edit, message", [

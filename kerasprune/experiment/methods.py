@@ -3,7 +3,9 @@
 Every method but ``dense`` starts from the trained dense baseline and fine-tunes for the
 budget's ``finetune`` phase, so all of them see the same data, epochs and seeds; the
 pruning methods can instead prune while training from scratch (``start: scratch``) for
-the baseline's own ``train`` phase.  A method
+the baseline's own ``train`` phase.  The dynamic sparse methods (``static``, ``set``,
+``rigl``) are sparse from their first step, so they always train from scratch for the
+``train`` phase.  A method
 returns a plain tf_keras model (wrappers stripped), which the runner measures and exports
 the same way for all.  Later methods register here with :func:`register_method`.
 """
@@ -18,7 +20,10 @@ from ..backend import keras
 from ..checks import number
 from ..errors import ConfigError
 from ..importance import lookup
+from ..metrics import count_macs, training_flops
 from ..sparsity.callbacks import AdaptivePruning
+from ..sparsity.dynamic import METHODS as DYNAMIC_METHODS
+from ..sparsity.dynamic import DynamicSparsity
 from ..sparsity.prune import prune, strip
 from ..sparsity.schedules import FeedbackSchedule, higher_is_better
 from ..structured import analyze, plan_channels, shrink
@@ -181,3 +186,45 @@ def structured(ctx: RunContext, params: dict[str, Any]) -> Outcome:
     history = ctx.train(small, "finetune")
     return Outcome(small, history, ctx.budget.finetune.epochs,
                    extra={"widths": plan.summary(graph), "left_intact": graph.frozen})
+
+
+#: the settings a dynamic sparse run takes from DynamicSparsity (its sparsity is the run's)
+_DYNAMIC_SETTINGS = ("distribution", "drop_fraction", "update_every", "end_fraction", "min_density",
+                     "max_density")
+
+
+def _dynamic_parts(p: dict[str, Any], method: str, seed: int = 0) -> DynamicSparsity:
+    """The callback a static/set/rigl run uses (also what validates its settings)."""
+    number(p["epochs_factor"], "epochs_factor", low=1, integer=True)
+    return DynamicSparsity(p["sparsity"], method=method, seed=seed, verbose=0,
+                           **{k: p[k] for k in _DYNAMIC_SETTINGS})
+
+
+def _register_dynamic(method: str) -> None:
+    defaults = {"sparsity": None, **_defaults_of(DynamicSparsity.__init__, _DYNAMIC_SETTINGS),
+                "epochs_factor": 1}
+
+    def run(ctx: RunContext, params: dict[str, Any]) -> Outcome:
+        p = {**defaults, **params}
+        callback = _dynamic_parts(p, method, ctx.seed)
+        pruned = prune(ctx.build(), track_scores=False, track_gradients=method == "rigl")
+        epochs = ctx.budget.train.epochs * int(p["epochs_factor"])
+        history = ctx.train(pruned, "train", callbacks=[callback], sparsity=float(p["sparsity"]),
+                            epochs=epochs)
+        model = strip(pruned)
+        macs = count_macs(model)
+        # every update of the run, those before a kill and resume included
+        rigl_examples = int(callback.state.updates) * ctx.data.batch_size if method == "rigl" else 0
+        sparsity = history.get("sparsity", [])
+        flops = training_flops(macs.dense, macs.effective, ctx.data.train_examples, sparsity,
+                               start_sparsity=(sparsity or [0.0])[-1], dense_gradient_examples=rigl_examples)
+        return Outcome(model, history, epochs, extra={"dst_updates": callback.updates, "train_flops": flops})
+
+    run.__doc__ = (f"Dynamic sparse training, {method}: sparse from the first step at the run's "
+                   "sparsity for the ``train`` phase (times ``epochs_factor``); see DynamicSparsity.")
+    register_method(method, defaults=defaults, required=("sparsity",), from_baseline=False,
+                    check=lambda p: _dynamic_parts(p, method))(run)
+
+
+for _method in DYNAMIC_METHODS:
+    _register_dynamic(_method)

@@ -16,26 +16,35 @@ class StepTimer(keras.callbacks.Callback):
     """Wall time of every training step (ms), for side-by-side step-time ratios.
 
     The first ``skip`` steps of each ``fit`` (tracing, warm-up) are left out; the median
-    is robust to the occasional slow step of a shared machine.
+    is robust to the occasional slow step of a shared machine.  With ``cycle`` a step runs
+    from one batch's begin to the next's, so every callback's work between them (a mask
+    update at a batch's end) is in it; the last batch of a ``fit`` is then not timed.
     """
 
-    def __init__(self, skip: int = 5) -> None:
+    def __init__(self, skip: int = 5, cycle: bool = False) -> None:
         super().__init__()
-        self.skip = skip
+        self.skip, self.cycle = skip, cycle
         self.times_ms: list[float] = []
         self._seen = 0
-        self._start = 0.0
+        self._start: float | None = None
 
     def on_train_begin(self, logs: dict | None = None) -> None:
-        self._seen = 0
+        self._seen, self._start = 0, None
 
     def on_train_batch_begin(self, batch: int, logs: dict | None = None) -> None:
-        self._start = time.perf_counter()
+        now = time.perf_counter()
+        if self.cycle and self._start is not None:
+            self._record(now)
+        self._start = now
 
     def on_train_batch_end(self, batch: int, logs: dict | None = None) -> None:
+        if not self.cycle:
+            self._record(time.perf_counter())
+
+    def _record(self, now: float) -> None:
         self._seen += 1
         if self._seen > self.skip:
-            self.times_ms.append((time.perf_counter() - self._start) * 1000.0)
+            self.times_ms.append((now - self._start) * 1000.0)
 
     @property
     def median_ms(self) -> float | None:

@@ -5,6 +5,7 @@ validate names and settings against it, and new methods can register from anywhe
 """
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
@@ -33,13 +34,16 @@ class RunContext:
         return models.build_for(self.data, self.budget.model, **self.budget.model_args)
 
     def train(self, model: keras.Model, phase: str, callbacks: list | None = None,
-              sparsity: float = 0.0):
+              sparsity: float = 0.0, epochs: int | None = None):
         """Compile and fit ``model`` for the budget's ``train`` or ``finetune`` phase.
 
         ``sparsity`` is what the run prunes to: with ``keep_best`` only epochs at that
-        sparsity may be handed back.
+        sparsity may be handed back.  ``epochs`` replaces the phase's, for a method whose
+        point is a longer run (RigL at twice the epochs), named in its settings.
         """
         spec = getattr(self.budget, phase)
+        if epochs is not None:
+            spec = dataclasses.replace(spec, epochs=epochs)
         training.compile_for(model, spec, training.steps_per_epoch(self.data))
         return training.fit(model, self.data, spec, label=self.label, run_dir=self.run_dir,
                             callbacks=callbacks, sparsity=sparsity)

@@ -34,6 +34,7 @@ _COLUMNS = [
     ("gzip KiB", lambda r: f"{r['tflite_gzip_bytes'] / 1024:.1f}"),
     ("latency ms (p90)", lambda r: f"{r['latency_ms']:.3f} ({r['latency']['p90_ms']:.3f})"
      if r.get("latency") else "-"),
+    ("train FLOPs", lambda r: _fmt_int(r["train_flops"]) if r.get("train_flops") else "-"),
     ("train s", lambda r: f"{r['train_seconds']:.0f}"),
     ("step ms", lambda r: f"{r['train_step_ms']:.1f}" if r.get("train_step_ms") else "-"),
     ("peak MiB", lambda r: f"{r['peak_memory_mb']:.0f}"),
@@ -270,7 +271,8 @@ def _peer_table(runs: list[dict]) -> list[str]:
 
 
 def write_plots(results: dict, folder: Path) -> list[Path]:
-    """Accuracy vs sparsity, sparsity and validation accuracy over epochs, size, latency."""
+    """Accuracy vs sparsity, sparsity and validation accuracy over epochs, size, latency,
+    and the mask turnover of dynamic sparse runs."""
     import matplotlib  # here, not at the top: `kerasprune seeds` and the runner's imports skip it
 
     matplotlib.use("Agg")
@@ -335,4 +337,16 @@ def write_plots(results: dict, folder: Path) -> list[Path]:
     ax.set_xticks(list(xs), names, rotation=30, ha="right", fontsize=8)
     ax.set(ylabel="ms (median, bar to p90)", title="TFLite batch-1 latency (1 thread)")
     save(fig, "latency")
+
+    moving = [r for r in runs if r.get("dst_updates")]
+    if moving:  # dynamic sparse training: how much of the network each update rewired
+        fig, ax = plt.subplots(figsize=(6, 4))
+        for r in moving:
+            ax.plot([u["step"] for u in r["dst_updates"]], [100 * u["turnover"] for u in r["dst_updates"]],
+                    marker=".", label=r["run"])
+        ax.set(xlabel="training step", ylabel="% of live weights regrown",
+               title="mask turnover per update")
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=7)
+        save(fig, "mask_turnover")
     return written

@@ -285,9 +285,10 @@ def measure(outcome: Outcome, data: Data, run_dir: Path) -> dict:
                   "tflite_weights": [{"op": w.op, "weight": w.weight, "type": w.type, "bytes": w.bytes,
                                       "dequantized": w.dequantized} for w in tflite.weights()]}
         scores = file_scores(tflite.content, data.test)
+    figures = metrics.figures(model)
     return {
         **scores,
-        **metrics.figures(model),
+        **figures,
         "layer_sparsity": {k: round(v, 5) for k, v in metrics.layer_sparsity(model).items()},
         "keras_bytes": footprint.file_bytes(run_dir / "model.keras"),
         "tflite_bytes": tflite.bytes,
@@ -297,6 +298,9 @@ def measure(outcome: Outcome, data: Data, run_dir: Path) -> dict:
         "epochs": outcome.epochs,
         "train_step_ms": (outcome.history.get("step_ms") or [None])[0],
         "history": outcome.history,
+        # a sparse-from-the-start method counts its own (outcome.extra)
+        "train_flops": metrics.training_flops(figures["macs"], figures["macs_effective"], data.train_examples,
+                                              outcome.history.get("sparsity", [])),
         **outcome.extra,
     }
 

@@ -14,6 +14,7 @@ Counting conventions (the same for every method, so figures compare):
   weights, plus attention's two matrix products.  Elementwise work (BatchNorm, activations,
   pooling, adds) is not counted, as is customary.  *Effective* MACs count only the
   nonzero weights: what a sparse kernel would have to do.
+* **Training FLOPs** (:mod:`.flops`) count a run's training as the RigL paper does.
 
 Bytes on disk and memory are the benchmark's (:mod:`kerasprune.benchmark.footprint`).
 """
@@ -27,6 +28,7 @@ from .counts import (
     measured_weights,
     unwrap,
 )
+from .flops import training_flops
 from .macs import Macs, count_macs, register_macs
 from .quality import classification_scores, evaluate, loss_of
 
@@ -43,5 +45,5 @@ def figures(model) -> dict:
 __all__ = [
     "Macs", "classification_scores", "count_macs", "count_nonzero_params", "count_params",
     "effective_values", "evaluate", "figures", "global_sparsity", "layer_sparsity", "leaf_layers",
-    "loss_of", "measured_weights", "register_macs", "unwrap",
+    "loss_of", "measured_weights", "register_macs", "training_flops", "unwrap",
 ]

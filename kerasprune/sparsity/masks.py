@@ -1,8 +1,9 @@
 """How a controller moves a pruned model's masks during ``fit``, whoever decides the level.
 
 The feedback schedule (:class:`~kerasprune.sparsity.callbacks.AdaptivePruning`) decides
-when sparsity steps; dynamic sparse training and the RL agent will decide differently.
-All of them need the same mechanics, which live here:
+when sparsity steps; the RL agent will decide differently.  Both need the same mechanics,
+which live here (dynamic sparse training, :mod:`.dynamic`, holds each kernel's count of
+nonzeros fixed and moves its masks by its own drop-and-grow rule, on the same wrappers):
 
 * a **ramp**: a new level is reached over the next epoch, the masks moving every
   ``frequency`` batches along :func:`~kerasprune.sparsity.schedules.ramp_level` and

@@ -25,15 +25,17 @@ LayerSelection = Iterable[str] | Callable[[keras.layers.Layer], bool] | None
 
 
 def prune(model: keras.Model, *, layers: LayerSelection = None,
-          track_scores: bool = True) -> keras.Model:
+          track_scores: bool = True, track_gradients: bool = False) -> keras.Model:
     """``model`` with every prunable layer (or the selected ones) in a PruningWrapper.
 
     ``layers`` is a list of layer names or a predicate; by default every layer with
     weights in tfmot's registry (plus Bidirectional) is wrapped.  Masks start at ones, so
     the pruned model computes exactly what ``model`` does until sparsity is set.
+    ``track_scores`` and ``track_gradients`` are :class:`PruningWrapper`'s.
     """
     model = require_graph_model(model, "prune", "pruning")
     flag(track_scores, "prune(track_scores=)")
+    flag(track_gradients, "prune(track_gradients=)")
     if any(isinstance(layer, PruningWrapper) for layer in model.layers):
         raise ModelError("prune: the model is already pruned; strip() it first or keep using it.")
     chosen = _selector(model, layers)
@@ -47,7 +49,7 @@ def prune(model: keras.Model, *, layers: LayerSelection = None,
 
     def wrap(layer: keras.layers.Layer) -> keras.layers.Layer:
         if chosen(layer):
-            return PruningWrapper(layer, track_scores=track_scores)
+            return PruningWrapper(layer, track_scores=track_scores, track_gradients=track_gradients)
         return layer
 
     return keras.models.clone_model(model, clone_function=wrap)

@@ -29,6 +29,7 @@ from typing import Literal
 
 from ..checks import choice, number
 from ..errors import ConfigError
+from .state import FloatFields
 
 Action = Literal["none", "step", "hold", "rollback", "done"]
 
@@ -63,7 +64,7 @@ ACTION_CODES = {"none": 0, "step": 1, "hold": 2, "rollback": 3, "done": 4}
 
 
 @dataclass
-class FeedbackState:
+class FeedbackState(FloatFields):
     """Where the schedule is; every field is a float so it fits a weight vector."""
 
     started: float = 0.0  # 1 once the first epoch has been seen
@@ -76,14 +77,6 @@ class FeedbackState:
     finished: float = 0.0
     steps: float = 0.0
     rollbacks: float = 0.0
-
-    def as_vector(self) -> list[float]:
-        return [getattr(self, f) for f in self.__dataclass_fields__]
-
-    @classmethod
-    def from_vector(cls, values) -> "FeedbackState":
-        names = list(cls.__dataclass_fields__)
-        return cls(**{n: float(v) for n, v in zip(names, values)})
 
 
 @dataclass

@@ -15,8 +15,9 @@ from ..errors import ConfigError
 from .prune import wrappers
 from .wrapper import STATE_SIZE
 
-#: controller -> the code in the first slot (101: the FeedbackSchedule layout of kerasprune 0.1)
-CONTROLLERS = {"feedback": 101.0}
+#: controller -> the code in the first slot (101: the FeedbackSchedule layout of kerasprune
+#: 0.1; 102: DynamicSparsity's)
+CONTROLLERS = {"feedback": 101.0, "dynamic": 102.0}
 
 
 class State(Protocol):
@@ -24,6 +25,17 @@ class State(Protocol):
 
     @classmethod
     def from_vector(cls, values) -> "State": ...
+
+
+class FloatFields:
+    """For a dataclass of floats: the State protocol, its fields in order."""
+
+    def as_vector(self) -> list[float]:
+        return [float(getattr(self, f)) for f in self.__dataclass_fields__]
+
+    @classmethod
+    def from_vector(cls, values):
+        return cls(**{n: float(v) for n, v in zip(cls.__dataclass_fields__, values)})
 
 
 S = TypeVar("S", bound=State)

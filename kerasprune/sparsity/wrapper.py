@@ -13,6 +13,10 @@ masked: with plain SGD a pruned weight stays put; optimizers with momentum or de
 weight decay still move it a little, so a rollback restores a slightly drifted value.
 Under mixed precision the scores include the loss scale, which rescales every score alike.
 
+With ``track_gradients`` the wrapper can also capture the dense gradient ``dL/dw``
+(pruned weights included) of a batch, when a controller asks for it: RigL's regrowth
+criterion.  Between captures the only cost is reading a flag.
+
 Masks, scores and a small state vector for controllers (:mod:`kerasprune.sparsity.state`) are
 layer weights: they are saved with the model (``.keras``, SavedModel, h5) and restored
 by ``BackupAndRestore`` and ``ModelCheckpoint``.
@@ -22,6 +26,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..backend import keras, tf
+from ..errors import ModelError
 from . import registry
 
 STATE_SIZE = 16  # floats of controller state per wrapper: a code, then the state (see .state)
@@ -31,15 +36,17 @@ STATE_SIZE = 16  # floats of controller state per wrapper: a code, then the stat
 class PruningWrapper(keras.layers.Wrapper):
     """Wrap ``layer`` so that its prunable weights are multiplied by non-trainable masks.
 
-    ``track_scores=False`` skips the Taylor accumulation (for magnitude-only pruning).
+    ``track_scores=False`` skips the Taylor accumulation (for magnitude-only pruning);
+    ``track_gradients=True`` adds the on-demand dense gradient (:meth:`capture_gradients`).
     """
 
-    def __init__(self, layer: keras.layers.Layer, track_scores: bool = True, **kwargs) -> None:
+    def __init__(self, layer: keras.layers.Layer, track_scores: bool = True,
+                 track_gradients: bool = False, **kwargs) -> None:
         if not registry.supports(layer):
             registry.prunable_weights(layer)  # raises the specific ModelError
         kwargs.setdefault("name", f"prune_{layer.name}")
         super().__init__(layer, **kwargs)
-        self.track_scores = track_scores
+        self.track_scores, self.track_gradients = track_scores, track_gradients
         self.prunable: list[registry.PrunableWeight] = []
 
     def build(self, input_shape=None) -> None:
@@ -60,6 +67,16 @@ class PruningWrapper(keras.layers.Wrapper):
                 self.add_weight(f"taylor_count{i}", (), initializer="zeros", trainable=False, **sync))
         self.state = self.add_weight("pruning_state", (STATE_SIZE,), initializer="zeros",
                                      trainable=False)
+        self.gradients, self.capture, self.captures = [], None, None
+        if self.track_gradients:
+            self.gradients = [self.add_weight(f"gradient{i}", w.variable.shape, initializer="zeros",
+                                              trainable=False, **sync)
+                              for i, w in enumerate(self.prunable)]
+            self.capture = self.add_weight("gradient_capture", (), initializer="zeros", trainable=False)
+            # per replica, read as their mean: a count of batches however many replicas
+            self.captures = self.add_weight("gradient_captures", (), initializer="zeros", trainable=False,
+                                            synchronization=tf.VariableSynchronization.ON_READ,
+                                            aggregation=tf.VariableAggregation.MEAN)
         super().build(input_shape)
 
     def call(self, inputs, *args, training=None, mask=None, **kwargs):
@@ -81,6 +98,7 @@ class PruningWrapper(keras.layers.Wrapper):
         weight, mask = self.prunable[i].variable, self.masks[i]
         score, count = self.scores[i], self.score_counts[i]
         track = self.track_scores
+        gradient = self.gradients[i] if self.track_gradients else None
 
         @tf.custom_gradient
         def masked(w):
@@ -90,13 +108,15 @@ class PruningWrapper(keras.layers.Wrapper):
                     masked_grad = tf.IndexedSlices(upstream.values * tf.gather(mask, rows), rows,
                                                    upstream.dense_shape)
                     taylor = tf.IndexedSlices(tf.abs(tf.gather(w, rows) * upstream.values), rows)
-                    updates = [score.scatter_add(taylor)] if track else []
+                    updates = [score.scatter_add(taylor), count.assign_add(1.0)] if track else []
                 else:
                     masked_grad = upstream * mask
-                    updates = [score.assign_add(tf.abs(w * upstream))] if track else []
-                if not track:
+                    updates = [score.assign_add(tf.abs(w * upstream)), count.assign_add(1.0)] if track else []
+                if gradient is not None:
+                    updates.append(self._captured(i, gradient, upstream))
+                if not updates:
                     return masked_grad
-                with tf.control_dependencies([*updates, count.assign_add(1.0)]):
+                with tf.control_dependencies(updates):
                     return tf.nest.map_structure(tf.identity, masked_grad, expand_composites=True)
 
             return w * mask, grad
@@ -107,6 +127,19 @@ class PruningWrapper(keras.layers.Wrapper):
             value = tf.cast(value, compute_dtype)  # mixed precision: the layer expects its dtype
         return value
 
+    def _captured(self, i: int, gradient: tf.Variable, upstream) -> tf.Tensor:
+        """Add ``upstream`` to ``gradient`` when a capture is asked for; else nothing.
+
+        Signed, so that the replicas' sum is the batch's gradient (and a layer called twice
+        gets both calls'); :meth:`gradient_values` takes the magnitude.
+        """
+        def take():
+            dense = tf.convert_to_tensor(upstream)  # an embedding's rows, scattered into the table
+            with tf.control_dependencies([gradient.assign_add(tf.cast(dense, gradient.dtype))]):
+                return self.captures.assign_add(1.0 if i == 0 else 0.0)
+
+        return tf.cond(self.capture > 0, take, lambda: tf.identity(self.captures))
+
     def compute_mask(self, inputs, mask=None):
         return self.layer.compute_mask(inputs, mask)
 
@@ -114,7 +147,8 @@ class PruningWrapper(keras.layers.Wrapper):
         return self.layer.compute_output_shape(input_shape)
 
     def get_config(self) -> dict:
-        return {**super().get_config(), "track_scores": self.track_scores}
+        return {**super().get_config(), "track_scores": self.track_scores,
+                "track_gradients": self.track_gradients}
 
     @classmethod
     def from_config(cls, config: dict, custom_objects: dict | None = None) -> "PruningWrapper":
@@ -150,6 +184,22 @@ class PruningWrapper(keras.layers.Wrapper):
             n = float(count.numpy())
             out.append(score.numpy() / n if n > 0 else None)
         return out
+
+    def capture_gradients(self, on: bool) -> None:
+        """Have the next training batches sum their dense ``dL/dw`` (see :meth:`gradient_values`);
+        turning it on clears what an earlier capture left."""
+        if not self.track_gradients:
+            raise ModelError(f"{self.name}: this wrapper does not track gradients; prune the "
+                             "model with prune(model, track_gradients=True).")
+        if on:
+            for gradient in self.gradients:
+                gradient.assign(tf.zeros_like(gradient))
+        self.capture.assign(1.0 if on else 0.0)
+
+    def gradient_values(self) -> list[np.ndarray]:
+        """``|dL/dw|`` of the batches captured since :meth:`capture_gradients` was turned on
+        (summed over replicas before the magnitude), per prunable weight."""
+        return [np.abs(g.numpy()) for g in self.gradients]
 
     def reset_scores(self) -> None:
         self.decay_scores(0.0)

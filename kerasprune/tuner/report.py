@@ -28,8 +28,9 @@ def markdown(section: dict, figure: Path) -> list[str]:
              f"{settings['max_trials']}; budget: {budget or 'none'} ({settings['size']} bytes); "
              f"space {settings['space'] or 'the defaults'}",
              f"- machine: {section['environment'].get('cpu', '?')}", "",
-             "Trials are chosen on the validation split; the Pareto trials' files are also scored "
-             f"on `{section['evaluated_on']}`, where the runs below were measured.", "",
+             "Trials are chosen on the search's validation split (held out of training); the "
+             f"Pareto trials' files are also scored on the reported split `{section['evaluated_on']}`, "
+             "where the runs below were measured.", "",
              "| trial | ratio | sparsity | precision | 8-bit fraction | val accuracy | bytes | gzip bytes "
              f"| latency ms | score | Pareto | {section['evaluated_on']} accuracy |",
              "|---|---|---|---|---|---|---|---|---|---|---|---|"]
@@ -64,10 +65,10 @@ def plot(section: dict, folder: Path) -> Path:
     fig, ax = plt.subplots(figsize=(7, 4.5))
     trials = section["trials"]
     ax.scatter([t[key] for t in trials], [t["val_accuracy"] for t in trials], color="0.7",
-               label="trials (validation)")
+               label="trials (the search's held-out validation)")
     front = sorted((t for t in trials if t.get("pareto")), key=lambda t: t[key])
     ax.plot([t[key] for t in front], [t["test_accuracy"] for t in front], marker="o",
-            label=f"Pareto trials ({section['evaluated_on']})")
+            label=f"Pareto trials, reported split ({section['evaluated_on']}), like the runs")
     for run in section["runs"]:
         ax.scatter(run[key], run["accuracy"], marker="s", color="tab:red")
         ax.annotate(run["run"], (run[key], run["accuracy"]), fontsize=7, xytext=(4, 2),
@@ -81,3 +82,18 @@ def plot(section: dict, folder: Path) -> Path:
         fig.savefig(tmp, dpi=110, bbox_inches="tight")
     plt.close(fig)
     return target
+
+
+def write_report(section: dict, results_json: Path) -> Path:
+    """``<name>.tune.md`` and its plot next to ``results_json``, from the section alone."""
+    report = Path(results_json).with_suffix(".md")
+    figure = plot(section, report.with_suffix(""))
+    files.write_text(report, "\n".join(markdown(section, figure.relative_to(report.parent))))
+    return report
+
+
+def rebuild_report(results_json: str | Path) -> Path:
+    """Rebuild a search's report from its ``.tune.json``, without rerunning anything."""
+    import json
+
+    return write_report(json.loads(Path(results_json).read_text()), Path(results_json))

@@ -27,7 +27,7 @@ from ..experiment.config import load_config
 from ..experiment.runner import file_scores, results_paths, run_experiment
 from ..experiment.spec import BASELINE
 from . import distributed
-from .report import markdown, plot
+from .report import write_report
 from .search import SEARCHES, CompressionTuner
 from .space import compression_space
 
@@ -114,9 +114,7 @@ def run_tune(config_path: str | os.PathLike, *, budget: str = "cpu",
                "trials": trials, "failed_trials": failed}
     out = json_path.with_suffix(".tune.json")
     files.write_json(out, section)
-    report = out.with_suffix(".md")
-    figure = plot(section, report.with_suffix(""))
-    files.write_text(report, "\n".join(markdown(section, figure.relative_to(report.parent))))
+    report = write_report(section, out)
     log(f"kerasprune: tune finished; {out}, {report}")
     return section
 
