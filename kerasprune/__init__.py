@@ -37,12 +37,12 @@ __version__ = "0.1.0"
 #: public name -> the module that defines it (imported on first access)
 _API = {
     "AdaptivePruning": "sparsity", "KeepBest": "sparsity", "FeedbackSchedule": "sparsity",
-    "DynamicSparsity": "sparsity",
+    "DynamicSparsity": "sparsity", "RLPruning": "agent",
     "PruningWrapper": "sparsity", "prune": "sparsity", "set_sparsity": "sparsity",
     "strip": "sparsity", "to_tflite": "export", "load_model": "loading",
     "AdaptiveInference": "inference", "from_keras3": "interop", "to_keras3": "interop",
 }
-_MODULES = ("backend", "benchmark", "data", "export", "inference", "metrics", "models",
+_MODULES = ("agent", "backend", "benchmark", "data", "export", "inference", "metrics", "models",
             "quantization", "sparsity", "structured")
 
 __all__ = [

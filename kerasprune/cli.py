@@ -273,6 +273,12 @@ def _dispatch(args: argparse.Namespace, argv: list[str]) -> int:
                   f"{run['accuracy']:.4f} (dense {dense['accuracy']:.4f}), {len(run['dst_updates'])} mask "
                   f"updates moved {moved:,} weights, training FLOPs "
                   f"{run['train_flops'] / dense['train_flops']:.2f}x dense")
+        peer = next((r for r in results["runs"] if r["run"].startswith("structured-uniform")), None)
+        for run in (r for r in results["runs"] if r.get("rl_plans")):
+            print(f"kerasprune demo: {run['run']}, the agent's widths at {run['macs'] / dense['macs']:.2f}x "
+                  f"dense MACs: {', '.join(f'{k} {v}' for k, v in run['widths'].items())}; accuracy "
+                  f"{run['accuracy']:.4f}" + (f" (one ratio for every layer: {peer['accuracy']:.4f})" if peer else "")
+                  + f"; its search took {run['agent_seconds']:.0f} s, {100 * run['agent_share']:.0f}% of its training")
         traffic = results.get("traffic")
         for server in (traffic or {}).get("servers", []):
             tag = f"compact-{server['tag']}"

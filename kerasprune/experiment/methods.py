@@ -12,10 +12,12 @@ the same way for all.  Later methods register here with :func:`register_method`.
 from __future__ import annotations
 
 import inspect
+import time
 from typing import Any, Callable
 
 import tensorflow_model_optimization as tfmot
 
+from ..agent import PruningEnvironment, RLPruning
 from ..backend import keras
 from ..checks import number
 from ..errors import ConfigError
@@ -163,6 +165,10 @@ def _check_structured(p: dict[str, Any]) -> None:
     ratios = p["ratio"].values() if isinstance(p["ratio"], dict) else [p["ratio"]]
     if any(not 0 <= float(r) < 1 for r in ratios):
         raise ConfigError(f"ratio must be in [0, 1) (or a dict of such by layer), got {p['ratio']}.")
+    if p["macs"] is not None:
+        number(p["macs"], "macs", low=0.0, high=1.0, low_open=True)
+        if isinstance(p["ratio"], dict):
+            raise ConfigError("macs sets one ratio for the budget; give it without a dict of ratios.")
     lookup(p["importance"], "channel")
     if p["scope"] not in ("layer", "global") or int(p["round_to"]) < 1 or int(p["batches"]) < 1:
         raise ConfigError("scope must be layer or global, round_to >= 1 and batches >= 1.")
@@ -171,17 +177,21 @@ def _check_structured(p: dict[str, Any]) -> None:
 @register_method(
     "structured",
     defaults={"ratio": 0.3, "importance": "l1", "scope": "layer", "round_to": 1,
-              "head_ratio": None, "batches": 16},
+              "head_ratio": None, "batches": 16, "macs": None},
     check=_check_structured,
 )
 def structured(ctx: RunContext, params: dict[str, Any]) -> Outcome:
-    """Remove ``ratio`` of the channels, neurons and heads, then fine-tune the smaller model."""
+    """Remove ``ratio`` of the channels, neurons and heads, then fine-tune the smaller model.
+
+    With ``macs`` (a fraction of the dense MACs) the ratio is the least that meets it:
+    the same ratio for every layer (``scope: layer``, uniform) or one global ranking.
+    """
     p = {**METHODS["structured"].defaults, **params}
     model = ctx.baseline()
     graph = analyze(model)
     plan = plan_channels(model, p["ratio"], importance=p["importance"], data=ctx.data.train,
                          scope=p["scope"], round_to=int(p["round_to"]), head_ratio=p["head_ratio"],
-                         graph=graph, batches=int(p["batches"]))
+                         graph=graph, batches=int(p["batches"]), macs=p["macs"])
     small = shrink(model, plan, graph)
     history = ctx.train(small, "finetune")
     return Outcome(small, history, ctx.budget.finetune.epochs,
@@ -228,3 +238,43 @@ def _register_dynamic(method: str) -> None:
 
 for _method in DYNAMIC_METHODS:
     _register_dynamic(_method)
+
+
+#: the settings an ``rl`` run takes from RLPruning and its environment (its budget is ``macs``)
+_RL_SETTINGS = ("intervals", "every", "episodes", "eval_batches")
+_RL_DEFAULTS = {"macs": None, **_defaults_of(RLPruning.__init__, _RL_SETTINGS),
+                **_defaults_of(PruningEnvironment.__init__, ("max_ratio", "macs_weight", "importance"))}
+
+
+def _check_rl(p: dict[str, Any]) -> None:
+    number(p["macs"], "macs", low=0.0, high=1.0, low_open=True)
+    for key in _RL_SETTINGS:
+        number(p[key], key, low=1, integer=True)
+    number(p["max_ratio"], "max_ratio", low=0.0, high=1.0, low_open=True, high_open=True)
+    number(p["macs_weight"], "macs_weight", low=0.0)
+    lookup(p["importance"], "channel")
+
+
+@register_method("rl", defaults=_RL_DEFAULTS, required=("macs",), check=_check_rl)
+def rl(ctx: RunContext, params: dict[str, Any]) -> Outcome:
+    """The RL agent (DQN) sets each group's ratio at intervals of the ``finetune`` phase,
+    stepping to ``macs`` of the dense MACs; the channels it cut are removed at the end."""
+    p = {**_RL_DEFAULTS, **params}
+    if ctx.budget.finetune.keep_best:
+        raise ConfigError("rl cuts channels during the finetune phase, so keep_best could hand back "
+                          "an epoch before the last cut; set keep_best: false for this budget's finetune.")
+    if p["intervals"] * p["every"] > ctx.budget.finetune.epochs:
+        raise ConfigError(f"rl acts at {p['intervals']} intervals of {p['every']} epochs, more than the "
+                          f"finetune phase's {ctx.budget.finetune.epochs}; lower intervals or every.")
+    callback = RLPruning(ctx.data.val, budget=p["macs"], seed=ctx.seed, verbose=0,
+                         state_path=ctx.run_dir / "backup" / "rl_agent.npz",
+                         **{k: p[k] for k in (*_RL_SETTINGS, "max_ratio", "macs_weight", "importance")})
+    pruned = prune(ctx.baseline(), track_scores=False)
+    start = time.perf_counter()
+    history = ctx.train(pruned, "finetune", callbacks=[callback])
+    seconds = time.perf_counter() - start
+    small = callback.shrink()
+    return Outcome(small, history, ctx.budget.finetune.epochs, extra={
+        "widths": callback.plan.summary(callback.search.env.graph), "rl_plans": callback.plans,
+        "rl_episodes": callback.episode_log, "agent_seconds": round(callback.search_seconds, 2),
+        "agent_share": round(callback.search_seconds / seconds, 4) if seconds else None})

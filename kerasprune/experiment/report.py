@@ -10,7 +10,7 @@ from pathlib import Path
 
 from .. import files
 from ..results import read_results
-from . import traffic_report
+from . import agent_report, traffic_report
 from .spec import BASELINE, PEER
 
 
@@ -146,6 +146,8 @@ def write_report(results: dict, path: Path) -> Path:
                 lines += ["", (f"Rewiring revived {int(sum(revived))} pruned weights (per "
                                f"epoch: {per_epoch}), as many live ones making way.")]
             lines.append("")
+    lines += agent_report.markdown(runs)
+    plots += agent_report.plots(runs, path.parent / path.stem)
     if results.get("traffic"):
         lines += traffic_report.markdown(results["traffic"])
         plots.append(traffic_report.plot(results["traffic"], path.parent / path.stem))

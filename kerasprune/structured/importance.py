@@ -17,6 +17,8 @@ from ..checks import number
 from ..errors import ConfigError
 from ..importance import lookup, names, register
 from ..metrics import loss_of
+from ..sparsity import importance as _weight_scores  # noqa: F401  (registered, so asking for one by
+# mistake here is told it scores weights, whatever was imported before)
 from .graph import ChannelGraph
 from .rules import MHA_HEAD_SCORES, rule_for
 

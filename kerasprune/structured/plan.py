@@ -54,6 +54,11 @@ def _check(ratio: Ratio, graph: ChannelGraph) -> None:
                               f"{', '.join(sorted(known))} (see analyze(model).describe()).")
 
 
+def removed_count(size: int, ratio: float, round_to: int = 1) -> int:
+    """How many of ``size`` channels a layer's ``ratio`` removes (one always stays)."""
+    return size - _kept(size, int(float(ratio) * size + 1e-9), round_to)
+
+
 def _kept(size: int, remove: int, round_to: int) -> int:
     """At least one channel, and a multiple of ``round_to`` where the layer allows."""
     kept = max(1, size - remove)
@@ -82,8 +87,7 @@ def make_plan(graph: ChannelGraph, scores: Mapping[int, float], ratio: Ratio, *,
     if scope == "layer":
         for key, channels in groups.items():
             order = sorted(channels, key=lambda c: scores[c.id])
-            n = len(channels)
-            count = n - _kept(n, int(_ratio_for(key, ratio) * n), round_to)
+            count = removed_count(len(channels), _ratio_for(key, ratio), round_to)
             removed.update(c.id for c in order[:count])
     else:
         if isinstance(ratio, Mapping):

@@ -28,18 +28,30 @@ def _cuts(graph: ChannelGraph, plan: Plan) -> dict[str, Cut]:
     return cuts
 
 
-def mask(model: keras.Model, plan: Plan, graph: ChannelGraph | None = None) -> keras.Model:
-    """A copy of ``model`` in which removed channels and heads no longer reach anything."""
+def masks(model: keras.Model, plan: Plan, graph: ChannelGraph | None = None) -> dict[str, list[np.ndarray]]:
+    """Per layer that the plan reaches, a 0/1 array per weight: 0 where an entry reads a
+    removed channel or head.  Multiplied in, they silence the plan (:func:`mask`); as a
+    pruning wrapper's masks they hold it through training."""
     graph = graph or analyze(model)
-    copy = keras.models.clone_model(model)
-    copy.set_weights(model.get_weights())
+    out = {}
     for name, cut in _cuts(graph, plan).items():
-        layer, rule = copy.get_layer(name), rule_for(model.get_layer(name))
+        layer, rule = model.get_layer(name), rule_for(model.get_layer(name))
         if rule is None or rule.mask is None:
             continue
         removed_in = [~k for k in cut.keep_in]
         inner = ~cut.keep_inner if cut.keep_inner is not None else None
-        layer.set_weights(rule.mask(layer, layer.get_weights(), removed_in, ~cut.keep_out, inner))
+        ones = [np.ones(w.shape, np.float32) for w in layer.weights]
+        out[name] = rule.mask(layer, ones, removed_in, ~cut.keep_out, inner)
+    return out
+
+
+def mask(model: keras.Model, plan: Plan, graph: ChannelGraph | None = None) -> keras.Model:
+    """A copy of ``model`` in which removed channels and heads no longer reach anything."""
+    copy = keras.models.clone_model(model)
+    copy.set_weights(model.get_weights())
+    for name, zeros in masks(model, plan, graph).items():
+        layer = copy.get_layer(name)
+        layer.set_weights([w * m for w, m in zip(layer.get_weights(), zeros)])
     return copy
 
 

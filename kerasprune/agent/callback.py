@@ -1,0 +1,144 @@
+"""``RLPruning``: the agent acts during ``fit``, at pruning intervals, through the wrappers.
+
+At each interval's first epoch it searches per-group ratios on the current weights, for a
+budget that steps from dense toward the target (interval i of n: 1 - (1 - budget) (i+1)/n),
+and installs the best plan as the pruning wrappers' masks: a removed channel no longer
+reaches the layers that read it, so training goes on around the cut, and at the end
+:meth:`RLPruning.shrink` removes the channels for real.  Each plan keeps what earlier ones
+removed.  The agent (networks, replay memory, exploration, generator), the plans and the
+episode log are written atomically to ``state_path`` after every search, so a run resumed
+by ``BackupAndRestore`` re-applies the plans it made and searches on where it stopped.
+"""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ..backend import keras, tf
+from ..checks import number
+from ..errors import ModelError
+from ..files import atomic_path
+from ..sparsity.prune import strip, wrappers
+from ..structured import masks, shrink
+from ..structured.plan import Plan
+from .environment import PruningEnvironment
+from .search import Search
+
+_ENV_OPTIONS = ("actions", "max_ratio", "macs_weight", "importance")
+
+
+class RLPruning(keras.callbacks.Callback):
+    """Structured pruning to ``budget`` (fraction of dense MACs) set by a DQN agent.
+
+    The model must be wrapped by ``kerasprune.prune`` (the masks hold the cuts).  The
+    agent acts at epochs 0, ``every``, ... for ``intervals`` intervals, with ``episodes``
+    episodes each, judged on ``eval_batches`` batches of ``data`` (held-out, not the
+    training data).  ``options`` go to the environment (``actions``, ``max_ratio``,
+    ``macs_weight``, ``importance``) and the DQN (``gamma``, ``learning_rate``, ...).
+    """
+
+    def __init__(self, data: tf.data.Dataset, *, budget: float, intervals: int = 3, every: int = 1,
+                 episodes: int = 30, eval_batches: int = 4, seed: int = 0,
+                 state_path: str | Path | None = None, verbose: int = 1, **options: Any) -> None:
+        super().__init__()
+        self.data, self.budget = data, number(budget, "RLPruning budget", low=0.0, high=1.0, low_open=True)
+        self.intervals = number(intervals, "RLPruning intervals", low=1, integer=True)
+        self.every = number(every, "RLPruning every", low=1, integer=True)
+        self.episodes = number(episodes, "RLPruning episodes", low=1, integer=True)
+        self.eval_batches, self.seed, self.verbose = eval_batches, seed, verbose
+        self.state_path = Path(state_path) if state_path is not None else None
+        self.env_options = {k: options.pop(k) for k in _ENV_OPTIONS if k in options}
+        self.dqn_options = options
+        self.search: Search | None = None
+        self.plans: list[dict] = []  # per interval: epoch, budget, best episode, removed ids
+        self.episode_log: list[dict] = []
+        self.search_seconds = 0.0
+
+    @property
+    def plan(self) -> Plan:
+        """The last plan installed (nothing removed before the first interval)."""
+        return Plan(set(self.plans[-1]["removed"])) if self.plans else Plan()
+
+    def budget_at(self, interval: int) -> float:
+        return 1.0 - (1.0 - self.budget) * (interval + 1) / self.intervals
+
+    def on_train_begin(self, logs: dict | None = None) -> None:
+        if not wrappers(self.model):
+            raise ModelError("RLPruning: the model has no pruning wrappers to hold the agent's cuts; "
+                             "wrap it first: model = kerasprune.prune(model, track_scores=False).")
+        plain = strip(self.model)
+        env = PruningEnvironment(plain, self.data, budget=self.budget, eval_batches=self.eval_batches,
+                                 **self.env_options)
+        self.search = Search(env, seed=self.seed, epsilon_episodes=self.episodes * self.intervals,
+                             **self.dqn_options)
+        if self.state_path is not None and self.state_path.is_file():
+            with np.load(self.state_path) as saved:
+                self.search.load_state({k: saved[k] for k in saved.files})
+                record = json.loads(bytes(saved["record"]).decode())
+            self.plans, self.episode_log = record["plans"], record["episodes"]
+            self.search_seconds = record["seconds"]
+
+    def on_epoch_begin(self, epoch: int, logs: dict | None = None) -> None:
+        if epoch % self.every or epoch // self.every >= self.intervals:
+            return
+        interval = epoch // self.every
+        if interval < len(self.plans):  # resumed: this interval's search already ran
+            self._install(Plan(set(self.plans[interval]["removed"])))
+            return
+        env = self.search.env
+        env.observe(strip(self.model), removed=self.plan.removed)
+        env.budget = self.budget_at(interval)
+        result = self.search.run(self.episodes, interval=interval, epoch=epoch)
+        best = result.best
+        self._install(best.plan)
+        self.search_seconds += result.seconds
+        self.episode_log += result.episodes
+        self.plans.append({"interval": interval, "epoch": epoch, "budget": env.budget,
+                           "ratios": best.ratios, "accuracy": best.accuracy, "macs": best.macs,
+                           "seconds": result.seconds, "removed": sorted(int(i) for i in best.plan.removed)})
+        self._save()
+        if self.verbose:
+            ratios = ", ".join(f"{k} {v:.2f}" for k, v in best.ratios.items())
+            print(f"RL interval {interval + 1}/{self.intervals} (epoch {epoch + 1}): budget "
+                  f"{env.budget:.3f} of dense MACs, {self.episodes} episodes in {result.seconds:.1f} s; "
+                  f"best {best.accuracy:.4f} held-out accuracy at {best.macs:.3f} MACs ({ratios})",
+                  flush=True)
+
+    def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
+        if logs is not None and self.plans:
+            logs["rl_macs"] = self.plans[-1]["macs"]
+
+    def shrink(self) -> keras.Model:
+        """The smaller plain model: the wrapped model's weights with the last plan cut out."""
+        return shrink(strip(self.model), self.plan, self.search.env.graph)
+
+    def _install(self, plan: Plan) -> None:
+        """The plan's zeros as the wrappers' masks (replacing the previous plan's)."""
+        zeros = masks(self.search.env.model, plan, self.search.env.graph)
+        by_layer = {w.layer.name: w for w in wrappers(self.model)}
+        for name, arrays in zeros.items():
+            layer = self.search.env.model.get_layer(name)
+            index = {id(v): i for i, v in enumerate(layer.weights)}
+            wrapper = by_layer.get(name)
+            held = set()
+            if wrapper is not None:
+                inner = {id(v): i for i, v in enumerate(wrapper.layer.weights)}
+                positions = [inner[id(p.variable)] for p in wrapper.prunable]
+                wrapper.set_masks([arrays[i] for i in positions], keep_previous=False)
+                held = set(positions)
+            loose = [layer.weights[i].name for i in index.values() if i not in held and not arrays[i].all()]
+            if loose:
+                raise ModelError(f"RLPruning: layer '{name}' must hold zeros in {', '.join(loose)}, "
+                                 "which no pruning wrapper masks; wrap that layer with kerasprune.prune.")
+
+    def _save(self) -> None:
+        if self.state_path is None:
+            return
+        record = {"plans": self.plans, "episodes": self.episode_log, "seconds": self.search_seconds}
+        state = {**self.search.state(), "record": np.frombuffer(json.dumps(record).encode(), np.uint8)}
+        with atomic_path(self.state_path) as tmp:
+            with open(tmp, "wb") as f:
+                np.savez(f, **state)

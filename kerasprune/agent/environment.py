@@ -1,0 +1,172 @@
+"""The agent's environment: one episode walks the model's removable groups in order and
+sets a pruning ratio for each; the episode ends in a plan, its MACs and its accuracy.
+
+The state of a step describes the group (position, layer type, width, its share of the
+parameters and MACs, how unequal its channels' L1 norms, activations and activation-
+gradient scores are, what is already removed) and the episode so far (MACs already cut,
+MACs still to come, the last ratio), as AMC does (He et al. 2018).  With a ``budget`` (a
+fraction of dense MACs) every ratio is projected up to the least that still lets the rest
+reach it with ``max_ratio``, so every plan meets the budget and the reward can be
+accuracy alone (AMC's resource-constrained form); ``macs_weight`` > 0 gives the
+Lagrangian form, accuracy - weight * MACs fraction.
+"""
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass
+
+import numpy as np
+
+from ..backend import keras, tf
+from ..checks import number
+from ..errors import ConfigError
+from ..structured import PlanCost, analyze, channel_scores, make_plan, masks
+from ..structured.plan import Plan, removed_count
+
+_TYPES = (keras.layers.Conv1D, keras.layers.Conv2D, keras.layers.Conv3D, keras.layers.Dense,
+          keras.layers.RNN, keras.layers.Embedding)
+#: numbers a state holds: position, a layer-type one-hot (the kinds above and "other"), the group's
+#: log width, parameter and MACs shares, three score spreads, removed so far, MACs cut so far,
+#: MACs still ahead, the previous ratio
+STATE_SIZE = len(_TYPES) + 12
+
+
+@dataclass
+class Episode:
+    """One episode's outcome: ratio per group (keys joined by ", "), accuracy, MACs fraction."""
+
+    ratios: dict[str, float]
+    accuracy: float
+    macs: float
+    reward: float
+    seconds: float
+    plan: Plan
+
+
+def _spread(scores: np.ndarray) -> float:
+    mean = float(np.mean(scores))
+    return float(np.std(scores) / mean) if mean > 0 else 0.0
+
+
+class PruningEnvironment:
+    """Structured pruning of ``model`` as a sequence of per-group ratio choices.
+
+    ``data`` is the held-out batches an episode is judged on (``eval_batches`` of them,
+    read once); ``actions`` the ratios the agent picks from (steps of 0.05 up to
+    ``max_ratio`` by default); :meth:`observe` takes new weights and the channel ids a plan
+    must keep removed (what earlier intervals cut).
+    """
+
+    def __init__(self, model: keras.Model, data: tf.data.Dataset, *, budget: float = 1.0,
+                 actions: tuple[float, ...] | None = None, max_ratio: float = 0.8, macs_weight: float = 0.0, importance: str = "l1",
+                 eval_batches: int = 4) -> None:
+        self.budget = number(budget, "RL budget", low=0.0, high=1.0, low_open=True)
+        self.max_ratio = number(max_ratio, "RL max_ratio", low=0.0, high=1.0, high_open=True)
+        self.macs_weight = number(macs_weight, "RL macs_weight", low=0.0)
+        if actions is None:  # steps of 0.05 up to max_ratio
+            actions = np.round(np.arange(0.0, self.max_ratio + 1e-9, 0.05), 2)
+        self.actions = np.array(sorted(number(a, "RL action", low=0.0, high=self.max_ratio)
+                                       for a in actions), np.float64)
+        if len(self.actions) < 2:
+            raise ConfigError(f"RL actions: need at least two ratios up to max_ratio {max_ratio:g}, "
+                              f"got {list(actions)}.")
+        self.importance = importance
+        self.graph = analyze(model)
+        self.groups = self.graph.groups()
+        if not self.groups:
+            raise ConfigError(f"RL: model '{model.name}' has no removable channels "
+                              f"({self.graph.describe()}).")
+        self.keys = list(self.groups)
+        self.cost = PlanCost(model, self.graph)
+        self.model = model
+        self._batches = [(tf.constant(x), np.asarray(y)) for x, y in data.take(eval_batches)]
+        if not self._batches:
+            raise ConfigError("RL: the evaluation data is empty; pass validation batches.")
+        self._clone = keras.models.clone_model(model)
+        self._forward = tf.function(lambda x: self._clone(x, training=False), reduce_retracing=True)
+        self.removed: set[int] = set()
+        self.observe(model)
+        smallest = self.cost.fraction({k: len(c) - removed_count(len(c), self.max_ratio) for k, c in self.groups.items()})
+        if smallest > self.budget + 1e-9:
+            raise ConfigError(f"RL: a budget of {self.budget:g} of dense MACs cannot be met: removing "
+                              f"{self.max_ratio:g} of every group leaves {smallest:.3f}; raise max_ratio "
+                              "or the budget.")
+
+    # -- what the agent sees --
+
+    def observe(self, model: keras.Model, removed: set[int] | None = None) -> None:
+        """Take ``model``'s current weights (same architecture) and the channels already removed."""
+        self.removed = set(removed or ())
+        self.model.set_weights(model.get_weights())
+        self._clone.set_weights(model.get_weights())
+        self._weights = {layer.name: layer.get_weights() for layer in self.model.layers}
+        scores = channel_scores(self.graph, self.importance)
+        self.scores = {i: (-1.0 if i in self.removed else s) for i, s in scores.items()}
+        data = tf.data.Dataset.from_tensor_slices(
+            (np.concatenate([x.numpy() for x, _ in self._batches]),
+             np.concatenate([y for _, y in self._batches]))).batch(len(self._batches[0][1]))
+        spreads = [scores] + [channel_scores(self.graph, m, data, len(self._batches))
+                              for m in ("mean_activation", "activation_taylor")]
+        macs, params = self.cost.dense or 1, max(1, self.model.count_params())
+        self._static = []
+        for t, key in enumerate(self.keys):
+            ids = np.array([c.id for c in self.groups[key]])
+            layer = model.get_layer(key[0])
+            kind = [float(isinstance(layer, k)) for k in _TYPES]
+            kind.append(float(not any(kind)))
+            own_macs = sum(self.cost.layer_macs.get(name, 0) for name in key) / macs
+            own_params = sum(int(np.prod(w.shape)) for name in key for w in model.get_layer(name).weights) / params
+            self._static.append([t / len(self.keys), *kind, math.log2(len(ids)) / 12, own_params, own_macs,
+                                 *(_spread(np.array([s[i] for i in ids])) for s in spreads),
+                                 float(np.isin(ids, list(self.removed)).mean())])
+        self.floor = {key: float(np.isin([c.id for c in self.groups[key]], list(self.removed)).mean())
+                      for key in self.keys}
+
+    def state(self, t: int, ratios: dict[tuple[str, ...], float]) -> np.ndarray:
+        dense = self.cost.dense or 1
+        cut = 1.0 - self.cost.of_kept(self._kept(ratios)) / dense
+        ahead = sum(self._static[j][len(_TYPES) + 4] for j in range(t + 1, len(self.keys)))
+        previous = ratios[self.keys[t - 1]] if t else 0.0
+        return np.array([*self._static[t], cut, ahead, previous], np.float32)
+
+    def allowed(self, t: int) -> np.ndarray:
+        return self.actions >= self.floor[self.keys[t]] - 1e-9
+
+    # -- the rules of an episode --
+
+    def _kept(self, ratios: dict[tuple[str, ...], float]) -> dict[tuple[str, ...], int]:
+        return {k: len(self.groups[k]) - removed_count(len(self.groups[k]), r) for k, r in ratios.items()}
+
+    def project(self, t: int, ratios: dict[tuple[str, ...], float], action: int) -> int:
+        """The least action >= ``action`` after which the groups ahead, at ``max_ratio``,
+        can still bring the plan within the budget."""
+        ahead = {k: self.max_ratio for k in self.keys[t + 1:]}
+        for a in range(action, len(self.actions)):
+            trial = {**ratios, self.keys[t]: self.actions[a], **ahead}
+            if self.cost.of_kept(self._kept(trial)) <= self.budget * self.cost.dense + 1e-6:
+                return a
+        return len(self.actions) - 1
+
+    def plan(self, ratios: dict[tuple[str, ...], float]) -> Plan:
+        by_name = {name: r for key, r in ratios.items() for name in key}
+        return make_plan(self.graph, self.scores, by_name)
+
+    def evaluate(self, ratios: dict[tuple[str, ...], float]) -> Episode:
+        """Accuracy of the masked model on the held-out batches, and its MACs."""
+        start = time.perf_counter()
+        plan = self.plan(ratios)
+        macs = self.cost.fraction(plan)
+        zeros = masks(self.model, plan, self.graph)
+        for name, zero in zeros.items():
+            self._clone.get_layer(name).set_weights([w * m for w, m in zip(self._weights[name], zero)])
+        correct = total = 0
+        for x, y in self._batches:
+            predicted = np.argmax(self._forward(x).numpy(), axis=-1)
+            correct += int(np.sum(predicted == y.reshape(predicted.shape)))
+            total += predicted.size
+        for name in zeros:
+            self._clone.get_layer(name).set_weights(self._weights[name])
+        accuracy = correct / total
+        return Episode({", ".join(k): float(r) for k, r in ratios.items()}, accuracy, macs,
+                       accuracy - self.macs_weight * macs, time.perf_counter() - start, plan)

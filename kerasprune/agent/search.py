@@ -1,0 +1,101 @@
+"""The agent's search: DQN episodes over the environment, the best plan they found.
+
+:class:`Search` keeps the agent between calls, so the RL callback's searches at each
+pruning interval start from what the earlier ones learned; :func:`search` is one search
+on a trained model.  Every transition but an episode's last earns 0; the last earns the
+episode's reward minus a running mean of earlier rewards (AMC's variance-reducing
+baseline), times ``reward_scale``, so small accuracy differences move Q-values.
+"""
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from ..backend import keras, tf
+from ..checks import number
+from .dqn import DQN
+from .environment import STATE_SIZE, Episode, PruningEnvironment
+
+
+@dataclass
+class SearchResult:
+    """The best episode of a search (its plan meets the budget) and every episode's log."""
+
+    best: Episode
+    episodes: list[dict] = field(default_factory=list)
+    seconds: float = 0.0
+
+
+class Search:
+    """An environment and the DQN that learns on it, carried from one search to the next."""
+
+    def __init__(self, env: PruningEnvironment, *, seed: int = 0, epsilon_episodes: int = 100,
+                 reward_scale: float = 10.0, **dqn) -> None:
+        self.env = env
+        self.agent = DQN(STATE_SIZE, len(env.actions), seed=seed, epsilon_episodes=epsilon_episodes, **dqn)
+        self.reward_scale = number(reward_scale, "RL reward_scale", low=0.0, low_open=True)
+        self.baseline: float | None = None
+        self.episodes = 0  # over every search of this agent
+
+    def run(self, episodes: int, **log_fields) -> SearchResult:
+        """``episodes`` episodes and then one greedy one; the best is the highest reward."""
+        episodes = number(episodes, "RL episodes", low=1, integer=True)
+        start, log, best = time.perf_counter(), [], None
+        for e in range(episodes + 1):
+            episode = self._episode(explore=e < episodes)
+            log.append({**log_fields, "episode": self.episodes, "greedy": e == episodes,
+                        "epsilon": round(self.agent.epsilon, 4), "ratios": episode.ratios,
+                        "accuracy": episode.accuracy, "macs": episode.macs,
+                        "reward": episode.reward, "seconds": round(episode.seconds, 4)})
+            if best is None or episode.reward > best.reward:
+                best = episode
+        return SearchResult(best, log, time.perf_counter() - start)
+
+    def _episode(self, explore: bool) -> Episode:
+        env, agent = self.env, self.agent
+        ratios, steps = {}, []
+        for t, key in enumerate(env.keys):
+            state = env.state(t, ratios)
+            action = agent.act(state, env.allowed(t), explore=explore)
+            if env.budget < 1.0:
+                action = env.project(t, ratios, action)
+            ratios[key] = float(env.actions[action])
+            steps.append((state, action))
+        episode = env.evaluate(ratios)
+        baseline = episode.reward if self.baseline is None else self.baseline
+        reward = self.reward_scale * (episode.reward - baseline)
+        self.baseline = 0.9 * baseline + 0.1 * episode.reward
+        if explore:
+            for t, (state, action) in enumerate(steps):
+                last = t == len(steps) - 1
+                following = state if last else steps[t + 1][0]
+                agent.remember(state, action, reward if last else 0.0, following, last)
+            for _ in steps:
+                agent.learn()
+            agent.end_episode()
+        self.episodes += 1
+        return episode
+
+    # -- resumable state --
+
+    def state(self) -> dict[str, np.ndarray]:
+        scalars = [self.episodes, np.nan if self.baseline is None else self.baseline]
+        return {**self.agent.state(), "search": np.array(scalars, np.float64)}
+
+    def load_state(self, saved: dict[str, np.ndarray]) -> None:
+        self.agent.load_state(saved)
+        episodes, baseline = saved["search"]
+        self.episodes, self.baseline = int(episodes), None if np.isnan(baseline) else float(baseline)
+
+
+def search(model: keras.Model, data: tf.data.Dataset, *, budget: float, episodes: int = 100,
+           seed: int = 0, eval_batches: int = 4, **options) -> SearchResult:
+    """Search per-group ratios for a trained ``model`` within ``budget`` (fraction of dense
+    MACs), judged on ``eval_batches`` of ``data``.  ``options`` go to the environment
+    (``actions``, ``max_ratio``, ``macs_weight``, ``importance``) or the DQN."""
+    env_keys = ("actions", "max_ratio", "macs_weight", "importance")
+    env = PruningEnvironment(model, data, budget=budget, eval_batches=eval_batches,
+                             **{k: options.pop(k) for k in env_keys if k in options})
+    return Search(env, seed=seed, epsilon_episodes=episodes, **options).run(episodes)

@@ -1,0 +1,96 @@
+"""The MACs of the model a plan would shrink to, counted without building it.
+
+A search that tries hundreds of plans (the RL agent, a budget's bisection) cannot clone
+the model for each; the rules' own ``weights`` slicing gives each kernel's size after the
+cut, and every kernel entry of a dense, convolutional or recurrent layer is used once per
+position, as :func:`kerasprune.metrics.count_macs` counts it.
+"""
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+import numpy as np
+
+from ..backend import keras
+from ..errors import ConfigError, ModelError
+from ..metrics import count_macs
+from .graph import ChannelGraph
+from .plan import Plan, make_plan
+from .rules import Cut, rule_for
+
+
+class PlanCost:
+    """``cost(plan)`` or ``cost.of_kept({group: channels kept})``: MACs per example after the cut."""
+
+    def __init__(self, model: keras.Model, graph: ChannelGraph) -> None:
+        macs = count_macs(model)
+        self.graph, self.dense = graph, macs.dense
+        self.layer_macs = {name: dense for name, (dense, _) in macs.per_layer.items()}
+        self.groups = graph.groups()
+        self._ids = {key: np.array([c.id for c in channels]) for key, channels in self.groups.items()}
+        self._layers = []  # (layer, rule, shapes, measured indices, MACs per entry, in ids, out ids)
+        self._fixed = 0  # MACs of layers no cut reaches
+        for name, (dense, _) in macs.per_layer.items():
+            layer = model.get_layer(name)
+            if isinstance(layer, keras.layers.MultiHeadAttention):
+                raise ModelError(f"PlanCost: '{name}' is attention, whose MACs are not one use per "
+                                 "kernel entry; plan attention models by ratio (structured method).")
+            shapes = [tuple(w.shape) for w in layer.weights]
+            measured = [i for i, s in enumerate(shapes) if len(s) >= 2]
+            entries = sum(int(np.prod(shapes[i])) for i in measured)
+            rule = rule_for(layer)
+            if name not in graph.node_ids or rule is None or rule.weights is None or not entries:
+                self._fixed += dense
+                continue
+            in_ids, out_ids = graph.node_ids[name]
+            self._layers.append((layer, rule, shapes, measured, dense / entries,
+                                 [graph.canonical(i) for i in in_ids], graph.canonical(out_ids[0])))
+        every = [c.id for c in graph.channels] + [int(i.max(initial=0)) for entry in self._layers
+                                                   for i in (*entry[5], entry[6])]
+        self._top = 1 + max(every, default=0)
+
+    def __call__(self, plan: Plan) -> int:
+        keep = np.ones(self._top, bool)
+        keep[np.asarray(sorted(plan.removed), dtype=np.int64)] = False
+        return self._count(keep)
+
+    def of_kept(self, kept: Mapping[tuple[str, ...], int]) -> int:
+        """MACs when group ``key`` keeps ``kept[key]`` channels (groups not named keep all)."""
+        keep = np.ones(self._top, bool)
+        for key, count in kept.items():
+            keep[self._ids[key][int(count):]] = False
+        return self._count(keep)
+
+    def fraction(self, plan_or_kept: Plan | Mapping) -> float:
+        """MACs after the cut over the dense model's."""
+        value = self(plan_or_kept) if isinstance(plan_or_kept, Plan) else self.of_kept(plan_or_kept)
+        return value / self.dense if self.dense else 1.0
+
+    def _count(self, keep: np.ndarray) -> int:
+        total = float(self._fixed)
+        for layer, rule, shapes, measured, per_entry, in_ids, out_ids in self._layers:
+            cut = Cut([keep[i] for i in in_ids], keep[out_ids])
+            shells = [np.broadcast_to(np.zeros((), bool), s) for s in shapes]
+            sliced = rule.weights(layer, shells, cut)
+            total += per_entry * sum(sliced[i].size for i in measured)
+        return int(round(total))
+
+
+def ratio_for_macs(budget: float, graph: ChannelGraph, scores: Mapping[int, float], cost: PlanCost,
+                   **plan_options) -> float:
+    """The least ratio whose plan (``make_plan`` with ``plan_options``) leaves at most
+    ``budget`` of the dense MACs, by bisection."""
+    def fraction(ratio: float) -> float:
+        return cost.fraction(make_plan(graph, scores, ratio, **plan_options))
+
+    low, high = 0.0, 0.99
+    if fraction(low) <= budget:
+        return low
+    if fraction(high) > budget:
+        raise ConfigError(f"structured: even a ratio of 0.99 leaves {fraction(high):.3f} of the dense "
+                          f"MACs, above the budget of {budget:g} (the rest is in layers left intact); "
+                          "raise the budget.")
+    for _ in range(30):
+        middle = (low + high) / 2
+        low, high = (low, middle) if fraction(middle) <= budget else (middle, high)
+    return high

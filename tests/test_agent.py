@@ -1,0 +1,153 @@
+"""The RL agent: its environment counts MACs as kerasprune.metrics does, its plans never
+exceed the budget, the same seed gives the same policy, and a killed run resumes with the
+agent it had."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from kerasprune import ConfigError, ModelError, prune
+from kerasprune.agent import DQN, PruningEnvironment, RLPruning, search
+from kerasprune.backend import keras, tf
+from kerasprune.metrics import count_macs
+from kerasprune.models import build
+from kerasprune.structured import PlanCost, analyze, make_plan, plan_channels, shrink
+
+
+def _cnn():
+    keras.utils.set_random_seed(0)
+    inputs = keras.Input((8, 8, 1))
+    x = keras.layers.Conv2D(8, 3, activation="relu", name="conv1")(inputs)
+    x = keras.layers.Conv2D(12, 3, strides=2, activation="relu", name="conv2")(x)
+    x = keras.layers.Flatten(name="flatten")(x)
+    x = keras.layers.Dense(24, activation="relu", name="fc1")(x)
+    outputs = keras.layers.Dense(3, activation="softmax", name="logits")(x)
+    return keras.Model(inputs, outputs)
+
+
+def _data(n=192, batch=32):
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((n, 8, 8, 1)).astype("float32")
+    y = (x[:, :4].sum(axis=(1, 2, 3)) > 0).astype("int32") + (x[:, 4:].mean(axis=(1, 2, 3)) > 0.2)
+    return tf.data.Dataset.from_tensor_slices((x, y.astype("int32"))).batch(batch)
+
+
+@pytest.mark.parametrize("name", ["cnn", "lstm"])
+def test_the_environment_counts_the_macs_that_metrics_count_on_the_shrunk_model(name):
+    if name == "cnn":
+        model = _cnn()
+    else:
+        model = build("lstm", input_shape=(10,), num_classes=2, vocab_size=50, embed_dim=8, units=6)
+    graph = analyze(model)
+    cost = PlanCost(model, graph)
+    rng = np.random.default_rng(1)
+    scores = {c.id: float(rng.random()) for c in graph.channels}
+    for _ in range(4):
+        ratios = {name: float(rng.uniform(0, 0.8)) for key in graph.groups() for name in key}
+        plan = make_plan(graph, scores, ratios)
+        assert cost(plan) == count_macs(shrink(model, plan, graph)).dense
+    assert cost.dense == count_macs(model).dense
+
+
+def test_a_budget_in_macs_picks_the_least_uniform_ratio_that_meets_it():
+    model = _cnn()
+    plan = plan_channels(model, macs=0.5)
+    small = count_macs(shrink(model, plan)).dense / count_macs(model).dense
+    looser = plan_channels(model, 0.0)
+    assert small <= 0.5 and looser.removed == set()
+    with pytest.raises(ConfigError, match="raise the budget"):
+        plan_channels(model, macs=0.001)  # the logits layer alone holds more
+
+
+def test_every_plan_of_a_search_stays_within_the_budget():
+    model = _cnn()
+    result = search(model, _data(), budget=0.4, episodes=12, seed=3)
+    assert len(result.episodes) == 13  # and one greedy episode
+    assert max(e["macs"] for e in result.episodes) <= 0.4
+    shrunk = count_macs(shrink(model, result.best.plan)).dense / count_macs(model).dense
+    assert shrunk == pytest.approx(result.best.macs) and shrunk <= 0.4
+    assert result.best.reward == max(e["reward"] for e in result.episodes)
+
+
+def test_the_same_seed_gives_the_same_policy_and_another_seed_another():
+    model = _cnn()
+    runs = [search(model, _data(), budget=0.5, episodes=10, seed=s) for s in (7, 7, 8)]
+    logs = [[e["ratios"] for e in r.episodes] for r in runs]
+    assert logs[0] == logs[1] and runs[0].best.ratios == runs[1].best.ratios
+    assert logs[0] != logs[2]
+
+
+def test_an_unreachable_budget_is_refused_before_any_episode():
+    with pytest.raises(ConfigError, match="cannot be met"):
+        PruningEnvironment(_cnn(), _data(), budget=0.01, max_ratio=0.5)
+
+
+def test_the_dqn_learns_which_action_pays():
+    agent = DQN(3, 4, seed=0, epsilon_episodes=40, batch_size=16)
+    state = np.array([0.1, 0.5, 1.0], np.float32)
+    for _ in range(60):
+        action = agent.act(state)
+        agent.remember(state, action, 1.0 if action == 2 else 0.0, state, True)
+        agent.learn()
+        agent.end_episode()
+    assert agent.act(state, explore=False) == 2
+    assert agent.act(state, allowed=np.array([True, True, False, True]), explore=False) != 2
+
+
+def _fit(state_path, backup, kill_at=None, when="end", epochs=3):
+    class Kill(keras.callbacks.Callback):
+        def on_epoch_begin(self, epoch, logs=None):
+            if epoch == kill_at and when == "begin":
+                raise KeyboardInterrupt
+
+        def on_epoch_end(self, epoch, logs=None):
+            if epoch == kill_at and when == "end":
+                raise KeyboardInterrupt
+
+    model = prune(_cnn(), track_scores=False)
+    model.compile(keras.optimizers.Adam(1e-2), "sparse_categorical_crossentropy", ["accuracy"])
+    agent = RLPruning(_data(64), budget=0.4, intervals=3, episodes=6, eval_batches=2, seed=5,
+                      state_path=state_path, verbose=0)
+    model.fit(_data(), epochs=epochs, verbose=0,
+              callbacks=[agent, keras.callbacks.BackupAndRestore(str(backup)), Kill()])
+    return model, agent
+
+
+def test_rl_pruning_cuts_during_fit_and_the_shrunk_model_computes_the_same(tmp_path):
+    model, agent = _fit(tmp_path / "agent.npz", tmp_path / "backup")
+    assert [p["epoch"] for p in agent.plans] == [0, 1, 2]
+    assert [p["budget"] for p in agent.plans] == pytest.approx([0.8, 0.6, 0.4])
+    assert all(p["macs"] <= p["budget"] + 1e-9 for p in agent.plans)
+    removed = [set(p["removed"]) for p in agent.plans]
+    assert removed[0] <= removed[1] <= removed[2]  # a later plan keeps what an earlier one cut
+    small = agent.shrink()
+    assert count_macs(small).dense / count_macs(_cnn()).dense <= 0.4
+    x = next(iter(_data()))[0]
+    np.testing.assert_allclose(small(x).numpy(), model(x).numpy(), atol=1e-5)
+    assert len(agent.episode_log) == 3 * 7
+
+
+def _untimed(log):
+    return [{k: v for k, v in entry.items() if k != "seconds"} for entry in log]
+
+
+@pytest.mark.parametrize("when", ["begin", "end"])
+def test_a_killed_run_resumes_with_the_agent_and_plans_it_had(tmp_path, when):
+    """Killed just after the second search (its epoch lost: the plan is re-installed, not
+    searched again) or after that epoch (the third search goes on with the agent)."""
+    tf.config.experimental.enable_op_determinism()
+    _, unbroken = _fit(tmp_path / "a.npz", tmp_path / "a")
+    with pytest.raises(KeyboardInterrupt):
+        _fit(tmp_path / "b.npz", tmp_path / "b", kill_at=1, when=when)
+    _, resumed = _fit(tmp_path / "b.npz", tmp_path / "b")
+    assert [p["removed"] for p in resumed.plans] == [p["removed"] for p in unbroken.plans]
+    assert _untimed(resumed.episode_log) == _untimed(unbroken.episode_log)
+    assert resumed.search.agent.epsilon == unbroken.search.agent.epsilon
+    assert resumed.search.agent.stored == unbroken.search.agent.stored
+
+
+def test_rl_pruning_needs_pruning_wrappers():
+    model = _cnn()
+    model.compile("adam", "sparse_categorical_crossentropy")
+    with pytest.raises(ModelError, match="kerasprune.prune"):
+        model.fit(_data(), epochs=1, verbose=0, callbacks=[RLPruning(_data(), budget=0.5)])

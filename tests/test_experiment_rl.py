@@ -1,0 +1,56 @@
+"""The RL agent in an experiment: at the MACs budget of the structured runs it is compared
+with, its plans and search cost reported, its widths plotted against theirs."""
+from __future__ import annotations
+
+import pytest
+
+from kerasprune import ConfigError
+
+from test_experiment import _run, _write_config
+
+CONFIG = """
+experiment: agent
+dataset: mnist
+model: lenet5
+model_args: {width: 0.5}
+methods:
+  - method: dense
+  - {method: structured, tag: uniform, macs: 0.5}
+  - {method: structured, tag: global, macs: 0.5, scope: global}
+  - {method: rl, macs: 0.5, intervals: 2, episodes: 4, eval_batches: 2}
+budgets:
+  cpu:
+    data: {batch_size: 4, max_train_examples: 32}
+    train: {epochs: 1}
+    finetune: {epochs: 2}
+"""
+
+
+def test_rl_and_the_rankings_it_is_judged_against_meet_the_same_macs_budget(tmp_path, mock_tfds):
+    results = _run(_write_config(tmp_path, "agent", CONFIG), tmp_path)
+    runs = {r["run"]: r for r in results["runs"]}
+    dense = runs["dense"]
+    for name in ("structured-uniform", "structured-global", "rl"):
+        assert runs[name]["macs"] <= 0.5 * dense["macs"], name
+    rl = runs["rl"]
+    assert [p["budget"] for p in rl["rl_plans"]] == pytest.approx([0.75, 0.5])
+    assert len(rl["rl_episodes"]) == 2 * 5  # 4 exploring episodes and a greedy one per interval
+    assert 0 < rl["agent_share"] < 1 and rl["agent_seconds"] > 0
+    assert set(rl["widths"]) == set(runs["structured-uniform"]["widths"])
+    report = (tmp_path / "experiments" / "results" / "agent.md").read_text()
+    assert "## RL agent" in report and "share of the run's training time" in report
+    for plot in ("rl_reward.png", "rl_widths.png"):
+        assert (tmp_path / "experiments" / "results" / "agent" / plot).is_file()
+
+
+@pytest.mark.parametrize("entry, message", [
+    ("{method: rl}", "needs 'macs'"),
+    ("{method: rl, macs: 1.5}", "macs"),
+    ("{method: rl, macs: 0.5, importance: taylor}", "structured pruning takes"),
+    ("{method: rl, macs: 0.5, intervals: 3}", "more than the finetune phase's 2"),
+])
+def test_bad_rl_settings_are_refused_with_what_to_change(tmp_path, mock_tfds, entry, message):
+    config = _write_config(tmp_path, "agent", CONFIG.replace(
+        "{method: rl, macs: 0.5, intervals: 2, episodes: 4, eval_batches: 2}", entry))
+    with pytest.raises(ConfigError, match=message):
+        _run(config, tmp_path)
