@@ -8,6 +8,7 @@ import pytest
 
 from kerasprune import ConfigError, ModelError, prune
 from kerasprune.agent import DQN, PruningEnvironment, RLPruning, search
+from kerasprune.agent.environment import _hits
 from kerasprune.backend import keras, tf
 from kerasprune.metrics import count_macs
 from kerasprune.models import build
@@ -32,18 +33,36 @@ def _data(n=192, batch=32):
     return tf.data.Dataset.from_tensor_slices((x, y.astype("int32"))).batch(batch)
 
 
-@pytest.mark.parametrize("name", ["cnn", "lstm"])
+def _residual():
+    """Two layers make one group through an Add; a third reads both, one of them twice."""
+    keras.utils.set_random_seed(0)
+    inputs = keras.Input((6,))
+    a = keras.layers.Dense(10, activation="relu", name="a")(inputs)
+    b = keras.layers.Dense(10, activation="relu", name="b")(inputs)
+    x = keras.layers.Add(name="add")([a, b])
+    x = keras.layers.Dense(8, activation="relu", name="c")(x)
+    outputs = keras.layers.Dense(1, activation="sigmoid", name="out")(keras.layers.Concatenate()([x, x]))
+    return keras.Model(inputs, outputs)
+
+
+MODELS = {
+    "cnn": _cnn,
+    "lstm": lambda: build("lstm", input_shape=(10,), num_classes=2, vocab_size=50, embed_dim=8, units=6),
+    "bilstm": lambda: build("bilstm", input_shape=(10,), num_classes=2, vocab_size=50, embed_dim=8, units=6),
+    "residual": _residual,
+}
+
+
+@pytest.mark.parametrize("name", sorted(MODELS))
 def test_the_environment_counts_the_macs_that_metrics_count_on_the_shrunk_model(name):
-    if name == "cnn":
-        model = _cnn()
-    else:
-        model = build("lstm", input_shape=(10,), num_classes=2, vocab_size=50, embed_dim=8, units=6)
+    model = MODELS[name]()
     graph = analyze(model)
     cost = PlanCost(model, graph)
     rng = np.random.default_rng(1)
     scores = {c.id: float(rng.random()) for c in graph.channels}
+    top = 0.4 if name == "bilstm" else 0.8  # a direction must keep a unit: a plan keeps one per group
     for _ in range(4):
-        ratios = {name: float(rng.uniform(0, 0.8)) for key in graph.groups() for name in key}
+        ratios = {key: float(rng.uniform(0, top)) for key in graph.groups()}  # by group
         plan = make_plan(graph, scores, ratios)
         assert cost(plan) == count_macs(shrink(model, plan, graph)).dense
     assert cost.dense == count_macs(model).dense
@@ -59,9 +78,11 @@ def test_a_budget_in_macs_picks_the_least_uniform_ratio_that_meets_it():
         plan_channels(model, macs=0.001)  # the logits layer alone holds more
 
 
-def test_every_plan_of_a_search_stays_within_the_budget():
+@pytest.mark.parametrize("options", [{}, {"max_ratio": 0.77}, {"actions": (0.0, 0.3, 0.6)},
+                                     {"importance": "activation_taylor"}])
+def test_every_plan_of_a_search_stays_within_the_budget(options):
     model = _cnn()
-    result = search(model, _data(), budget=0.4, episodes=12, seed=3)
+    result = search(model, _data(), budget=0.4, episodes=12, seed=3, **options)
     assert len(result.episodes) == 13  # and one greedy episode
     assert max(e["macs"] for e in result.episodes) <= 0.4
     shrunk = count_macs(shrink(model, result.best.plan)).dense / count_macs(model).dense
@@ -82,6 +103,13 @@ def test_an_unreachable_budget_is_refused_before_any_episode():
         PruningEnvironment(_cnn(), _data(), budget=0.01, max_ratio=0.5)
 
 
+def test_a_single_sigmoid_output_and_one_hot_labels_are_scored_as_accuracy():
+    probabilities = np.array([[0.9], [0.2], [0.6]])
+    assert _hits(probabilities, np.array([1, 0, 0])).tolist() == [True, True, False]
+    assert _hits(np.array([[2.0], [-1.0]]), np.array([[1], [1]])).tolist() == [True, False]  # logits
+    assert _hits(np.array([[0.1, 0.9], [0.8, 0.2]]), np.array([[0, 1], [0, 1]])).tolist() == [True, False]
+
+
 def test_the_dqn_learns_which_action_pays():
     agent = DQN(3, 4, seed=0, epsilon_episodes=40, batch_size=16)
     state = np.array([0.1, 0.5, 1.0], np.float32)
@@ -94,7 +122,7 @@ def test_the_dqn_learns_which_action_pays():
     assert agent.act(state, allowed=np.array([True, True, False, True]), explore=False) != 2
 
 
-def _fit(state_path, backup, kill_at=None, when="end", epochs=3):
+def _fit(state_path, backup, kill_at=None, when="end", epochs=3, budget=0.4, layers=None):
     class Kill(keras.callbacks.Callback):
         def on_epoch_begin(self, epoch, logs=None):
             if epoch == kill_at and when == "begin":
@@ -104,9 +132,9 @@ def _fit(state_path, backup, kill_at=None, when="end", epochs=3):
             if epoch == kill_at and when == "end":
                 raise KeyboardInterrupt
 
-    model = prune(_cnn(), track_scores=False)
+    model = prune(_cnn(), track_scores=False, layers=layers)
     model.compile(keras.optimizers.Adam(1e-2), "sparse_categorical_crossentropy", ["accuracy"])
-    agent = RLPruning(_data(64), budget=0.4, intervals=3, episodes=6, eval_batches=2, seed=5,
+    agent = RLPruning(_data(64), budget=budget, intervals=3, episodes=6, eval_batches=2, seed=5,
                       state_path=state_path, verbose=0)
     model.fit(_data(), epochs=epochs, verbose=0,
               callbacks=[agent, keras.callbacks.BackupAndRestore(str(backup)), Kill()])
@@ -125,6 +153,7 @@ def test_rl_pruning_cuts_during_fit_and_the_shrunk_model_computes_the_same(tmp_p
     x = next(iter(_data()))[0]
     np.testing.assert_allclose(small(x).numpy(), model(x).numpy(), atol=1e-5)
     assert len(agent.episode_log) == 3 * 7
+    assert not (tmp_path / "agent.npz").exists()  # a finished run leaves nothing to resume
 
 
 def _untimed(log):
@@ -151,3 +180,17 @@ def test_rl_pruning_needs_pruning_wrappers():
     model.compile("adam", "sparse_categorical_crossentropy")
     with pytest.raises(ModelError, match="kerasprune.prune"):
         model.fit(_data(), epochs=1, verbose=0, callbacks=[RLPruning(_data(), budget=0.5)])
+
+
+def test_a_state_file_of_another_run_is_refused(tmp_path):
+    with pytest.raises(KeyboardInterrupt):
+        _fit(tmp_path / "agent.npz", tmp_path / "a", kill_at=0)
+    with pytest.raises(ConfigError, match="holds the agent of another run"):
+        _fit(tmp_path / "agent.npz", tmp_path / "b", budget=0.5)
+
+
+def test_a_fit_too_short_for_the_intervals_and_an_unwrapped_reader_are_refused_before_a_search(tmp_path):
+    with pytest.raises(ConfigError, match="fit runs 2 epochs"):
+        _fit(None, tmp_path / "a", epochs=2)
+    with pytest.raises(ModelError, match="which no pruning wrapper masks"):
+        _fit(None, tmp_path / "b", layers=["conv1", "conv2"])  # fc1 reads conv2's filters

@@ -7,7 +7,8 @@ reaches the layers that read it, so training goes on around the cut, and at the 
 :meth:`RLPruning.shrink` removes the channels for real.  Each plan keeps what earlier ones
 removed.  The agent (networks, replay memory, exploration, generator), the plans and the
 episode log are written atomically to ``state_path`` after every search, so a run resumed
-by ``BackupAndRestore`` re-applies the plans it made and searches on where it stopped.
+by ``BackupAndRestore`` re-applies the plans it made and searches on where it stopped; the
+file names the run it belongs to (another run's is refused) and goes when training ends.
 """
 from __future__ import annotations
 
@@ -19,7 +20,7 @@ import numpy as np
 
 from ..backend import keras, tf
 from ..checks import number
-from ..errors import ModelError
+from ..errors import ConfigError, ModelError
 from ..files import atomic_path
 from ..sparsity.prune import strip, wrappers
 from ..structured import masks, shrink
@@ -69,17 +70,42 @@ class RLPruning(keras.callbacks.Callback):
         if not wrappers(self.model):
             raise ModelError("RLPruning: the model has no pruning wrappers to hold the agent's cuts; "
                              "wrap it first: model = kerasprune.prune(model, track_scores=False).")
+        epochs = (self.params or {}).get("epochs")
+        last = (self.intervals - 1) * self.every
+        if epochs is not None and epochs <= last:
+            raise ConfigError(f"RLPruning: its last interval begins at epoch {last + 1}, but fit runs "
+                              f"{epochs} epochs, so the model would end above the budget; fit longer or "
+                              "lower intervals or every.")
         plain = strip(self.model)
         env = PruningEnvironment(plain, self.data, budget=self.budget, eval_batches=self.eval_batches,
                                  **self.env_options)
         self.search = Search(env, seed=self.seed, epsilon_episodes=self.episodes * self.intervals,
                              **self.dqn_options)
+        self._install(Plan({c.id for c in env.graph.channels}), check_only=True)
+        self.plans, self.episode_log, self.search_seconds = [], [], 0.0
         if self.state_path is not None and self.state_path.is_file():
             with np.load(self.state_path) as saved:
-                self.search.load_state({k: saved[k] for k in saved.files})
                 record = json.loads(bytes(saved["record"]).decode())
+                if record.get("run") != self._fingerprint():
+                    raise ConfigError(f"RLPruning: {self.state_path} holds the agent of another run "
+                                      f"({record.get('run')}); delete it, or give this run its own "
+                                      "state_path.")
+                self.search.load_state({k: saved[k] for k in saved.files})
             self.plans, self.episode_log = record["plans"], record["episodes"]
             self.search_seconds = record["seconds"]
+
+    def on_train_end(self, logs: dict | None = None) -> None:
+        """The run is complete: its agent state has nothing left to resume (as BackupAndRestore
+        removes its checkpoint)."""
+        if self.state_path is not None:
+            self.state_path.unlink(missing_ok=True)
+
+    def _fingerprint(self) -> dict:
+        """What a saved agent must have been made for: this model's groups, budget and schedule."""
+        env = self.search.env
+        return {"groups": {", ".join(k): len(v) for k, v in env.groups.items()}, "budget": self.budget,
+                "intervals": self.intervals, "every": self.every, "episodes": self.episodes,
+                "seed": self.seed, "actions": [float(a) for a in env.actions]}
 
     def on_epoch_begin(self, epoch: int, logs: dict | None = None) -> None:
         if epoch % self.every or epoch // self.every >= self.intervals:
@@ -115,8 +141,9 @@ class RLPruning(keras.callbacks.Callback):
         """The smaller plain model: the wrapped model's weights with the last plan cut out."""
         return shrink(strip(self.model), self.plan, self.search.env.graph)
 
-    def _install(self, plan: Plan) -> None:
-        """The plan's zeros as the wrappers' masks (replacing the previous plan's)."""
+    def _install(self, plan: Plan, check_only: bool = False) -> None:
+        """The plan's zeros as the wrappers' masks (replacing the previous plan's); with
+        ``check_only``, only that every zero has a mask to hold it."""
         zeros = masks(self.search.env.model, plan, self.search.env.graph)
         by_layer = {w.layer.name: w for w in wrappers(self.model)}
         for name, arrays in zeros.items():
@@ -127,7 +154,8 @@ class RLPruning(keras.callbacks.Callback):
             if wrapper is not None:
                 inner = {id(v): i for i, v in enumerate(wrapper.layer.weights)}
                 positions = [inner[id(p.variable)] for p in wrapper.prunable]
-                wrapper.set_masks([arrays[i] for i in positions], keep_previous=False)
+                if not check_only:
+                    wrapper.set_masks([arrays[i] for i in positions], keep_previous=False)
                 held = set(positions)
             loose = [layer.weights[i].name for i in index.values() if i not in held and not arrays[i].all()]
             if loose:
@@ -137,7 +165,8 @@ class RLPruning(keras.callbacks.Callback):
     def _save(self) -> None:
         if self.state_path is None:
             return
-        record = {"plans": self.plans, "episodes": self.episode_log, "seconds": self.search_seconds}
+        record = {"plans": self.plans, "episodes": self.episode_log, "seconds": self.search_seconds,
+                  "run": self._fingerprint()}
         state = {**self.search.state(), "record": np.frombuffer(json.dumps(record).encode(), np.uint8)}
         with atomic_path(self.state_path) as tmp:
             with open(tmp, "wb") as f:

@@ -53,6 +53,11 @@ class DQN:
                        "r": np.zeros(capacity, np.float32), "s2": np.zeros((capacity, state_size), np.float32),
                        "done": np.zeros(capacity, np.float32)}
         self.stored = 0  # transitions ever stored (the memory is a ring)
+        # one traced step per agent, over its own variables (a shared one would be reused
+        # across agents of other sizes)
+        self._train = tf.function(
+            lambda *batch: _step(self.online, self.target, self.moments, self.updates, *batch,
+                                 self.gamma, self.learning_rate), autograph=False)
 
     def q_values(self, states: np.ndarray) -> np.ndarray:
         return _forward(self.online, tf.constant(np.atleast_2d(states), tf.float32)).numpy()
@@ -80,8 +85,7 @@ class DQN:
             return None
         pick = self.rng.choice(size, self.batch_size, replace=False)
         batch = [tf.constant(self.memory[k][pick]) for k in ("s", "a", "r", "s2", "done")]
-        loss = _step(self.online, self.target, self.moments, self.updates, *batch,
-                     tf.constant(self.gamma, tf.float32), tf.constant(self.learning_rate, tf.float32))
+        loss = self._train(*batch)
         if int(self.updates.numpy()) % self.target_every == 0:
             for t, o in zip(self.target, self.online):
                 t.assign(o)
@@ -122,7 +126,6 @@ def _forward(weights, x):
     return x
 
 
-@tf.function(reduce_retracing=True, autograph=False)  # plain Python loops over the layers
 def _step(online, target, moments, updates, s, a, r, s2, done, gamma, lr):
     """Huber TD error against the target network, then Adam (beta 0.9 / 0.999)."""
     best_next = tf.reduce_max(_forward(target, s2), axis=1)

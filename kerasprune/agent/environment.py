@@ -20,7 +20,7 @@ import numpy as np
 
 from ..backend import keras, tf
 from ..checks import number
-from ..errors import ConfigError
+from ..errors import ConfigError, TrainingError
 from ..structured import PlanCost, analyze, channel_scores, make_plan, masks
 from ..structured.plan import Plan, removed_count
 
@@ -47,6 +47,19 @@ class Episode:
 def _spread(scores: np.ndarray) -> float:
     mean = float(np.mean(scores))
     return float(np.std(scores) / mean) if mean > 0 else 0.0
+
+
+def _hits(outputs: np.ndarray, labels: np.ndarray) -> np.ndarray:
+    """Right or wrong per example: argmax over classes, or a single unit above 0.5 (a
+    sigmoid; above 0 if the model outputs a logit); one-hot labels by their argmax."""
+    if outputs.shape[-1] == 1:
+        cut = 0.5 if outputs.min() >= 0 and outputs.max() <= 1 else 0.0
+        predicted = (outputs[..., 0] > cut).astype(np.int64)
+    else:
+        predicted = np.argmax(outputs, axis=-1)
+    if labels.ndim == predicted.ndim + 1 and labels.shape[-1] > 1:
+        labels = np.argmax(labels, axis=-1)
+    return predicted == labels.reshape(predicted.shape)
 
 
 class PruningEnvironment:
@@ -87,11 +100,12 @@ class PruningEnvironment:
         self._forward = tf.function(lambda x: self._clone(x, training=False), reduce_retracing=True)
         self.removed: set[int] = set()
         self.observe(model)
-        smallest = self.cost.fraction({k: len(c) - removed_count(len(c), self.max_ratio) for k, c in self.groups.items()})
+        top = float(self.actions[-1])
+        smallest = self.cost.fraction(self._kept({k: top for k in self.keys}))
         if smallest > self.budget + 1e-9:
             raise ConfigError(f"RL: a budget of {self.budget:g} of dense MACs cannot be met: removing "
-                              f"{self.max_ratio:g} of every group leaves {smallest:.3f}; raise max_ratio "
-                              "or the budget.")
+                              f"{top:g} of every group (the largest action) leaves {smallest:.3f}; raise "
+                              "max_ratio (and the actions) or the budget.")
 
     # -- what the agent sees --
 
@@ -101,13 +115,13 @@ class PruningEnvironment:
         self.model.set_weights(model.get_weights())
         self._clone.set_weights(model.get_weights())
         self._weights = {layer.name: layer.get_weights() for layer in self.model.layers}
-        scores = channel_scores(self.graph, self.importance)
-        self.scores = {i: (-1.0 if i in self.removed else s) for i, s in scores.items()}
         data = tf.data.Dataset.from_tensor_slices(
             (np.concatenate([x.numpy() for x, _ in self._batches]),
              np.concatenate([y for _, y in self._batches]))).batch(len(self._batches[0][1]))
-        spreads = [scores] + [channel_scores(self.graph, m, data, len(self._batches))
-                              for m in ("mean_activation", "activation_taylor")]
+        order = channel_scores(self.graph, self.importance, data, len(self._batches))
+        self.scores = {i: (-1.0 if i in self.removed else s) for i, s in order.items()}
+        spreads = [channel_scores(self.graph, m, data, len(self._batches))
+                   for m in ("l1", "mean_activation", "activation_taylor")]
         macs, params = self.cost.dense or 1, max(1, self.model.count_params())
         self._static = []
         for t, key in enumerate(self.keys):
@@ -139,18 +153,19 @@ class PruningEnvironment:
         return {k: len(self.groups[k]) - removed_count(len(self.groups[k]), r) for k, r in ratios.items()}
 
     def project(self, t: int, ratios: dict[tuple[str, ...], float], action: int) -> int:
-        """The least action >= ``action`` after which the groups ahead, at ``max_ratio``,
-        can still bring the plan within the budget."""
-        ahead = {k: self.max_ratio for k in self.keys[t + 1:]}
+        """The least action >= ``action`` after which the groups ahead, at the largest
+        action, can still bring the plan within the budget."""
+        ahead = {k: float(self.actions[-1]) for k in self.keys[t + 1:]}
         for a in range(action, len(self.actions)):
             trial = {**ratios, self.keys[t]: self.actions[a], **ahead}
             if self.cost.of_kept(self._kept(trial)) <= self.budget * self.cost.dense + 1e-6:
                 return a
-        return len(self.actions) - 1
+        raise TrainingError(f"RL: no ratio for {', '.join(self.keys[t])} keeps the plan within "
+                            f"{self.budget:g} of dense MACs (earlier groups: {ratios}); this is a bug "
+                            "in the projection, please report it.")
 
     def plan(self, ratios: dict[tuple[str, ...], float]) -> Plan:
-        by_name = {name: r for key, r in ratios.items() for name in key}
-        return make_plan(self.graph, self.scores, by_name)
+        return make_plan(self.graph, self.scores, ratios)
 
     def evaluate(self, ratios: dict[tuple[str, ...], float]) -> Episode:
         """Accuracy of the masked model on the held-out batches, and its MACs."""
@@ -162,9 +177,8 @@ class PruningEnvironment:
             self._clone.get_layer(name).set_weights([w * m for w, m in zip(self._weights[name], zero)])
         correct = total = 0
         for x, y in self._batches:
-            predicted = np.argmax(self._forward(x).numpy(), axis=-1)
-            correct += int(np.sum(predicted == y.reshape(predicted.shape)))
-            total += predicted.size
+            hits = _hits(self._forward(x).numpy(), y)
+            correct, total = correct + int(hits.sum()), total + hits.size
         for name in zeros:
             self._clone.get_layer(name).set_weights(self._weights[name])
         accuracy = correct / total

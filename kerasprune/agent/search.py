@@ -15,6 +15,7 @@ import numpy as np
 
 from ..backend import keras, tf
 from ..checks import number
+from ..errors import TrainingError
 from .dqn import DQN
 from .environment import STATE_SIZE, Episode, PruningEnvironment
 
@@ -64,6 +65,10 @@ class Search:
             ratios[key] = float(env.actions[action])
             steps.append((state, action))
         episode = env.evaluate(ratios)
+        if episode.macs > env.budget + 1e-9:
+            raise TrainingError(f"RL: the plan {episode.ratios} leaves {episode.macs:.4f} of dense MACs, "
+                                f"above the budget {env.budget:g}; this is a bug in the projection, "
+                                "please report it.")
         baseline = episode.reward if self.baseline is None else self.baseline
         reward = self.reward_scale * (episode.reward - baseline)
         self.baseline = 0.9 * baseline + 0.1 * episode.reward

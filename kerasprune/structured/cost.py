@@ -30,7 +30,11 @@ class PlanCost:
         self._ids = {key: np.array([c.id for c in channels]) for key, channels in self.groups.items()}
         self._layers = []  # (layer, rule, shapes, measured indices, MACs per entry, in ids, out ids)
         self._fixed = 0  # MACs of layers no cut reaches
+        top_level = {layer.name for layer in model.layers}
         for name, (dense, _) in macs.per_layer.items():
+            if name not in top_level:  # inside a nested model, which structured pruning leaves intact
+                self._fixed += dense
+                continue
             layer = model.get_layer(name)
             if isinstance(layer, keras.layers.MultiHeadAttention):
                 raise ModelError(f"PlanCost: '{name}' is attention, whose MACs are not one use per "

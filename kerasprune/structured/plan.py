@@ -11,7 +11,7 @@ from ..checks import number
 from ..errors import ConfigError
 from .graph import ChannelGraph
 
-Ratio = float | Mapping[str, float]
+Ratio = float | Mapping[str | tuple[str, ...], float]  # by layer name or group key
 
 
 @dataclass
@@ -35,6 +35,8 @@ class Plan:
 def _ratio_for(key: tuple[str, ...], ratio: Ratio) -> float:
     if not isinstance(ratio, Mapping):
         return float(ratio)
+    if key in ratio:  # by group: the key of graph.groups()
+        return float(ratio[key])
     chosen = {ratio[name] for name in key if name in ratio}
     if len(chosen) > 1:
         raise ConfigError(f"plan: layers {', '.join(key)} are cut together but were given "
@@ -48,7 +50,7 @@ def _check(ratio: Ratio, graph: ChannelGraph) -> None:
         number(value, f"plan: {name}", low=0.0, high=1.0, high_open=True)
     if isinstance(ratio, Mapping):
         known = {name for key in graph.groups() for name in key} | set(graph.heads)
-        unknown = sorted(set(ratio) - known)
+        unknown = sorted(str(k) for k in set(ratio) - known - set(graph.groups()))
         if unknown:
             raise ConfigError(f"plan: {', '.join(unknown)} have no removable channels; choose from "
                               f"{', '.join(sorted(known))} (see analyze(model).describe()).")
@@ -71,8 +73,9 @@ def make_plan(graph: ChannelGraph, scores: Mapping[int, float], ratio: Ratio, *,
               scope: str = "layer", round_to: int = 1, head_ratio: Ratio | None = None,
               head_scores: Mapping[str, np.ndarray] | None = None) -> Plan:
     """Remove the lowest-scoring channels: ``ratio`` of each group of coupled layers
-    (``scope="layer"``; a dict gives ratios by layer name), or ``ratio`` of all channels
-    ranked together with each set's scores divided by their mean (``scope="global"``).
+    (``scope="layer"``; a dict gives ratios by layer name, or by the group's key in
+    ``graph.groups()`` where a layer makes channels of several groups), or ``ratio`` of
+    all channels ranked together with each set's scores divided by their mean (``scope="global"``).
 
     ``head_ratio`` (default: ``ratio``) removes attention heads by ``head_scores``.
     """

@@ -12,6 +12,7 @@ import copy
 import numpy as np
 
 from ..backend import keras
+from ..errors import ConfigError
 from .rules import RULES, Cut, Rule, Unsupported
 
 L = keras.layers
@@ -80,6 +81,9 @@ def _split(layer, cut: Cut) -> list[Cut]:
 
 def _bidirectional_config(layer, cfg, cut):
     forward, backward = (int(c.keep_out.sum()) for c in _split(layer, cut))
+    if not forward or not backward:  # the plan keeps one unit per group, not per direction
+        raise ConfigError(f"structured: the plan removes every unit of {layer.name}'s "
+                          f"{'forward' if not forward else 'backward'} direction; lower its ratio.")
     inner = cfg["layer"]
     back = copy.deepcopy(cfg.get("backward_layer") or inner)
     if "backward_layer" not in cfg:  # Keras made the backward copy itself: spell it out
