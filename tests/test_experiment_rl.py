@@ -44,13 +44,21 @@ def test_rl_and_the_rankings_it_is_judged_against_meet_the_same_macs_budget(tmp_
 
 
 @pytest.mark.parametrize("entry, message", [
-    ("{method: rl}", "needs 'macs'"),
-    ("{method: rl, macs: 1.5}", "macs"),
-    ("{method: rl, macs: 0.5, importance: taylor}", "structured pruning takes"),
-    ("{method: rl, macs: 0.5, intervals: 3}", "more than the finetune phase's 2"),
+    ("{method: rl, intervals: 2}", "needs 'macs'"),
+    ("{method: rl, macs: 1.5, intervals: 2}", "macs"),
+    ("{method: rl, macs: 0.5, intervals: 2, importance: taylor}", "structured pruning takes"),
+    ("{method: rl, macs: 0.5}", "3 intervals of 1 epochs, more than the finetune phase's 2"),
 ])
-def test_bad_rl_settings_are_refused_with_what_to_change(tmp_path, mock_tfds, entry, message):
+def test_bad_rl_settings_are_refused_before_anything_trains(tmp_path, mock_tfds, entry, message):
     config = _write_config(tmp_path, "agent", CONFIG.replace(
         "{method: rl, macs: 0.5, intervals: 2, episodes: 4, eval_batches: 2}", entry))
     with pytest.raises(ConfigError, match=message):
+        _run(config, tmp_path)
+    assert not (tmp_path / "out").exists()
+
+
+def test_rl_refuses_a_finetune_phase_that_keeps_its_best_epoch(tmp_path, mock_tfds):
+    config = _write_config(tmp_path, "agent", CONFIG.replace("finetune: {epochs: 2}",
+                                                            "finetune: {epochs: 2, keep_best: true}"))
+    with pytest.raises(ConfigError, match="keep_best could hand back an epoch before the last cut"):
         _run(config, tmp_path)

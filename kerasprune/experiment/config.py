@@ -163,11 +163,12 @@ def _expand_methods(methods: Any, where: str, budget_args: dict, budget: Budget)
         grid = {k: v if isinstance(v, list) else [v] for k, v in params.items()}
         for values in itertools.product(*grid.values()):
             chosen = dict(zip(grid, values))
+            phase = getattr(budget, phase_of(name, chosen))
             training = _run_training({k: chosen.pop(k) for k in RUN_TRAINING_KEYS if k in chosen},
-                                     getattr(budget, phase_of(name, chosen)), f"{here} ({name})")
+                                     phase, f"{here} ({name})")
             if "quantize" in chosen:
                 chosen["quantize"] = quantize.check(chosen["quantize"], f"{here} ({name})")
-            method.validate(chosen, here)
+            method.validate(chosen, here, phase)
             runs.append(RunSpec(name, chosen, training=training, tag=tag))
     runs = _name_runs(runs)
     ids = [r.run_id for r in runs]

@@ -31,7 +31,7 @@ from ..sparsity.schedules import FeedbackSchedule, higher_is_better
 from ..structured import analyze, plan_channels, shrink
 from . import training
 from .registry import METHODS, Outcome, RunContext, register_method
-from .spec import BASELINE, PEER
+from .spec import BASELINE, PEER, TrainSpec
 
 
 def _check_start(p: dict[str, Any]) -> None:
@@ -246,8 +246,14 @@ _RL_DEFAULTS = {"macs": None, **_defaults_of(RLPruning.__init__, _RL_SETTINGS),
                 **_defaults_of(PruningEnvironment.__init__, ("max_ratio", "macs_weight", "importance"))}
 
 
-def _check_rl(p: dict[str, Any]) -> None:
+def _check_rl(p: dict[str, Any], phase: TrainSpec | None = None) -> None:
     number(p["macs"], "macs", low=0.0, high=1.0, low_open=True)
+    if phase is not None and phase.keep_best:
+        raise ConfigError("rl cuts channels during the finetune phase, so keep_best could hand back "
+                          "an epoch before the last cut; set keep_best: false for this budget's finetune.")
+    if phase is not None and p["intervals"] * p["every"] > phase.epochs:
+        raise ConfigError(f"rl acts at {p['intervals']} intervals of {p['every']} epochs, more than the "
+                          f"finetune phase's {phase.epochs}; lower intervals or every.")
     for key in _RL_SETTINGS:
         number(p[key], key, low=1, integer=True)
     number(p["max_ratio"], "max_ratio", low=0.0, high=1.0, low_open=True, high_open=True)
@@ -260,12 +266,6 @@ def rl(ctx: RunContext, params: dict[str, Any]) -> Outcome:
     """The RL agent (DQN) sets each group's ratio at intervals of the ``finetune`` phase,
     stepping to ``macs`` of the dense MACs; the channels it cut are removed at the end."""
     p = {**_RL_DEFAULTS, **params}
-    if ctx.budget.finetune.keep_best:
-        raise ConfigError("rl cuts channels during the finetune phase, so keep_best could hand back "
-                          "an epoch before the last cut; set keep_best: false for this budget's finetune.")
-    if p["intervals"] * p["every"] > ctx.budget.finetune.epochs:
-        raise ConfigError(f"rl acts at {p['intervals']} intervals of {p['every']} epochs, more than the "
-                          f"finetune phase's {ctx.budget.finetune.epochs}; lower intervals or every.")
     callback = RLPruning(ctx.data.val, budget=p["macs"], seed=ctx.seed, verbose=0,
                          state_path=ctx.run_dir / "backup" / "rl_agent.npz",
                          **{k: p[k] for k in (*_RL_SETTINGS, "max_ratio", "macs_weight", "importance")})

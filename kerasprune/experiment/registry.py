@@ -6,6 +6,7 @@ validate names and settings against it, and new methods can register from anywhe
 from __future__ import annotations
 
 import dataclasses
+import inspect
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
@@ -15,7 +16,7 @@ from ..backend import keras
 from ..data import Data
 from ..errors import ConfigError
 from . import training
-from .spec import Budget
+from .spec import Budget, TrainSpec
 
 
 @dataclass
@@ -69,9 +70,11 @@ class Method:
     required: tuple[str, ...] = ()
     from_baseline: bool = True
 
-    check: Callable[[dict[str, Any]], None] | None = None  # raises ConfigError on bad values
+    # raises ConfigError on bad values; one with a ``phase`` argument also gets the
+    # TrainSpec of the phase the run trains in (for settings bounded by its epochs)
+    check: Callable[..., None] | None = None
 
-    def validate(self, params: dict[str, Any], where: str) -> None:
+    def validate(self, params: dict[str, Any], where: str, phase: TrainSpec | None = None) -> None:
         """Check a run's parameters when the config is read, before anything trains."""
         for key in self.required:
             if key not in params:
@@ -81,7 +84,8 @@ class Method:
             raise ConfigError(f"{where}: sparsity must be a fraction in (0, 1), got {sparsity!r}.")
         if self.check is not None:
             try:
-                self.check({**self.defaults, **params})
+                extra = {"phase": phase} if "phase" in inspect.signature(self.check).parameters else {}
+                self.check({**self.defaults, **params}, **extra)
             except (ConfigError, TypeError, ValueError) as exc:
                 raise ConfigError(f"{where} ({self.name}): {exc}") from None
 
