@@ -12,6 +12,7 @@ file names the run it belongs to (another run's is refused) and goes when traini
 """
 from __future__ import annotations
 
+import io
 import json
 from pathlib import Path
 from typing import Any
@@ -21,14 +22,12 @@ import numpy as np
 from ..backend import keras, tf
 from ..checks import number
 from ..errors import ConfigError, ModelError
-from ..files import atomic_path
+from ..files import write_bytes
 from ..sparsity.prune import strip, wrappers
 from ..structured import masks, shrink
 from ..structured.plan import Plan
-from .environment import PruningEnvironment
+from .environment import ENV_OPTIONS, PruningEnvironment
 from .search import Search
-
-_ENV_OPTIONS = ("actions", "max_ratio", "macs_weight", "importance")
 
 
 class RLPruning(keras.callbacks.Callback):
@@ -51,7 +50,7 @@ class RLPruning(keras.callbacks.Callback):
         self.episodes = number(episodes, "RLPruning episodes", low=1, integer=True)
         self.eval_batches, self.seed, self.verbose = eval_batches, seed, verbose
         self.state_path = Path(state_path) if state_path is not None else None
-        self.env_options = {k: options.pop(k) for k in _ENV_OPTIONS if k in options}
+        self.env_options = {k: options.pop(k) for k in ENV_OPTIONS if k in options}
         self.dqn_options = options
         self.search: Search | None = None
         self.plans: list[dict] = []  # per interval: epoch, budget, best episode, removed ids
@@ -168,6 +167,6 @@ class RLPruning(keras.callbacks.Callback):
         record = {"plans": self.plans, "episodes": self.episode_log, "seconds": self.search_seconds,
                   "run": self._fingerprint()}
         state = {**self.search.state(), "record": np.frombuffer(json.dumps(record).encode(), np.uint8)}
-        with atomic_path(self.state_path) as tmp:
-            with open(tmp, "wb") as f:
-                np.savez(f, **state)
+        buffer = io.BytesIO()
+        np.savez(buffer, **state)
+        write_bytes(self.state_path, buffer.getvalue())

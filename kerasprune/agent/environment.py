@@ -32,6 +32,10 @@ _TYPES = (keras.layers.Conv1D, keras.layers.Conv2D, keras.layers.Conv3D, keras.l
 STATE_SIZE = len(_TYPES) + 12
 
 
+#: the settings of PruningEnvironment that RLPruning and search() pass through
+ENV_OPTIONS = ("actions", "max_ratio", "macs_weight", "importance")
+
+
 @dataclass
 class Episode:
     """One episode's outcome: ratio per group (keys joined by ", "), accuracy, MACs fraction."""
@@ -72,8 +76,8 @@ class PruningEnvironment:
     """
 
     def __init__(self, model: keras.Model, data: tf.data.Dataset, *, budget: float = 1.0,
-                 actions: tuple[float, ...] | None = None, max_ratio: float = 0.8, macs_weight: float = 0.0, importance: str = "l1",
-                 eval_batches: int = 4) -> None:
+                 actions: tuple[float, ...] | None = None, max_ratio: float = 0.8,
+                 macs_weight: float = 0.0, importance: str = "l1", eval_batches: int = 4) -> None:
         self.budget = number(budget, "RL budget", low=0.0, high=1.0, low_open=True)
         self.max_ratio = number(max_ratio, "RL max_ratio", low=0.0, high=1.0, high_open=True)
         self.macs_weight = number(macs_weight, "RL macs_weight", low=0.0)
@@ -118,14 +122,16 @@ class PruningEnvironment:
         data = tf.data.Dataset.from_tensor_slices(
             (np.concatenate([x.numpy() for x, _ in self._batches]),
              np.concatenate([y for _, y in self._batches]))).batch(len(self._batches[0][1]))
-        order = channel_scores(self.graph, self.importance, data, len(self._batches))
-        self.scores = {i: (-1.0 if i in self.removed else s) for i, s in order.items()}
-        spreads = [channel_scores(self.graph, m, data, len(self._batches))
-                   for m in ("l1", "mean_activation", "activation_taylor")]
+        kinds = ("l1", "mean_activation", "activation_taylor")
+        scored = {m: channel_scores(self.graph, m, data, len(self._batches))
+                  for m in dict.fromkeys((self.importance, *kinds))}  # each score once
+        self.scores = {i: (-1.0 if i in self.removed else s) for i, s in scored[self.importance].items()}
+        spreads = [scored[m] for m in kinds]
         macs, params = self.cost.dense or 1, max(1, self.model.count_params())
-        self._static = []
+        self._static, self.floor = [], {}
         for t, key in enumerate(self.keys):
             ids = np.array([c.id for c in self.groups[key]])
+            self.floor[key] = float(np.isin(ids, list(self.removed)).mean())
             layer = model.get_layer(key[0])
             kind = [float(isinstance(layer, k)) for k in _TYPES]
             kind.append(float(not any(kind)))
@@ -133,9 +139,7 @@ class PruningEnvironment:
             own_params = sum(int(np.prod(w.shape)) for name in key for w in model.get_layer(name).weights) / params
             self._static.append([t / len(self.keys), *kind, math.log2(len(ids)) / 12, own_params, own_macs,
                                  *(_spread(np.array([s[i] for i in ids])) for s in spreads),
-                                 float(np.isin(ids, list(self.removed)).mean())])
-        self.floor = {key: float(np.isin([c.id for c in self.groups[key]], list(self.removed)).mean())
-                      for key in self.keys}
+                                 self.floor[key]])
 
     def state(self, t: int, ratios: dict[tuple[str, ...], float]) -> np.ndarray:
         dense = self.cost.dense or 1

@@ -17,7 +17,7 @@ from ..backend import keras, tf
 from ..checks import number
 from ..errors import TrainingError
 from .dqn import DQN
-from .environment import STATE_SIZE, Episode, PruningEnvironment
+from .environment import ENV_OPTIONS, STATE_SIZE, Episode, PruningEnvironment
 
 
 @dataclass
@@ -100,7 +100,6 @@ def search(model: keras.Model, data: tf.data.Dataset, *, budget: float, episodes
     """Search per-group ratios for a trained ``model`` within ``budget`` (fraction of dense
     MACs), judged on ``eval_batches`` of ``data``.  ``options`` go to the environment
     (``actions``, ``max_ratio``, ``macs_weight``, ``importance``) or the DQN."""
-    env_keys = ("actions", "max_ratio", "macs_weight", "importance")
     env = PruningEnvironment(model, data, budget=budget, eval_batches=eval_batches,
-                             **{k: options.pop(k) for k in env_keys if k in options})
+                             **{k: options.pop(k) for k in ENV_OPTIONS if k in options})
     return Search(env, seed=seed, epsilon_episodes=episodes, **options).run(episodes)

@@ -242,8 +242,9 @@ for _method in DYNAMIC_METHODS:
 
 #: the settings an ``rl`` run takes from RLPruning and its environment (its budget is ``macs``)
 _RL_SETTINGS = ("intervals", "every", "episodes", "eval_batches")
+_RL_ENV = ("max_ratio", "macs_weight", "importance")  # the config picks its actions by max_ratio
 _RL_DEFAULTS = {"macs": None, **_defaults_of(RLPruning.__init__, _RL_SETTINGS),
-                **_defaults_of(PruningEnvironment.__init__, ("max_ratio", "macs_weight", "importance"))}
+                **_defaults_of(PruningEnvironment.__init__, _RL_ENV)}
 
 
 def _check_rl(p: dict[str, Any], phase: TrainSpec | None = None) -> None:
@@ -268,7 +269,7 @@ def rl(ctx: RunContext, params: dict[str, Any]) -> Outcome:
     p = {**_RL_DEFAULTS, **params}
     callback = RLPruning(ctx.data.val, budget=p["macs"], seed=ctx.seed, verbose=0,
                          state_path=ctx.run_dir / "backup" / "rl_agent.npz",
-                         **{k: p[k] for k in (*_RL_SETTINGS, "max_ratio", "macs_weight", "importance")})
+                         **{k: p[k] for k in (*_RL_SETTINGS, *_RL_ENV)})
     pruned = prune(ctx.baseline(), track_scores=False)
     start = time.perf_counter()
     history = ctx.train(pruned, "finetune", callbacks=[callback])

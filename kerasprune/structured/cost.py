@@ -8,6 +8,7 @@ position, as :func:`kerasprune.metrics.count_macs` counts it.
 from __future__ import annotations
 
 from collections.abc import Mapping
+from typing import NamedTuple
 
 import numpy as np
 
@@ -19,6 +20,18 @@ from .plan import Plan, make_plan
 from .rules import Cut, rule_for
 
 
+class _Costed(NamedTuple):
+    """A layer a cut can reach: what slicing its weights needs, and its MACs per kernel entry."""
+
+    layer: keras.layers.Layer
+    rule: object
+    shapes: list[tuple[int, ...]]
+    measured: list[int]  # indices of the weights MACs count (rank >= 2)
+    per_entry: float
+    in_ids: list[np.ndarray]  # canonical channel ids of each input
+    out_ids: np.ndarray
+
+
 class PlanCost:
     """``cost(plan)`` or ``cost.of_kept({group: channels kept})``: MACs per example after the cut."""
 
@@ -28,7 +41,7 @@ class PlanCost:
         self.layer_macs = {name: dense for name, (dense, _) in macs.per_layer.items()}
         self.groups = graph.groups()
         self._ids = {key: np.array([c.id for c in channels]) for key, channels in self.groups.items()}
-        self._layers = []  # (layer, rule, shapes, measured indices, MACs per entry, in ids, out ids)
+        self._layers: list[_Costed] = []
         self._fixed = 0  # MACs of layers no cut reaches
         top_level = {layer.name for layer in model.layers}
         for name, (dense, _) in macs.per_layer.items():
@@ -47,10 +60,10 @@ class PlanCost:
                 self._fixed += dense
                 continue
             in_ids, out_ids = graph.node_ids[name]
-            self._layers.append((layer, rule, shapes, measured, dense / entries,
-                                 [graph.canonical(i) for i in in_ids], graph.canonical(out_ids[0])))
+            self._layers.append(_Costed(layer, rule, shapes, measured, dense / entries,
+                                        [graph.canonical(i) for i in in_ids], graph.canonical(out_ids[0])))
         every = [c.id for c in graph.channels] + [int(i.max(initial=0)) for entry in self._layers
-                                                   for i in (*entry[5], entry[6])]
+                                                   for i in (*entry.in_ids, entry.out_ids)]
         self._top = 1 + max(every, default=0)
 
     def __call__(self, plan: Plan) -> int:
@@ -72,11 +85,11 @@ class PlanCost:
 
     def _count(self, keep: np.ndarray) -> int:
         total = float(self._fixed)
-        for layer, rule, shapes, measured, per_entry, in_ids, out_ids in self._layers:
-            cut = Cut([keep[i] for i in in_ids], keep[out_ids])
-            shells = [np.broadcast_to(np.zeros((), bool), s) for s in shapes]
-            sliced = rule.weights(layer, shells, cut)
-            total += per_entry * sum(sliced[i].size for i in measured)
+        for entry in self._layers:
+            cut = Cut([keep[i] for i in entry.in_ids], keep[entry.out_ids])
+            shells = [np.broadcast_to(np.zeros((), bool), s) for s in entry.shapes]  # shapes, no data
+            sliced = entry.rule.weights(entry.layer, shells, cut)
+            total += entry.per_entry * sum(sliced[i].size for i in entry.measured)
         return int(round(total))
 
 
