@@ -22,7 +22,7 @@ demo: $(STAMP)
 	$(BIN)/kerasprune demo
 
 test: $(STAMP)
-	$(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest -q -n auto --maxprocesses 4 --dist worksteal
 
 clean:
 	rm -rf $(VENV) build *.egg-info

@@ -103,6 +103,25 @@ def test_an_unreachable_budget_is_refused_before_any_episode():
         PruningEnvironment(_cnn(), _data(), budget=0.01, max_ratio=0.5)
 
 
+
+def test_a_policy_judged_before_on_the_same_weights_is_not_run_again():
+    model = _cnn()
+    env = PruningEnvironment(model, _data(), budget=0.6)
+    runs = []
+    forward = env._forward
+    env._forward = lambda x: runs.append(1) or forward(x)
+    ratios = {key: 0.3 for key in env.keys}
+    first, again = env.evaluate(ratios), env.evaluate(dict(ratios))
+    assert (again.accuracy, again.macs, again.plan.removed) == (first.accuracy, first.macs, first.plan.removed)
+    assert len(runs) == 4  # the four held-out batches, once
+    env.evaluate({**ratios, env.keys[0]: 0.5})
+    assert len(runs) == 8  # other ratios are judged
+    for layer in model.layers:  # new weights: the same ratios are judged again
+        layer.set_weights([w * 0.5 for w in layer.get_weights()])
+    env.observe(model)
+    env.evaluate(ratios)
+    assert len(runs) == 12
+
 def test_a_single_sigmoid_output_and_one_hot_labels_are_scored_as_accuracy():
     probabilities = np.array([[0.9], [0.2], [0.6]])
     assert _hits(probabilities, np.array([1, 0, 0])).tolist() == [True, True, False]

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import math
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 
@@ -116,6 +116,7 @@ class PruningEnvironment:
     def observe(self, model: keras.Model, removed: set[int] | None = None) -> None:
         """Take ``model``'s current weights (same architecture) and the channels already removed."""
         self.removed = set(removed or ())
+        self._judged: dict[tuple, Episode] = {}  # ratios -> episode, for these weights
         self.model.set_weights(model.get_weights())
         self._clone.set_weights(model.get_weights())
         self._weights = {layer.name: layer.get_weights() for layer in self.model.layers}
@@ -172,8 +173,15 @@ class PruningEnvironment:
         return make_plan(self.graph, self.scores, ratios)
 
     def evaluate(self, ratios: dict[tuple[str, ...], float]) -> Episode:
-        """Accuracy of the masked model on the held-out batches, and its MACs."""
+        """Accuracy of the masked model on the held-out batches, and its MACs.
+
+        Ratios judged before on the same weights are answered from memory (the masked model
+        and the batches are the same, so is the answer): as exploration ends, most episodes
+        repeat a policy, and on a recurrent model a judgement costs a second."""
         start = time.perf_counter()
+        key = tuple(sorted((k, float(r)) for k, r in ratios.items()))
+        if key in self._judged:
+            return replace(self._judged[key], seconds=time.perf_counter() - start)
         plan = self.plan(ratios)
         macs = self.cost.fraction(plan)
         zeros = masks(self.model, plan, self.graph)
@@ -186,5 +194,6 @@ class PruningEnvironment:
         for name in zeros:
             self._clone.get_layer(name).set_weights(self._weights[name])
         accuracy = correct / total
-        return Episode({", ".join(k): float(r) for k, r in ratios.items()}, accuracy, macs,
-                       accuracy - self.macs_weight * macs, time.perf_counter() - start, plan)
+        self._judged[key] = Episode({", ".join(k): float(r) for k, r in ratios.items()}, accuracy, macs,
+                                    accuracy - self.macs_weight * macs, time.perf_counter() - start, plan)
+        return self._judged[key]
