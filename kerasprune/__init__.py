@@ -41,6 +41,7 @@ _API = {
     "PruningWrapper": "sparsity", "prune": "sparsity", "set_sparsity": "sparsity",
     "strip": "sparsity", "to_tflite": "export", "load_model": "loading",
     "AdaptiveInference": "inference", "from_keras3": "interop", "to_keras3": "interop",
+    "multi_worker_strategy": "distribute",
 }
 _MODULES = ("agent", "backend", "benchmark", "data", "export", "inference", "metrics", "models",
             "quantization", "sparsity", "structured")

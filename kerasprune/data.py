@@ -359,3 +359,42 @@ def random_inputs(shape: Sequence[int], dtype, n: int, *, vocab: int | None = No
     if np.issubdtype(np.dtype(dtype), np.integer):
         return rng.integers(0, vocab or 2, size=size).astype(dtype)
     return rng.standard_normal(size).astype(dtype)
+
+
+def labeled(dataset: object, model: keras.Model, where: str) -> tf.data.Dataset:
+    """``dataset`` if it is a non-empty pipeline of ``(inputs, labels)`` batches that ``model``
+    can read and whose labels lie in its output range; else a ConfigError saying which.
+
+    Reads the first batch only.  A label past the outputs would otherwise train or score
+    silently wrong (sparse cross-entropy on CPU returns NaN for it; accuracy just misses)."""
+    if not isinstance(dataset, tf.data.Dataset) or not isinstance(dataset.element_spec, tuple) \
+            or len(dataset.element_spec) != 2:
+        raise ConfigError(f"{where}: expected a tf.data.Dataset of (inputs, labels) batches, such as "
+                          f"kerasprune.data.load(...).val, got {type(dataset).__name__}.")
+    first = next(iter(dataset.take(1)), None)
+    if first is None:
+        raise ConfigError(f"{where}: the dataset is empty; pass batches of (inputs, labels) "
+                          "(a filter or take() may have removed them all).")
+    x, y = (np.asarray(t) if tf.is_tensor(t) else None for t in first)  # dicts: not checked
+    inputs, outputs = getattr(model, "input_shape", None), getattr(model, "output_shape", None)
+    expected = tuple(inputs[1:]) if isinstance(inputs, tuple) and x is not None else None  # one input
+    if expected is not None and (x.ndim != len(expected) + 1 or any(
+            e is not None and e != s for e, s in zip(expected, x.shape[1:]))):
+        raise ConfigError(f"{where}: inputs of shape {x.shape} do not fit model '{model.name}', "
+                          f"which reads batches of {(None, *expected)}; batch the dataset "
+                          "(dataset.batch(n)) or reshape its examples.")
+    units = outputs[-1] if isinstance(outputs, tuple) else None  # one output
+    one_hot = units is not None and y is not None and units > 1 and y.ndim >= 2 and y.shape[-1] == units
+    if units is None or y is None or one_hot or y.size == 0:
+        return dataset
+    if not np.all(np.isfinite(y)):
+        raise ConfigError(f"{where}: the labels hold NaN or infinity; clean the label column.")
+    if np.any(y != np.round(y)):  # soft labels or regression targets: no class ids to check
+        return dataset
+    classes = 2 if units == 1 else units
+    if y.min() < 0 or y.max() >= classes:
+        bad = y[(y < 0) | (y >= classes)].ravel()[:3]
+        raise ConfigError(f"{where}: labels {bad.tolist()} are outside model '{model.name}''s "
+                          f"{units} output(s) (class ids 0..{classes - 1}); check the label column "
+                          "and the model's num_classes.")
+    return dataset

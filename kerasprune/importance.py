@@ -51,7 +51,7 @@ def names(unit: str) -> list[str]:
 
 def lookup(name: str, unit: str, where: str = "importance") -> Importance:
     """The registered score ``name`` of ``unit``, or a ConfigError naming the ones there are."""
-    found = REGISTRY.get(name)
+    found = REGISTRY.get(name) if isinstance(name, str) else None
     if found is not None and found.unit == unit:
         return found
     what = (f"{name!r} scores {found.unit}s ({UNITS[found.unit]})" if found is not None

@@ -85,7 +85,7 @@ from kerasprune import AdaptivePruning, FeedbackSchedule, prune
 from kerasprune.backend import keras
 
 backup, kill_epoch = sys.argv[1], int(sys.argv[2])
-strategy = tf.distribute.MultiWorkerMirroredStrategy()
+strategy = kerasprune.multi_worker_strategy()  # TF_CONFIG checked first
 rng = np.random.default_rng(0)  # the same examples on both workers; fit shards them
 x = rng.standard_normal((512, 20)).astype("float32")
 y = (x[:, 0] + x[:, 1] > 0).astype("int32")

@@ -20,6 +20,7 @@ import numpy as np
 
 from ..backend import keras, tf
 from ..checks import number
+from ..data import labeled
 from ..errors import ConfigError, TrainingError
 from ..structured import PlanCost, analyze, channel_scores, make_plan, masks
 from ..structured.plan import Plan, removed_count
@@ -97,9 +98,8 @@ class PruningEnvironment:
         self.keys = list(self.groups)
         self.cost = PlanCost(model, self.graph)
         self.model = model
+        data = labeled(data, model, "RL evaluation data")
         self._batches = [(tf.constant(x), np.asarray(y)) for x, y in data.take(eval_batches)]
-        if not self._batches:
-            raise ConfigError("RL: the evaluation data is empty; pass validation batches.")
         self._clone = keras.models.clone_model(model)
         self._forward = tf.function(lambda x: self._clone(x, training=False), reduce_retracing=True)
         self.removed: set[int] = set()

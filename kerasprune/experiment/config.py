@@ -149,7 +149,7 @@ def _expand_methods(methods: Any, where: str, budget_args: dict, budget: Budget)
         here = f"{where}: methods[{i}]"
         entry = _mapping(entry, here)
         name = entry.get("method")
-        if name not in METHODS:
+        if not isinstance(name, str) or name not in METHODS:
             raise ConfigError(f"{here}: unknown method {name!r}; known: {', '.join(sorted(METHODS))}.")
         method = METHODS[name]
         tag = _tag(entry.get("tag", ""), name, f"{here} ({name})")
@@ -243,10 +243,10 @@ def _train_spec(section: Any, where: str) -> TrainSpec:
     spec = TrainSpec(**section)
     if not isinstance(spec.epochs, int) or spec.epochs < 0:
         raise ConfigError(f"{where}: epochs must be a non-negative integer, got {spec.epochs!r}.")
-    if spec.optimizer not in _OPTIMIZERS:
+    if not isinstance(spec.optimizer, str) or spec.optimizer not in _OPTIMIZERS:
         raise ConfigError(f"{where}: optimizer {spec.optimizer!r} is not one of {sorted(_OPTIMIZERS)}.")
     flag(spec.keep_best, f"{where}: keep_best")
-    if spec.schedule not in _SCHEDULES:
+    if not isinstance(spec.schedule, str) or spec.schedule not in _SCHEDULES:
         raise ConfigError(f"{where}: schedule {spec.schedule!r} is not one of {sorted(_SCHEDULES)}.")
     number(spec.learning_rate, f"{where}: learning_rate", low=0.0, low_open=True)
     number(spec.weight_decay, f"{where}: weight_decay", low=0.0)

@@ -122,7 +122,8 @@ def to_tflite(
     inputs of the model's input spec are used.  ``mode`` is what the weights become:
 
     * ``fp32`` (default): raises ExportError when any output differs by more than
-      ``atol`` (trained LSTM, BiLSTM, GRU and feed-forward models agree to ~1e-7);
+      ``atol`` (trained feed-forward models agree to ~1e-7; a recurrent model may drift
+      further on a tenth of the examples if they keep Keras' class, see ``_compare``);
     * ``fp16``, ``dynamic`` (int8 weights, activations quantized at run time) and
       ``int8`` (weights and activations, calibrated on ``representative`` examples);
     * ``mixed``: each layer of ``bits`` (layer name -> 4 or 8) stored as INT4/INT8 by
@@ -169,7 +170,7 @@ def to_tflite(
 
     expected = model.predict(inputs, verbose=0, batch_size=len(inputs))
     if mode == "fp32":
-        diff = _compare(content, expected, inputs, atol, f"'{model.name}'", "Keras")
+        diff = _compare(content, expected, inputs, atol, f"'{model.name}'", "Keras", recurrent)
         agreement = None
     else:
         diff, agreement = _agree(content, expected, inputs, min_agreement, mode, model.name)
@@ -207,14 +208,30 @@ def saved_model_to_tflite(path: str | os.PathLike, signature, inputs: np.ndarray
     return TFLiteExport(content, None, diff, len(inputs))
 
 
+#: the share of examples a recurrent model's file must match within ``atol`` (the rest must
+#: still predict Keras' class): its state amplifies float rounding on a few long sequences
+RECURRENT_WITHIN = 0.9
+
+
 def _compare(content: bytes, expected: np.ndarray, inputs: np.ndarray, atol: float, what: str,
-             reference: str) -> float:
-    """The largest output difference, or an ExportError when it exceeds ``atol`` (or is NaN)."""
-    diff = float(np.max(np.abs(expected - run_tflite(content, inputs))))
-    if not diff <= atol:
+             reference: str, recurrent: bool = False) -> float:
+    """The largest output difference, or an ExportError when it exceeds ``atol`` (or is NaN).
+
+    A recurrent model passes with up to 1 - RECURRENT_WITHIN of the examples further off,
+    if those still predict the same class: a trained IMDB LSTM's file matched Keras to 6e-8
+    on 62 of 64 reviews and by 0.0127 on two (same class; 200 steps of rounding, with
+    TensorFlow's oneDNN kernels on or off).  A wrong conversion is off on most examples."""
+    got = run_tflite(content, inputs)
+    per_example = np.abs(expected - got).reshape(len(inputs), -1).max(axis=1)
+    diff = float(np.max(per_example))
+    off = ~(per_example <= atol)
+    drift = recurrent and np.mean(off) <= 1 - RECURRENT_WITHIN + 1e-9 and np.isfinite(diff) \
+        and bool(np.all(_top1(expected)[off] == _top1(got)[off]))
+    if not (diff <= atol or drift):
+        share = f"; {off.sum()} of them by more" if recurrent else ""
         raise ExportError(f"to_tflite: the TFLite model of {what} disagrees with {reference} by up "
-                          f"to {diff:.3g} (allowed {atol:g}) on {len(inputs)} examples; nothing "
-                          "was written.")
+                          f"to {diff:.3g} (allowed {atol:g}) on {len(inputs)} examples{share}; "
+                          "nothing was written.")
     return diff
 
 

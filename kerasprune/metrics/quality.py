@@ -4,6 +4,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..backend import keras, require_tf_keras_model, tf
+from ..data import labeled
 from ..errors import ConfigError
 
 
@@ -30,9 +31,7 @@ def classification_scores(y_true: np.ndarray, y_pred: np.ndarray,
 def evaluate(model: keras.Model, dataset: tf.data.Dataset) -> dict[str, float]:
     """Accuracy and macro F1 of ``model`` on a dataset of ``(x, y)`` batches."""
     model = require_tf_keras_model(model, "evaluate")
-    if not isinstance(dataset, tf.data.Dataset) or len(dataset.element_spec) != 2:
-        raise ConfigError(f"evaluate: expected a tf.data.Dataset of (inputs, labels) batches, such "
-                          f"as kerasprune.data.load(...).test, got {type(dataset).__name__}.")
+    dataset = labeled(dataset, model, "evaluate")
     labels, preds = [], []
     predict = tf.function(lambda x: tf.argmax(model(x, training=False), axis=-1))
     for x, y in dataset:

@@ -19,6 +19,7 @@ import numpy as np
 
 from ..backend import keras, require_graph_model, tf
 from ..checks import number
+from ..data import labeled
 from ..errors import ConfigError
 from ..importance import register
 from ..metrics import loss_of
@@ -79,6 +80,7 @@ def measure(model: keras.Model, data: tf.data.Dataset, batches: int = 8,
     if not isinstance(data, tf.data.Dataset):
         raise ConfigError("sensitivity needs data: a tf.data.Dataset of (inputs, labels) batches, "
                           f"e.g. Data.val; got {type(data).__name__}.")
+    data = labeled(data, model, "sensitivity")
     by_layer = _layers(model)
     sample = list(data.take(batches))
     table = [LayerSensitivity(name, sum(q.params for q in qs),

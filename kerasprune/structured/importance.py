@@ -14,6 +14,7 @@ import numpy as np
 
 from ..backend import keras, tf
 from ..checks import number
+from ..data import labeled
 from ..errors import ConfigError
 from ..importance import lookup, names, register
 from ..metrics import loss_of
@@ -47,6 +48,7 @@ class _ChannelScore:
             raise ConfigError(f"channel importance {self.name!r} needs data: pass a tf.data.Dataset "
                               f"of (inputs, labels) batches, got {type(data).__name__}.")
         batches = number(batches, "channel importance batches", low=1, integer=True)
+        labeled(data, graph.model, f"channel importance {self.name!r}")
         return _activation_scores(graph, self.name, data, batches)
 
 

@@ -55,10 +55,17 @@ def check(block: Any, where: str) -> dict[str, Any]:
         raise ConfigError(f"{where}: space takes {', '.join(sorted(_SPACE_KEYS))}, got {space!r}.")
     import keras_tuner as kt  # the space's own checks, on a scratch set of hyperparameters
 
+    scratch = kt.HyperParameters()
     try:
-        compression_space(kt.HyperParameters(), **space)
+        compression_space(scratch, **space)
     except ConfigError as exc:
         raise ConfigError(f"{where}: space: {exc}") from None
+    free = [h.name for h in scratch.space  # a Float with room, or a Choice of several
+            if (h.min_value < h.max_value if hasattr(h, "min_value") else len(h.values) > 1)]
+    if not free:
+        raise ConfigError(f"{where}: space has a single point ({space or 'defaults'}), so every trial "
+                          "would train the same model; widen a range (ratio: [0, 0.5]) or add a "
+                          "precision, or run that point as a method.")
     return spec
 
 

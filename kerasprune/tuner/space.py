@@ -38,8 +38,8 @@ def _range(value, name: str, below_one: bool = True) -> tuple[float, float]:
 def compression_space(hp, *, ratio=(0.0, 0.5), sparsity=(0.0, 0.95),
                       precisions=PRECISIONS, eight_bit_fraction=(0.0, 1.0)) -> Compression:
     """Register the compression hyperparameters on ``hp`` and return this trial's values."""
-    unknown = sorted(set(precisions) - set(PRECISIONS))
-    if unknown or not precisions:
+    listed = isinstance(precisions, (list, tuple)) and all(isinstance(p, str) for p in precisions)
+    if not listed or not precisions or set(precisions) - set(PRECISIONS):
         raise ConfigError(f"compression_space: precisions must be some of {', '.join(PRECISIONS)}, "
                           f"got {list(precisions)}.")
     values = {}
