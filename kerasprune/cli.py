@@ -7,6 +7,7 @@
     kerasprune bench-train experiments/adaptive_mnist.yaml [--sparsity 0.8]
     kerasprune sparse-study [--sparsity 0.9]
     kerasprune latency-study [--model resnet20] [--ratio 0.5]
+    kerasprune serving-load [--requests 100000] [--threads 8]
     kerasprune bench MODEL... [--target tf-cpu tflite ...] [--baseline NAME] [--json OUT]
     kerasprune models | datasets
 
@@ -115,6 +116,12 @@ def _parser() -> argparse.ArgumentParser:
     latency.add_argument("--results-dir", default="experiments/results",
                          help="where structured_<model>.json/.md/.png go (default: experiments/results)")
     latency.add_argument("--out", default="saved_models", help="where the models go (default: saved_models)")
+
+    load = sub.add_parser("serving-load", help="the inference-time pruner under concurrent requests")
+    load.add_argument("--requests", type=int, default=100_000, help="batches sent (default: 100000)")
+    load.add_argument("--threads", type=int, default=8, help="client threads (default: 8)")
+    load.add_argument("--results-dir", default="experiments/results",
+                      help="where serving_load.json/.md go (default: experiments/results)")
 
     sub.add_parser("models", help="list the model zoo")
     sub.add_parser("datasets", help="list the supported datasets")
@@ -236,6 +243,16 @@ def _dispatch(args: argparse.Namespace, argv: list[str]) -> int:
                           models_dir=args.out, command="kerasprune " + shlex.join(argv))
         print(f"kerasprune: wrote {Path(args.results_dir) / f'structured_{args.model}.md'}")
         return 0
+    if args.command == "serving-load":
+        from .studies.serving_load import run_load_study
+
+        if args.requests < 1 or args.threads < 1:
+            raise ConfigError("serving-load: --requests and --threads must be >= 1.")
+        result = run_load_study(args.results_dir, requests=args.requests, threads=args.threads,
+                                command="kerasprune " + shlex.join(argv),
+                                progress=lambda line: print(line, file=sys.stderr))
+        print(f"kerasprune: wrote {Path(args.results_dir) / 'serving_load.md'}")
+        return 0 if result["ok"] else 1
     if args.command == "sparse-study":
         from .studies.sparse_inference import run_study
 

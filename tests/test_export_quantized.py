@@ -1,7 +1,6 @@
 """Quantized TFLite: real INT4/INT8 tensors in the file, checked against Keras first."""
 from __future__ import annotations
 
-import numpy as np
 import pytest
 
 from kerasprune import export

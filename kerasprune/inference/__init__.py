@@ -6,6 +6,6 @@ them back, compact with :mod:`kerasprune.structured`.
   in whole, hooks and saved state.
 """
 from .monitor import STATISTICS, UsageMonitor
-from .serving import EVENTS, AdaptiveInference, Serving, compiled
+from .serving import EVENTS, AdaptiveInference, Answer, Serving, compiled
 
-__all__ = ["EVENTS", "STATISTICS", "AdaptiveInference", "Serving", "UsageMonitor", "compiled"]
+__all__ = ["EVENTS", "STATISTICS", "AdaptiveInference", "Answer", "Serving", "UsageMonitor", "compiled"]

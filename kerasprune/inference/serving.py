@@ -49,6 +49,16 @@ class Serving:
     built_at_batch: int
 
 
+@dataclass(frozen=True)
+class Answer:
+    """One batch's outputs and the model that computed them (``version`` None: a probe,
+    answered by the full model)."""
+
+    outputs: np.ndarray
+    version: int | None
+    removed: frozenset[int]
+
+
 def compiled(model: keras.Model) -> Callable:
     """``model``'s inference as one graph function for any batch size (traced once)."""
     spec = tf.TensorSpec((None, *model.input_shape[1:]), model.input.dtype)
@@ -121,17 +131,22 @@ class AdaptiveInference:
     # -- serving ------------------------------------------------------------------------
     def predict(self, x) -> np.ndarray:
         """The model's outputs for one batch; safe to call from several threads."""
+        return self.serve(x).outputs
+
+    def serve(self, x) -> Answer:
+        """:meth:`predict`, saying which model answered: the serving model (its version and
+        removed channels) or, on a probe batch, the full model the monitor watches."""
         x = self._batch(x)
         with self._lock:
             self.batches += 1
             batch, serving = self.batches, self._serving
         if (batch - 1) % self.probe_every:  # not a probe: the serving model alone
-            return serving.call(x).numpy()
+            return Answer(serving.call(x).numpy(), serving.version, serving.removed)
         y = self.monitor(x)
         with self._lock:
             self.probes += 1
         self._decide(batch)
-        return y
+        return Answer(y, None, frozenset())
 
     def _batch(self, x) -> tf.Tensor:
         expected = tuple(self.model.input_shape[1:])

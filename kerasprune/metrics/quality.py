@@ -5,7 +5,6 @@ import numpy as np
 
 from ..backend import keras, require_tf_keras_model, tf
 from ..data import labeled
-from ..errors import ConfigError
 
 
 def classification_scores(y_true: np.ndarray, y_pred: np.ndarray,

@@ -19,7 +19,6 @@ def dominated_by(section: dict, run: dict) -> list[dict]:
 
 
 def markdown(section: dict, figure: Path) -> list[str]:
-    key = size_key(section)
     settings = section["search"]
     budget = ", ".join(f"{k} {settings[k]:,}" for k in ("max_bytes", "max_latency_ms") if settings.get(k))
     lines = [f"# {section['experiment']}: compression search", "",
