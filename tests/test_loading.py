@@ -13,6 +13,7 @@ import pytest
 
 from kerasprune.backend import keras
 from kerasprune.errors import ModelError
+import kerasprune
 from kerasprune import cli, export, loading, metrics
 
 FORMATS = ["model.keras", "model.h5", "savedmodel"]
@@ -248,3 +249,21 @@ def test_a_tflite_file_is_not_a_keras_model(good, tmp_path):
     (tmp_path / "model.tflite").write_bytes(good["model.tflite"])
     with pytest.raises(ModelError, match=r"is a \.tflite file, not a Keras model"):
         loading.load_model(tmp_path / "model.tflite")
+
+
+def test_files_are_read_as_data_and_models_only_through_the_checked_loader():
+    """Results, reports, configs, agent and tuner state are data: no pickle, no eval, YAML
+    through safe_load, arrays without allow_pickle; models deserialize in loading.py alone
+    (and in interop's round trip of a file it has just written itself)."""
+    import re
+    from pathlib import Path
+
+    package = Path(kerasprune.__file__).parent
+    forbidden = re.compile(r"\bpickle\b|allow_pickle\s*=\s*True|\beval\(|\bexec\(|yaml\.(unsafe_)?load\(|"
+                           r"yaml\.Loader|marshal\.loads|dill\b|cloudpickle")
+    model_loaders = re.compile(r"models\.load_model\(|saved_model\.load\(")
+    for path in package.rglob("*.py"):
+        text = path.read_text()
+        assert not forbidden.search(text), f"{path}: {forbidden.search(text).group()}"
+        if path.name not in ("loading.py", "interop.py"):
+            assert not model_loaders.search(text), f"{path} loads a model past kerasprune.loading"
