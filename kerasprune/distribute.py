@@ -45,7 +45,7 @@ def cluster_spec(text: str | None = None) -> dict | None:
     task = config.get("task")
     if not isinstance(task, dict) or "type" not in task or "index" not in task:
         raise wrong("needs a 'task' object with this process's 'type' and 'index'")
-    if task["type"] not in config["cluster"]:
+    if not isinstance(task["type"], str) or task["type"] not in config["cluster"]:
         raise wrong(f"task.type {task['type']!r} is not a job of the cluster "
                     f"({', '.join(config['cluster'])})")
     index, size = task["index"], len(config["cluster"][task["type"]])

@@ -8,7 +8,7 @@ import pytest
 
 from kerasprune import ConfigError, ModelError, prune
 from kerasprune.agent import DQN, PruningEnvironment, RLPruning, search
-from kerasprune.agent.environment import _hits
+from kerasprune.metrics.quality import hits as _hits
 from kerasprune.backend import keras, tf
 from kerasprune.metrics import count_macs
 from kerasprune.models import build

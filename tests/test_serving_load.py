@@ -36,6 +36,21 @@ def test_an_answer_from_the_wrong_model_is_counted(monkeypatch):
     assert report.mismatches == 40 and not report.ok
 
 
+def test_a_check_or_a_request_that_raises_fails_the_run(monkeypatch):
+    model, phases = scenario(width=16)
+    with AdaptiveInference(model, **SERVER) as server:
+        serve = server.serve
+
+        def flat(x):  # an answer of the wrong shape: its check raises
+            answer = serve(x)
+            return type(answer)(answer.outputs.ravel(), answer.version, answer.removed)
+
+        monkeypatch.setattr(server, "serve", flat)
+        report = serve_under_load(server, phases, requests=30, threads=2, phase_every=10)
+    assert len(report.errors) == 30 and report.checked == 0 and not report.ok
+    assert "outputs of shape (80,), expected (8, 10)" in report.errors[0]
+
+
 def test_the_benchmark_command_writes_its_report(tmp_path):
     assert main(["serving-load", "--requests", "400", "--threads", "4", "--results-dir", str(tmp_path)]) == 0
     result = json.loads((tmp_path / "serving_load.json").read_text())

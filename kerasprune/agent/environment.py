@@ -20,8 +20,9 @@ import numpy as np
 
 from ..backend import keras, tf
 from ..checks import number
-from ..data import labeled
+from ..batches import labeled
 from ..errors import ConfigError, TrainingError
+from ..metrics.quality import hits
 from ..structured import PlanCost, analyze, channel_scores, make_plan, masks
 from ..structured.plan import Plan, removed_count
 
@@ -52,19 +53,6 @@ class Episode:
 def _spread(scores: np.ndarray) -> float:
     mean = float(np.mean(scores))
     return float(np.std(scores) / mean) if mean > 0 else 0.0
-
-
-def _hits(outputs: np.ndarray, labels: np.ndarray) -> np.ndarray:
-    """Right or wrong per example: argmax over classes, or a single unit above 0.5 (a
-    sigmoid; above 0 if the model outputs a logit); one-hot labels by their argmax."""
-    if outputs.shape[-1] == 1:
-        cut = 0.5 if outputs.min() >= 0 and outputs.max() <= 1 else 0.0
-        predicted = (outputs[..., 0] > cut).astype(np.int64)
-    else:
-        predicted = np.argmax(outputs, axis=-1)
-    if labels.ndim == predicted.ndim + 1 and labels.shape[-1] > 1:
-        labels = np.argmax(labels, axis=-1)
-    return predicted == labels.reshape(predicted.shape)
 
 
 class PruningEnvironment:
@@ -189,8 +177,8 @@ class PruningEnvironment:
             self._clone.get_layer(name).set_weights([w * m for w, m in zip(self._weights[name], zero)])
         correct = total = 0
         for x, y in self._batches:
-            hits = _hits(self._forward(x).numpy(), y)
-            correct, total = correct + int(hits.sum()), total + hits.size
+            hit = hits(self._forward(x).numpy(), y)
+            correct, total = correct + int(hit.sum()), total + hit.size
         for name in zeros:
             self._clone.get_layer(name).set_weights(self._weights[name])
         accuracy = correct / total

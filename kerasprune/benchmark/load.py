@@ -6,8 +6,10 @@
 while it answers.  Each answer names the model that computed it; afterwards it is compared
 with that model's reference, the never-modified model masked to the same removed
 channels: an answer from a half-built model, or from a model that is not the one it
-names, is a mismatch.  Resident memory is sampled after warm-up and at the end (a model
-kept alive by every swap shows as growth); latency is per request, p50/p99/max.
+names, is a mismatch; so is a request whose serving or checking raised, or a background
+build that failed.  Resident memory is sampled after warm-up and at the end (a model kept
+alive by every swap shows as growth; so do the checker's references, one masked model per
+removed set seen); latency is per request, p50/p99/max.
 """
 from __future__ import annotations
 
@@ -33,7 +35,8 @@ class LoadReport:
     requests: int
     threads: int
     seconds: float
-    errors: list[str] = field(default_factory=list)
+    errors: list[str] = field(default_factory=list)  # requests or checks that raised, builds that failed
+    checked: int = 0  # answers compared with their reference
     mismatches: int = 0
     largest_difference: float = 0.0
     versions: int = 0  # serving models that answered
@@ -46,7 +49,7 @@ class LoadReport:
 
     @property
     def ok(self) -> bool:
-        return not self.errors and not self.mismatches
+        return not self.errors and not self.mismatches and self.checked == self.requests
 
     @property
     def rss_growth_mb(self) -> float:
@@ -64,6 +67,9 @@ def serve_under_load(server: AdaptiveInference, phases: list[np.ndarray], *, req
     requests = number(requests, "serve_under_load(requests=)", low=1, integer=True)
     threads = number(threads, "serve_under_load(threads=)", low=1, integer=True)
     phase_every = number(phase_every, "serve_under_load(phase_every=)", low=1, integer=True)
+    warmup_share = number(warmup_share, "serve_under_load(warmup_share=)", low=0.0, high=1.0, high_open=True)
+    atol = number(atol, "serve_under_load(atol=)", low=0.0)
+    phases = list(phases)
     if not phases:
         raise ConfigError("serve_under_load: phases must hold at least one batch of traffic.")
     counter, lock, building = itertools.count(), threading.Lock(), threading.Lock()
@@ -71,11 +77,13 @@ def serve_under_load(server: AdaptiveInference, phases: list[np.ndarray], *, req
     errors: list[str] = []
     report = LoadReport(requests, threads, 0.0, errors)
     references: dict[tuple, np.ndarray] = {}
-    warm_at, versions = max(1, int(warmup_share * requests)), set()
+    warm_at, versions = min(int(warmup_share * requests), requests - 1), set()
 
     def reference(phase: int, removed: frozenset[int]) -> np.ndarray:
         """The never-modified model masked to ``removed``, on the phase's batch (kept)."""
-        with building:  # not the counter's lock: the other clients go on meanwhile
+        if (phase, removed) in references:
+            return references[phase, removed]
+        with building:  # a miss builds once; clients with answers already known go on
             if (phase, removed) not in references:
                 model = mask(server.model, Plan(set(removed)), server.monitor.graph) if removed else server.model
                 references[phase, removed] = model.predict(phases[phase], verbose=0)
@@ -92,16 +100,21 @@ def serve_under_load(server: AdaptiveInference, phases: list[np.ndarray], *, req
             if progress and i and i % max(1, requests // 10) == 0:
                 progress(f"serve_under_load: {i}/{requests} requests")
             phase = (i // phase_every) % len(phases)
-            began = time.perf_counter()
-            try:
+            try:  # serving and checking alike: a client that raised is an error, not a pass
+                began = time.perf_counter()
                 answer = server.serve(phases[phase])
+                latencies[i] = 1e3 * (time.perf_counter() - began)
+                expected = reference(phase, answer.removed)
+                if np.shape(answer.outputs) != np.shape(expected):
+                    raise ValueError(f"outputs of shape {np.shape(answer.outputs)}, expected {np.shape(expected)}")
+                difference = float(np.max(np.abs(answer.outputs - expected)))
             except Exception as error:  # noqa: BLE001  (reported: the run is not ok)
-                errors.append(f"request {i}: {type(error).__name__}: {error}")
+                with lock:
+                    errors.append(f"request {i}: {type(error).__name__}: {error}")
                 continue
-            latencies[i] = 1e3 * (time.perf_counter() - began)
-            difference = float(np.max(np.abs(answer.outputs - reference(phase, answer.removed))))
             with lock:
                 versions.add(answer.version)
+                report.checked += 1
                 report.largest_difference = max(report.largest_difference, difference)
                 report.mismatches += not difference <= atol
 
@@ -111,7 +124,11 @@ def serve_under_load(server: AdaptiveInference, phases: list[np.ndarray], *, req
         worker.start()
     for worker in workers:
         worker.join()
-    server.wait()
+    try:
+        server.wait()
+    except Exception as error:  # noqa: BLE001
+        errors.append(f"the last background build: {type(error).__name__}: {error}")
+    errors.extend(f"background build: {e['error']}" for e in server.events if e["event"] == "error")
     report.seconds, report.rss_end_mb = time.perf_counter() - start, current_rss_mb()
     served = latencies[np.isfinite(latencies)] if np.isfinite(latencies).any() else np.zeros(1)
     report.latency_ms = {q: round(float(np.percentile(served, p)), 3)

@@ -34,7 +34,7 @@ from ..errors import ConfigError, FileError
 from ..structured import Plan, mask, shrink
 from .monitor import UsageMonitor
 
-EVENTS = ("prune", "reactivate", "swap")
+EVENTS = ("prune", "reactivate", "swap", "error")  # error: a background build that raised
 STATE_FORMAT = "kerasprune.inference/1"
 
 
@@ -230,6 +230,12 @@ class AdaptiveInference:
             self._build()
         else:
             self._building = self._executor.submit(self._build)
+            self._building.add_done_callback(self._failed)
+
+    def _failed(self, build: Future) -> None:
+        """A background build that raised is an event (the old model keeps serving)."""
+        if not build.cancelled() and (error := build.exception()) is not None:
+            self._fire("error", {"batch": self.batches, "error": f"{type(error).__name__}: {error}"})
 
     def _build(self) -> None:
         """Build and trace the model for the current removed set, then swap it in whole."""

@@ -4,7 +4,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..backend import keras, require_tf_keras_model, tf
-from ..data import labeled
+from ..batches import labeled
 
 
 def classification_scores(y_true: np.ndarray, y_pred: np.ndarray,
@@ -27,16 +27,51 @@ def classification_scores(y_true: np.ndarray, y_pred: np.ndarray,
     return {"accuracy": float(np.mean(y_true == y_pred)), "f1": float(np.mean(f1s))}
 
 
+def predicted_classes(outputs: np.ndarray, like: np.ndarray | None = None) -> np.ndarray:
+    """The class of each output: argmax over the last axis, or for a single unit a threshold
+    (0.5 for probabilities, 0 for a logit; judged on ``like`` when given, e.g. the outputs
+    another copy of the model is compared with)."""
+    outputs = np.asarray(outputs)
+    if outputs.shape[-1] > 1:
+        return np.argmax(outputs, axis=-1)
+    like = outputs if like is None else np.asarray(like)
+    cut = 0.5 if like.min() >= 0 and like.max() <= 1 else 0.0
+    return (outputs[..., 0] > cut).astype(np.int64)
+
+
+def label_classes(labels: np.ndarray, predicted: np.ndarray) -> np.ndarray:
+    """Class ids shaped like ``predicted``: one-hot labels by their argmax."""
+    labels = np.asarray(labels)
+    if labels.ndim == predicted.ndim + 1 and labels.shape[-1] > 1:
+        labels = np.argmax(labels, axis=-1)
+    return labels.reshape(predicted.shape)
+
+
+def hits(outputs: np.ndarray, labels: np.ndarray) -> np.ndarray:
+    """Right or wrong, per example."""
+    predicted = predicted_classes(outputs)
+    return predicted == label_classes(labels, predicted)
+
+
 def evaluate(model: keras.Model, dataset: tf.data.Dataset) -> dict[str, float]:
-    """Accuracy and macro F1 of ``model`` on a dataset of ``(x, y)`` batches."""
+    """Accuracy and macro F1 of ``model`` on a dataset of ``(x, y)`` batches (class ids or
+    one-hot labels; softmax, sigmoid or logit outputs)."""
     model = require_tf_keras_model(model, "evaluate")
     dataset = labeled(dataset, model, "evaluate")
     labels, preds = [], []
-    predict = tf.function(lambda x: tf.argmax(model(x, training=False), axis=-1))
+    predict = tf.function(lambda x: model(x, training=False))
     for x, y in dataset:
-        labels.append(y.numpy())
-        preds.append(predict(x).numpy())
+        predicted = predicted_classes(predict(x).numpy())
+        preds.append(predicted)
+        labels.append(label_classes(y.numpy(), predicted))
     return classification_scores(np.concatenate(labels), np.concatenate(preds))
+
+
+def takes_class_ids(model: keras.Model) -> bool:
+    """Whether the model's loss reads class ids (sparse categorical cross-entropy), so a
+    label past its outputs is an error rather than a regression target."""
+    loss = loss_of(model)
+    return "sparse_categorical" in str(getattr(loss, "name", None) or getattr(loss, "__name__", ""))
 
 
 def loss_of(model: keras.Model) -> keras.losses.Loss:

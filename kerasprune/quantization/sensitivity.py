@@ -19,10 +19,11 @@ import numpy as np
 
 from ..backend import keras, require_graph_model, tf
 from ..checks import number
-from ..data import labeled
+from ..batches import labeled
 from ..errors import ConfigError
 from ..importance import register
 from ..metrics import loss_of
+from ..metrics.quality import takes_class_ids
 from .grid import Quantizable, quantizable, quantize
 
 SCORES = ("quantization_loss", "fisher")
@@ -80,7 +81,7 @@ def measure(model: keras.Model, data: tf.data.Dataset, batches: int = 8,
     if not isinstance(data, tf.data.Dataset):
         raise ConfigError("sensitivity needs data: a tf.data.Dataset of (inputs, labels) batches, "
                           f"e.g. Data.val; got {type(data).__name__}.")
-    data = labeled(data, model, "sensitivity")
+    data = labeled(data, model, "sensitivity", classes=takes_class_ids(model))
     by_layer = _layers(model)
     sample = list(data.take(batches))
     table = [LayerSensitivity(name, sum(q.params for q in qs),

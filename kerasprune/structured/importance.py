@@ -14,10 +14,11 @@ import numpy as np
 
 from ..backend import keras, tf
 from ..checks import number
-from ..data import labeled
+from ..batches import check_batch
 from ..errors import ConfigError
 from ..importance import lookup, names, register
 from ..metrics import loss_of
+from ..metrics.quality import takes_class_ids
 from ..sparsity import importance as _weight_scores  # noqa: F401  (registered, so asking for one by
 # mistake here is told it scores weights, whatever was imported before)
 from .graph import ChannelGraph
@@ -48,7 +49,6 @@ class _ChannelScore:
             raise ConfigError(f"channel importance {self.name!r} needs data: pass a tf.data.Dataset "
                               f"of (inputs, labels) batches, got {type(data).__name__}.")
         batches = number(batches, "channel importance batches", low=1, integer=True)
-        labeled(data, graph.model, f"channel importance {self.name!r}")
         return _activation_scores(graph, self.name, data, batches)
 
 
@@ -102,8 +102,10 @@ def _activation_scores(graph: ChannelGraph, method: str, data, batches: int) -> 
     probe = keras.Model(graph.model.inputs, [graph.model.output, *(t for t, _ in points)])
     loss_fn = loss_of(graph.model)
     totals = [np.zeros(len(ids)) for _, ids in points]
-    seen = 0
+    seen, where = 0, f"channel importance {method!r}"
     for x, y in data.take(batches):
+        if not seen:  # checked as read: a peek would move a shuffled pipeline's order
+            check_batch(x, y, graph.model, where, classes=takes_class_ids(graph.model))
         if method == "activation_taylor":
             with tf.GradientTape() as tape:
                 outs = probe(x, training=False)
@@ -119,6 +121,8 @@ def _activation_scores(graph: ChannelGraph, method: str, data, batches: int) -> 
         for total, v in zip(totals, values):
             total += v.numpy().sum(axis=0)
         seen += int(x.shape[0]) if hasattr(x, "shape") else 1
+    if not seen:
+        raise ConfigError(f"{where}: the dataset is empty; pass batches of (inputs, labels).")
     per_id: dict[int, list[float]] = defaultdict(list)
     for (_, ids), total in zip(points, totals):
         for i, value in zip(ids.tolist(), total / max(seen, 1)):

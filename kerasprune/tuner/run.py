@@ -35,6 +35,13 @@ _KEYS = {"search", "max_trials", "size", "max_bytes", "max_latency_ms", "space",
 _SPACE_KEYS = {"ratio", "sparsity", "precisions", "eight_bit_fraction"}
 
 
+def _has_room(hp) -> bool:
+    """A Float with two grid points (or continuous, with a range), or a Choice of several."""
+    if not hasattr(hp, "min_value"):
+        return len(hp.values) > 1
+    return hp.max_value - hp.min_value >= hp.step if hp.step else hp.max_value > hp.min_value
+
+
 def check(block: Any, where: str) -> dict[str, Any]:
     """The ``tune`` block with its defaults, or a ConfigError naming the key."""
     where = f"{where}: tune"
@@ -60,9 +67,7 @@ def check(block: Any, where: str) -> dict[str, Any]:
         compression_space(scratch, **space)
     except ConfigError as exc:
         raise ConfigError(f"{where}: space: {exc}") from None
-    free = [h.name for h in scratch.space  # a Float with room, or a Choice of several
-            if (h.min_value < h.max_value if hasattr(h, "min_value") else len(h.values) > 1)]
-    if not free:
+    if not any(_has_room(h) for h in scratch.space):
         raise ConfigError(f"{where}: space has a single point ({space or 'defaults'}), so every trial "
                           "would train the same model; widen a range (ratio: [0, 0.5]) or add a "
                           "precision, or run that point as a method.")

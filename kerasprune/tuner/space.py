@@ -41,7 +41,7 @@ def compression_space(hp, *, ratio=(0.0, 0.5), sparsity=(0.0, 0.95),
     listed = isinstance(precisions, (list, tuple)) and all(isinstance(p, str) for p in precisions)
     if not listed or not precisions or set(precisions) - set(PRECISIONS):
         raise ConfigError(f"compression_space: precisions must be some of {', '.join(PRECISIONS)}, "
-                          f"got {list(precisions)}.")
+                          f"got {precisions!r}.")
     values = {}
     for name, span, step in (("ratio", ratio, 0.1), ("sparsity", sparsity, 0.05)):
         low, high = _range(span, name)
