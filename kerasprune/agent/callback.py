@@ -79,7 +79,7 @@ class RLPruning(keras.callbacks.Callback):
         started = time.perf_counter()
         plain = strip(self.model)
         env = PruningEnvironment(plain, self.data, budget=self.budget, eval_batches=self.eval_batches,
-                                 **self.env_options)
+                                 observe_now=False, **self.env_options)
         self.search = Search(env, seed=self.seed, epsilon_episodes=self.episodes * self.intervals,
                              **self.dqn_options)
         self._install(Plan({c.id for c in env.graph.channels}), check_only=True)

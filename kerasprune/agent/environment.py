@@ -66,7 +66,8 @@ class PruningEnvironment:
 
     def __init__(self, model: keras.Model, data: tf.data.Dataset, *, budget: float = 1.0,
                  actions: tuple[float, ...] | None = None, max_ratio: float = 0.8,
-                 macs_weight: float = 0.0, importance: str = "l1", eval_batches: int = 4) -> None:
+                 macs_weight: float = 0.0, importance: str = "l1", eval_batches: int = 4,
+                 observe_now: bool = True) -> None:
         self.budget = number(budget, "RL budget", low=0.0, high=1.0, low_open=True)
         self.max_ratio = number(max_ratio, "RL max_ratio", low=0.0, high=1.0, high_open=True)
         self.macs_weight = number(macs_weight, "RL macs_weight", low=0.0)
@@ -91,7 +92,8 @@ class PruningEnvironment:
         self._clone = keras.models.clone_model(model)
         self._forward = tf.function(lambda x: self._clone(x, training=False), reduce_retracing=True)
         self.removed: set[int] = set()
-        self.observe(model)
+        if observe_now:  # RLPruning observes at its first interval: scoring twice costs seconds
+            self.observe(model)
         top = float(self.actions[-1])
         smallest = self.cost.fraction(self._kept({k: top for k in self.keys}))
         if smallest > self.budget + 1e-9:
