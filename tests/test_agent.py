@@ -90,6 +90,30 @@ def test_every_plan_of_a_search_stays_within_the_budget(options):
     assert result.best.reward == max(e["reward"] for e in result.episodes)
 
 
+@pytest.mark.parametrize("budget", [0.25, 0.5])
+def test_a_plan_within_the_budget_leaves_no_group_room_for_one_more_step(budget):
+    """The budget is used: any group cut one action less would exceed it."""
+    model = _cnn()
+    result = search(model, _data(), budget=budget, episodes=12, seed=5)
+    env = PruningEnvironment(model, _data(), budget=budget)
+    for logged in result.episodes:
+        ratios = {tuple(k.split(", ")): r for k, r in logged["ratios"].items()}
+        assert env._fits(ratios)
+        for key, ratio in ratios.items():
+            index = int(np.flatnonzero(env.actions == ratio)[0])
+            if index:
+                assert not env._fits({**ratios, key: float(env.actions[index - 1])}), (key, ratios)
+
+
+def test_the_lagrangian_reward_chooses_its_own_macs_below_the_budget():
+    model = _cnn()
+    env = PruningEnvironment(model, _data(), budget=0.9, macs_weight=1.0)
+    chosen = {key: len(env.actions) - 1 for key in env.keys}  # the most cut
+    assert env.fill(chosen) != chosen  # a fill would undo it, so the search does not fill
+    result = search(model, _data(), budget=0.9, episodes=12, seed=5, macs_weight=1.0)
+    assert min(e["macs"] for e in result.episodes) < 0.8
+
+
 def test_the_same_seed_gives_the_same_policy_and_another_seed_another():
     model = _cnn()
     runs = [search(model, _data(), budget=0.5, episodes=10, seed=s) for s in (7, 7, 8)]

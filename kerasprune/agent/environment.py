@@ -7,8 +7,10 @@ gradient scores are, what is already removed) and the episode so far (MACs alrea
 MACs still to come, the last ratio), as AMC does (He et al. 2018).  With a ``budget`` (a
 fraction of dense MACs) every ratio is projected up to the least that still lets the rest
 reach it with ``max_ratio``, so every plan meets the budget and the reward can be
-accuracy alone (AMC's resource-constrained form); ``macs_weight`` > 0 gives the
-Lagrangian form, accuracy - weight * MACs fraction.
+accuracy alone (AMC's resource-constrained form); the finished plan is then filled back
+to the budget (:meth:`PruningEnvironment.fill`), since channels the budget allows are
+never worth leaving out and a short search seldom learns that.  ``macs_weight`` > 0
+gives the Lagrangian form, accuracy - weight * MACs fraction, and no filling.
 """
 from __future__ import annotations
 
@@ -147,17 +149,33 @@ class PruningEnvironment:
     def _kept(self, ratios: dict[tuple[str, ...], float]) -> dict[tuple[str, ...], int]:
         return {k: len(self.groups[k]) - removed_count(len(self.groups[k]), r) for k, r in ratios.items()}
 
+    def _fits(self, ratios: dict[tuple[str, ...], float]) -> bool:
+        return self.cost.of_kept(self._kept(ratios)) <= self.budget * self.cost.dense + 1e-6
+
     def project(self, t: int, ratios: dict[tuple[str, ...], float], action: int) -> int:
         """The least action >= ``action`` after which the groups ahead, at the largest
         action, can still bring the plan within the budget."""
         ahead = {k: float(self.actions[-1]) for k in self.keys[t + 1:]}
         for a in range(action, len(self.actions)):
-            trial = {**ratios, self.keys[t]: self.actions[a], **ahead}
-            if self.cost.of_kept(self._kept(trial)) <= self.budget * self.cost.dense + 1e-6:
+            if self._fits({**ratios, self.keys[t]: self.actions[a], **ahead}):
                 return a
         raise TrainingError(f"RL: no ratio for {', '.join(self.keys[t])} keeps the plan within "
                             f"{self.budget:g} of dense MACs (earlier groups: {ratios}); this is a bug "
                             "in the projection, please report it.")
+
+    def fill(self, chosen: dict[tuple[str, ...], int]) -> dict[tuple[str, ...], int]:
+        """``chosen`` (an action per group, within the budget) with each group's action
+        lowered, last group first, to the least the budget still allows: the agent's
+        earlier choices stay as they were unless the later groups cannot use the slack."""
+        filled = dict(chosen)
+        for t in reversed(range(len(self.keys))):
+            key = self.keys[t]
+            lower = np.flatnonzero(self.allowed(t))
+            for a in lower[lower < filled[key]]:  # from the least ratio up
+                if self._fits({k: float(self.actions[b]) for k, b in {**filled, key: a}.items()}):
+                    filled[key] = int(a)
+                    break
+        return filled
 
     def plan(self, ratios: dict[tuple[str, ...], float]) -> Plan:
         return make_plan(self.graph, self.scores, ratios)

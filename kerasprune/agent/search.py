@@ -56,14 +56,17 @@ class Search:
 
     def _episode(self, explore: bool) -> Episode:
         env, agent = self.env, self.agent
-        ratios, steps = {}, []
+        chosen: dict[tuple[str, ...], int] = {}
         for t, key in enumerate(env.keys):
-            state = env.state(t, ratios)
+            state = env.state(t, self._ratios(chosen))
             action = agent.act(state, env.allowed(t), explore=explore)
-            if env.budget < 1.0:
-                action = env.project(t, ratios, action)
-            ratios[key] = float(env.actions[action])
-            steps.append((state, action))
+            chosen[key] = env.project(t, self._ratios(chosen), action) if env.budget < 1.0 else action
+        if env.budget < 1.0 and not env.macs_weight:
+            chosen = env.fill(chosen)
+        ratios = self._ratios(chosen)
+        # the transitions are the plan carried out, each state seen from the groups before it
+        steps = [(env.state(t, self._ratios({k: chosen[k] for k in env.keys[:t]})), chosen[key])
+                 for t, key in enumerate(env.keys)]
         episode = env.evaluate(ratios)
         if episode.macs > env.budget + 1e-9:
             raise TrainingError(f"RL: the plan {episode.ratios} leaves {episode.macs:.4f} of dense MACs, "
@@ -82,6 +85,9 @@ class Search:
             agent.end_episode()
         self.episodes += 1
         return episode
+
+    def _ratios(self, chosen: dict[tuple[str, ...], int]) -> dict[tuple[str, ...], float]:
+        return {k: float(self.env.actions[a]) for k, a in chosen.items()}
 
     # -- resumable state --
 
