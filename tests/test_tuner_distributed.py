@@ -8,6 +8,7 @@ import re
 import socket
 import subprocess
 import sys
+import time
 
 import pytest
 
@@ -29,6 +30,19 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
+def _launcher(config, tmp_path, port: int):
+    """Starts ``kerasprune tune`` as the chief or a worker (output to ``<id>.log``, appended:
+    a full pipe would block it)."""
+    def start(tuner_id: str) -> subprocess.Popen:
+        env = {**os.environ, "CUDA_VISIBLE_DEVICES": "", "TF_USE_LEGACY_KERAS": "1",
+               "KERASTUNER_TUNER_ID": tuner_id, "KERASTUNER_ORACLE_IP": "127.0.0.1",
+               "KERASTUNER_ORACLE_PORT": str(port)}
+        return subprocess.Popen([sys.executable, "-c", LAUNCH, "tune", str(config), "--out",
+                                 str(tmp_path / "out"), "--data-dir", "/unused"], env=env,
+                                stdout=(tmp_path / f"{tuner_id}.log").open("a"), stderr=subprocess.STDOUT)
+    return start
+
+
 def test_a_chief_and_two_workers_share_one_search_and_the_chief_exits_at_its_end(tmp_path):
     from test_experiment import _write_config
     from test_tuner import TUNE
@@ -36,14 +50,7 @@ def test_a_chief_and_two_workers_share_one_search_and_the_chief_exits_at_its_end
     config = _write_config(tmp_path, "tunetest", TUNE.replace("max_trials: 2", "max_trials: 6"))
     port = _free_port()
 
-    def start(tuner_id: str) -> subprocess.Popen:  # output to a file: a full pipe would block it
-        env = {**os.environ, "CUDA_VISIBLE_DEVICES": "", "TF_USE_LEGACY_KERAS": "1",
-               "KERASTUNER_TUNER_ID": tuner_id, "KERASTUNER_ORACLE_IP": "127.0.0.1",
-               "KERASTUNER_ORACLE_PORT": str(port)}
-        return subprocess.Popen([sys.executable, "-c", LAUNCH, "tune", str(config), "--out",
-                                 str(tmp_path / "out"), "--data-dir", "/unused"], env=env,
-                                stdout=(tmp_path / f"{tuner_id}.log").open("w"), stderr=subprocess.STDOUT)
-
+    start = _launcher(config, tmp_path, _free_port())
     workers = [start("worker0"), start("worker1")]  # started first: they wait for the chief
     chief = start("chief")
     codes = {name: proc.wait(timeout=900) for name, proc in
@@ -111,3 +118,43 @@ def test_a_worker_that_finds_its_chief_gone_is_told_whether_the_search_had_ended
     said = []
     distributed.search_as_worker(LateWorker(), said.append)
     assert said == ["tune: worker worker1: the chief had closed the search (4 trials ended)"]
+
+
+def test_a_search_whose_chief_is_killed_resumes_when_it_restarts_and_keeps_the_trials_it_had(tmp_path):
+    """keras-tuner issue 976 (fixed in 1.4.7): a restarted chief reloads its oracle; its
+    worker waits for it, and the search ends with the trials of before the kill kept."""
+    from test_experiment import _write_config
+    from test_tuner import TUNE
+
+    config = _write_config(tmp_path, "tunetest", TUNE.replace("max_trials: 2", "max_trials: 5"))
+    start = _launcher(config, tmp_path, _free_port())
+    state = tmp_path / "out" / "tunetest" / "cpu" / "tune" / "oracle.json"
+
+    def ended() -> list[str]:
+        try:
+            return json.loads(state.read_text()).get("end_order", [])
+        except (OSError, ValueError):  # not written yet
+            return []
+
+    worker, chief = start("worker0"), start("chief")
+    deadline = time.monotonic() + 600
+    while len(ended()) < 2:
+        assert time.monotonic() < deadline and chief.poll() is None, (tmp_path / "chief.log").read_text()[-3000:]
+        time.sleep(0.2)
+    chief.kill()  # SIGKILL: no handler runs
+    chief.wait()
+    before = {t: json.loads((state.parent / f"trial_{t}" / "trial.json").read_text()) for t in ended()}
+    time.sleep(3)
+    assert worker.poll() is None  # the worker waits for its chief ...
+
+    chief = start("chief")  # ... which reloads the search
+    assert chief.wait(timeout=900) == 0 and worker.wait(timeout=300) == 0, \
+        {n: (tmp_path / f"{n}.log").read_text()[-3000:] for n in ("chief", "worker0")}
+    section = json.loads((tmp_path / "experiments" / "results" / "tunetest.tune.json").read_text())
+    trials = {t["trial"]: t for t in section["trials"]}
+    assert len(trials) == 5 and not section["failed_trials"]
+    for trial_id, saved in before.items():  # the trials ended before the kill are kept, not run again
+        assert trials[trial_id]["score"] == saved["score"]
+    ran = re.search(r"finished after trials (.*?); the chief", (tmp_path / "worker0.log").read_text())
+    assert sorted(ran.group(1).split(", ")) == sorted(trials)  # one worker ran each trial once
+    assert "Reloading" in (tmp_path / "chief.log").read_text()

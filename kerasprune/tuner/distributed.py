@@ -14,12 +14,17 @@ from __future__ import annotations
 import json
 import os
 import time
+from datetime import datetime
 from pathlib import Path
 from typing import Callable, Literal
 
 from ..errors import ConfigError, TrainingError
 
 ID, IP, PORT = "KERASTUNER_TUNER_ID", "KERASTUNER_ORACLE_IP", "KERASTUNER_ORACLE_PORT"
+#: grpc's reconnect backoff grows to two minutes by default: a worker would notice its
+#: chief (started late, or restarted) that late, and other workers could take every trial
+RECONNECT = [("grpc.initial_reconnect_backoff_ms", 200), ("grpc.min_reconnect_backoff_ms", 200),
+             ("grpc.max_reconnect_backoff_ms", 1000)]
 Role = Literal["chief", "worker"]
 
 
@@ -51,11 +56,7 @@ def wait_for_chief(timeout: float, log: Callable[[str], None] = print, every: fl
 
     start = time.monotonic()
     log(f"tune: worker {os.environ[ID]} waiting for the chief's oracle at {address()}")
-    # grpc's reconnect backoff grows to two minutes by default: a worker would notice its
-    # chief that late, and the other workers could have taken every trial by then
-    options = [("grpc.initial_reconnect_backoff_ms", 200), ("grpc.min_reconnect_backoff_ms", 200),
-               ("grpc.max_reconnect_backoff_ms", 1000)]
-    with grpc.insecure_channel(address(), options=options) as channel:
+    with grpc.insecure_channel(address(), options=RECONNECT) as channel:
         ready = grpc.channel_ready_future(channel)
         while True:
             left = timeout - (time.monotonic() - start)
@@ -72,12 +73,41 @@ def wait_for_chief(timeout: float, log: Callable[[str], None] = print, every: fl
                     f"({time.monotonic() - start:.0f} s)")
 
 
+def outlive_the_chief(oracle) -> None:
+    """Let a restarted chief take the end of a trial from the worker that ran it.
+
+    A reloaded chief sends every trial that was running to its retry queue, as if its worker
+    had died too; but the worker waited and reports the trial's end.  keras-tuner (1.4.8)
+    then fails on the chief (a KeyError: ``Display`` has no start time or number for the
+    trial, saved before they were set) and would run the trial again.  With this, the end is taken
+    and the trial leaves the retry queue."""
+    if not hasattr(oracle, "_retry_queue"):  # a worker's client
+        return
+    end = oracle.end_trial
+
+    def end_trial(trial):
+        if trial.trial_id in oracle._retry_queue:
+            oracle._retry_queue.remove(trial.trial_id)
+        display = oracle._display
+        display.trial_start.setdefault(trial.trial_id, display.search_start or datetime.now())
+        display.trial_number.setdefault(trial.trial_id, len(oracle.trials))
+        display.search_start = display.search_start or datetime.now()
+        return end(trial)
+
+    oracle.end_trial = end_trial
+
+
 def search_as_worker(tuner, log: Callable[[str], None] = print) -> None:
-    """``tuner.search()`` on a worker.  keras-tuner's chief stops serving once every worker
+    """``tuner.search()`` on a worker, which outlives a chief that is killed and restarted.
+    keras-tuner's chief stops serving once every worker
     it knows of has finished, so a worker that asks after that finds no chief: not an error
     when the chief's saved state holds all the trials, and a reason to restart otherwise."""
     import grpc
 
+    # keras-tuner's client waits (up to an hour) for a chief that has gone, so a restarted
+    # chief, which reloads its oracle, finds its workers still there: its channel gets the
+    # short backoff too
+    tuner.oracle.stub = type(tuner.oracle.stub)(grpc.insecure_channel(address(), options=RECONNECT))
     try:
         tuner.search()
     except grpc.RpcError as exc:
@@ -95,4 +125,4 @@ def search_as_worker(tuner, log: Callable[[str], None] = print) -> None:
             f"search from {tuner.project_dir}), then the workers.") from None
 
 
-__all__ = ["ID", "IP", "PORT", "address", "role", "search_as_worker", "wait_for_chief"]
+__all__ = ["ID", "IP", "PORT", "address", "outlive_the_chief", "role", "search_as_worker", "wait_for_chief"]

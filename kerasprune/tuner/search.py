@@ -31,6 +31,7 @@ from ..sparsity.callbacks import AdaptivePruning
 from ..sparsity.prune import prune, strip
 from ..sparsity.schedules import FeedbackSchedule
 from ..structured import plan_channels, shrink
+from . import distributed
 from .space import Compression, compression_space
 
 SEARCHES = {"random": kt.oracles.RandomSearchOracle, "bayesian": kt.oracles.BayesianOptimizationOracle,
@@ -94,6 +95,7 @@ class CompressionTuner(kt.engine.base_tuner.BaseTuner):
                 oracle = SEARCHES[search](objective, max_trials=max_trials, seed=seed)
         super().__init__(oracle, _Space(space, baseline), directory=str(directory),
                          project_name=project_name, overwrite=overwrite)
+        distributed.outlive_the_chief(self.oracle)  # a chief restarted mid-search
         self.ran: list[str] = []  # the trials this process ran (on a distributed worker: its share)
 
     def run_trial(self, trial, *args, **kwargs) -> dict[str, float]:
