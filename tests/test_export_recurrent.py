@@ -56,9 +56,9 @@ def test_trained_recurrent_models_pass_the_export_check_with_shuffled_examples(k
     assert result.max_abs_diff <= 1e-5  # as close as feed-forward models, far inside atol
 
 
-@pytest.mark.parametrize("off, shift, flipped, passes", [(3, 0.02, False, True), (4, 0.02, False, False),
+@pytest.mark.parametrize("off, shift, flipped, passes", [(8, 0.02, False, True), (9, 0.02, False, False),
                                                        (1, 0.02, True, False), (1, 0.2, False, False)])
-def test_a_recurrent_file_may_drift_on_a_tenth_of_the_examples_if_they_keep_their_class(
+def test_a_recurrent_file_may_drift_on_a_quarter_of_the_examples_if_they_keep_their_class(
         off, shift, flipped, passes, tmp_path, monkeypatch):
     """Rounding amplified over a long sequence moves a few outputs a little; a wrong file
     moves many, or far, or across a class."""
@@ -72,7 +72,7 @@ def test_a_recurrent_file_may_drift_on_a_tenth_of_the_examples_if_they_keep_thei
 
     monkeypatch.setattr(export.tflite, "run_tflite", drifted)
     path = tmp_path / "m.tflite"
-    if passes:  # 3 of 32 off, by 0.02 (within 50 x atol), same class
+    if passes:  # 8 of 32 off, by 0.02 (within 50 x atol), same class
         assert export.to_tflite(model, path, check_inputs=x).max_abs_diff == pytest.approx(shift, abs=1e-5)
     else:
         with pytest.raises(ExportError, match=f"{off} of them by more; nothing was written"):
