@@ -5,9 +5,10 @@ other name for a worker), ``KERASTUNER_ORACLE_IP`` and ``KERASTUNER_ORACLE_PORT`
 the chief listens, over gRPC).  ``BaseTuner`` does the rest: on the chief ``search()``
 serves the oracle until every trial is done and every worker has been told to stop; on a
 worker it asks the chief for trials.  What this module adds is what keras-tuner leaves
-to its user: the variables checked with an error that says which one is wrong, and a
-worker that waits for its chief (which may still be training the baseline every trial
-starts from) instead of failing or blocking in silence.
+to its user: the variables checked with an error that says which one is wrong, a worker
+that waits for its chief (which may still be training the baseline every trial starts
+from) instead of failing or blocking in silence, and a chief that can be killed and
+restarted while its workers wait.
 """
 from __future__ import annotations
 
@@ -79,8 +80,8 @@ def outlive_the_chief(oracle) -> None:
     A reloaded chief sends every trial that was running to its retry queue, as if its worker
     had died too; but the worker waited and reports the trial's end.  keras-tuner (1.4.8)
     then fails on the chief (a KeyError: ``Display`` has no start time or number for the
-    trial, saved before they were set) and would run the trial again.  With this, the end is taken
-    and the trial leaves the retry queue."""
+    trial, saved before they were set) and would run the trial again.  With this, the end
+    is taken and the trial leaves the retry queue."""
     if not hasattr(oracle, "_retry_queue"):  # a worker's client
         return
     end = oracle.end_trial
@@ -88,10 +89,10 @@ def outlive_the_chief(oracle) -> None:
     def end_trial(trial):
         if trial.trial_id in oracle._retry_queue:
             oracle._retry_queue.remove(trial.trial_id)
-        display = oracle._display
-        display.trial_start.setdefault(trial.trial_id, display.search_start or datetime.now())
+        display, now = oracle._display, datetime.now()
+        display.trial_start.setdefault(trial.trial_id, now)
         display.trial_number.setdefault(trial.trial_id, len(oracle.trials))
-        display.search_start = display.search_start or datetime.now()
+        display.search_start = display.search_start or now
         return end(trial)
 
     oracle.end_trial = end_trial
@@ -99,9 +100,9 @@ def outlive_the_chief(oracle) -> None:
 
 def search_as_worker(tuner, log: Callable[[str], None] = print) -> None:
     """``tuner.search()`` on a worker, which outlives a chief that is killed and restarted.
-    keras-tuner's chief stops serving once every worker
-    it knows of has finished, so a worker that asks after that finds no chief: not an error
-    when the chief's saved state holds all the trials, and a reason to restart otherwise."""
+    keras-tuner's chief stops serving once every worker it knows of has finished, so a
+    worker that asks after that finds no chief: not an error when the chief's saved state
+    holds all the trials, and a reason to restart otherwise."""
     import grpc
 
     # keras-tuner's client waits (up to an hour) for a chief that has gone, so a restarted
