@@ -35,8 +35,12 @@ budgets:
     finetune: {epochs: 3}
 """
 
+# SIGINT as a terminal's Ctrl-C delivers it: a child of a background job or of pytest-xdist's
+# workers inherits SIGINT ignored, and Python then installs no KeyboardInterrupt handler
 DRIVER = """
+import signal
 import sys
+signal.signal(signal.SIGINT, signal.default_int_handler)
 import kerasprune
 from kerasprune.backend import tf
 import tensorflow_datasets as tfds

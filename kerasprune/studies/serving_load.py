@@ -14,9 +14,11 @@ from .. import files
 from ..benchmark.load import scenario, serve_under_load
 from ..environment import environment
 from ..inference import AdaptiveInference
+from ..results import complete_results
 
 #: the server's settings: decisions often enough that 10^5 requests see hundreds of swaps
 SERVER = {"probe_every": 4, "decide_every": 2, "warmup": 2, "decay": 0.5, "background": True}
+NO_DATA = "synthetic traffic (benchmark.load.scenario's two phases): a load test needs no labelled data"
 
 
 def run_load_study(results_dir: str | Path, *, requests: int = 100_000, threads: int = 8,
@@ -25,8 +27,12 @@ def run_load_study(results_dir: str | Path, *, requests: int = 100_000, threads:
     with AdaptiveInference(model, **SERVER) as server:
         report = serve_under_load(server, phases, requests=requests, threads=threads,
                                   phase_every=phase_every, progress=progress)
-    result = {"study": "serving_load", "command": command, "environment": environment(),
-              "server": SERVER, "phase_every": phase_every, **report.as_dict()}
+    result = complete_results({
+        "experiment": "serving_load", "model": model.name, "budget": "cpu", "command": command,
+        "description": "AdaptiveInference under concurrent requests while it prunes, reactivates "
+                       "and swaps; every answer checked against its model's reference",
+        "environment": environment(), "runs": [], "server": SERVER, "phase_every": phase_every,
+        **report.as_dict()}, {"dataset": NO_DATA})
     out = Path(results_dir) / "serving_load.json"
     files.write_json(out, result)
     files.write_text(out.with_suffix(".md"), markdown(result))

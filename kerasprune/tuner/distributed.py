@@ -108,7 +108,8 @@ def search_as_worker(tuner, log: Callable[[str], None] = print) -> None:
     # keras-tuner's client waits (up to an hour) for a chief that has gone, so a restarted
     # chief, which reloads its oracle, finds its workers still there: its channel gets the
     # short backoff too
-    tuner.oracle.stub = type(tuner.oracle.stub)(grpc.insecure_channel(address(), options=RECONNECT))
+    if hasattr(tuner.oracle, "stub"):
+        tuner.oracle.stub = type(tuner.oracle.stub)(grpc.insecure_channel(address(), options=RECONNECT))
     try:
         tuner.search()
     except grpc.RpcError as exc:
