@@ -48,7 +48,6 @@ def test_a_chief_and_two_workers_share_one_search_and_the_chief_exits_at_its_end
     from test_tuner import TUNE
 
     config = _write_config(tmp_path, "tunetest", TUNE.replace("max_trials: 2", "max_trials: 6"))
-    port = _free_port()
 
     start = _launcher(config, tmp_path, _free_port())
     workers = [start("worker0"), start("worker1")]  # started first: they wait for the chief
