@@ -55,6 +55,7 @@ DATASETS: dict[str, DatasetSpec] = {
         "imdb_reviews", "text", 2, "text", "test", None, seq_len=400, vocab_size=20000
     ),
 }
+PADDINGS = ("post", "pre")
 ALIASES = {"glue/sst2": "sst2", "imdb_reviews": "imdb"}
 
 
@@ -126,6 +127,9 @@ def check_arguments(where: str = "data.load", **args) -> None:
                 flag(value, here)
         elif key == "seed":
             number(value, here, integer=True)
+        elif key == "padding":
+            if value not in PADDINGS:
+                raise ConfigError(f"{here} must be one of {', '.join(map(repr, PADDINGS))}, got {value!r}.")
         elif value is not None or key in ("batch_size", "eval_batch_size"):
             number(value, here, low=1, integer=True)
 
@@ -141,6 +145,7 @@ def load(
     seq_len: int | None = None,
     vocab_size: int | None = None,
     augment: bool | None = None,
+    padding: str = "post",
     seed: int = 0,
     download: bool = False,
 ) -> Data:
@@ -150,12 +155,16 @@ def load(
     token ids by a ``TextVectorization`` adapted on the training split only.
     ``max_train_examples`` caps the training split (after the validation carve) for
     small budgets; validation and test are never cut, so reported figures stay comparable.
+    ``padding="pre"`` puts a short text's padding before its tokens (Keras'
+    ``pad_sequences`` default), so a recurrent layer's last state follows the last word
+    instead of up to ``seq_len`` zeros; long texts keep their first ``seq_len`` tokens.
     """
     ds_spec = spec(name)
     key = ALIASES.get(name, name)
     check_arguments(batch_size=batch_size, eval_batch_size=eval_batch_size,
                     val_fraction=val_fraction, max_train_examples=max_train_examples,
-                    seq_len=seq_len, vocab_size=vocab_size, augment=augment, seed=seed)
+                    seq_len=seq_len, vocab_size=vocab_size, augment=augment, padding=padding,
+                    seed=seed)
     data_dir = resolve_data_dir(data_dir)
     cut = round(100 * (1 - val_fraction))
     tail = ds_spec.val_split is None and ds_spec.carve == "tail"
@@ -172,6 +181,9 @@ def load(
     train_examples = _count(raw["train"])
 
     if ds_spec.kind == "image":
+        if padding != "post":
+            raise ConfigError(f"data.load: padding={padding!r} is for text, and '{name}' is images; "
+                              "drop the padding setting.")
         prepare, vocabulary = _image_transform(ds_spec), None
         input_shape = tuple(raw["test"].element_spec[0].shape)
         augment_fn = _augment_images if (ds_spec.augment if augment is None else augment) else None
@@ -179,7 +191,7 @@ def load(
         length = seq_len or ds_spec.seq_len
         vectorizer = _adapt_vectorizer(raw["train"], vocab_size or ds_spec.vocab_size, length)
         vocabulary = [str(token) for token in vectorizer.get_vocabulary()]
-        prepare, input_shape, augment_fn = _text_transform(vectorizer), (length,), None
+        prepare, input_shape, augment_fn = _text_transform(vectorizer, padding), (length,), None
 
     options = tf.data.Options()
     options.autotune.enabled = False
@@ -334,9 +346,14 @@ def _adapt_vectorizer(train: tf.data.Dataset, vocab_size: int, seq_len: int):
     return vectorizer
 
 
-def _text_transform(vectorizer):
+def _text_transform(vectorizer, padding: str):
     def prepare(x, y):
-        return tf.cast(vectorizer(x), tf.int32), tf.cast(y, tf.int32)
+        tokens = tf.cast(vectorizer(x), tf.int32)
+        if padding == "pre":  # padding is 0 and only trails the tokens: rotate it to the front
+            length = tokens.shape[1]
+            shift = tf.reduce_sum(tf.cast(tokens == 0, tf.int32), axis=1, keepdims=True)
+            tokens = tf.gather(tokens, (tf.range(length)[None] - shift) % length, batch_dims=1)
+        return tokens, tf.cast(y, tf.int32)
 
     return prepare
 

@@ -50,6 +50,23 @@ def test_text_becomes_fixed_length_token_ids(mock_tfds, name, split):
     assert int(d.train.cardinality()) == -(-d.train_examples // 8) > 0
 
 
+def test_pre_padding_moves_a_short_texts_padding_before_its_tokens(mock_tfds):
+    after = data.arrays(data.load("imdb", seq_len=400, vocab_size=50, data_dir="/unused").test)[0]
+    before = data.arrays(data.load("imdb", seq_len=400, vocab_size=50, data_dir="/unused",
+                                   padding="pre").test)[0]
+    short = (after == 0).any(axis=1)
+    assert short.any()  # some texts are shorter than seq_len
+    for a, b in zip(after, before):
+        np.testing.assert_array_equal(b[b != 0], a[a != 0])  # the same tokens, in order
+        assert (np.diff((b != 0).astype(int)) >= 0).all()  # all the padding in front
+    assert (before[short, -1] != 0).all()  # a short text now ends on its last token
+
+
+def test_padding_is_refused_for_images(mock_tfds):
+    with pytest.raises(ConfigError, match="padding='pre' is for text, and 'mnist' is images"):
+        data.load("mnist", padding="pre", data_dir="/unused")
+
+
 def test_a_sentence_carve_keeps_every_span_of_a_held_out_sentence_out_of_training():
     sentences = [f"sentence {i} is about film {i % 7} and more" for i in range(200)]
     phrases = [p for s in sentences for p in (s, " ".join(s.split()[:3]), " ".join(s.split()[2:5]))]

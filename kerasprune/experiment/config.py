@@ -65,7 +65,7 @@ _TOP_KEYS = {"experiment", "description", "dataset", "model", "model_args", "see
              "traffic", "tune"}  # tune: read by `kerasprune tune` (kerasprune.tuner.run)
 _BUDGET_KEYS = {"model", "model_args", "data", "train", "finetune", "method_args"}
 _DATA_KEYS = {"batch_size", "eval_batch_size", "val_fraction", "max_train_examples",
-              "seq_len", "vocab_size", "augment"}
+              "seq_len", "vocab_size", "augment", "padding"}
 _OPTIMIZERS = {"adam", "adamw", "sgd"}
 _SCHEDULES = {"cosine", "constant"}
 
