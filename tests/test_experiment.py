@@ -8,6 +8,7 @@ import pytest
 
 from kerasprune.backend import keras
 from kerasprune.cli import main
+from kerasprune.errors import ConfigError
 from kerasprune.experiment import run_experiment
 from kerasprune.experiment.spec import TrainSpec
 from kerasprune.experiment.training import fit
@@ -308,6 +309,18 @@ def test_another_seed_writes_its_own_results(tiny, tmp_path):
     assert (tiny.parent / "results" / "tiny.seed3.json").exists()
     assert (tmp_path / "out" / "tiny.seed3" / "cpu" / "dense" / "model.keras").exists()
     assert not (tiny.parent / "results" / "tiny.json").exists()
+
+
+def test_only_refuses_to_rewrite_results_without_runs_it_cannot_keep(tiny, tmp_path):
+    _run(tiny, tmp_path)
+    written = tiny.parent / "results" / "tiny.json"
+    before = written.read_text()
+    (tmp_path / "out" / "tiny" / "cpu" / "dense" / "result.json").unlink()  # as on a fresh clone
+    with pytest.raises(ConfigError, match=r"without runs it records \(adaptive_sparsity-0.5\): the "
+                                          r"baseline would be retrained"):
+        _run(tiny, tmp_path, only=["tfmot_gmp_sparsity-0.5"])
+    assert written.read_text() == before
+    _run(tiny, tmp_path, only=["tfmot_gmp_sparsity-0.5", "adaptive_sparsity-0.5"])  # all of them: fine
 
 
 def test_a_resumed_run_sees_the_shuffled_data_in_the_uninterrupted_order(tmp_path, mock_tfds):

@@ -70,6 +70,7 @@ def run_experiment(
         config = dataclasses.replace(config, seed=seed, name=f"{config.name}.seed{seed}")
     json_path, report_path = results_paths(config, results_dir)
     root = Path(out_dir) / config.name / budget
+    _refuse_to_drop_results(config, root, json_path, only, fresh)
     log(f"kerasprune: experiment '{config.name}' ({config.dataset}, {config.budget.model}, "
         f"budget {budget}): {len(config.runs)} runs -> {root}")
 
@@ -129,6 +130,27 @@ def run_experiment(
     log(f"kerasprune: finished in {time.perf_counter() - started:.0f}s; results {json_path}, "
         f"report {report_path}")
     return results
+
+
+def _refuse_to_drop_results(config: ExperimentConfig, root: Path, json_path: Path,
+                            only: list[str] | None, fresh: bool) -> None:
+    """``--only`` writes the results file with the other runs' saved results; a run with
+    none here (a fresh clone, or a baseline that will be retrained) would be left out of
+    it, so a committed file that records that run is not overwritten."""
+    if not only or not json_path.is_file():
+        return
+    base = next(r for r in config.runs if r.method == BASELINE)
+    retrain = (fresh and base.run_id in only) or not _cached(root / BASELINE, fingerprint(config, base))
+    held = {r.get("run") for r in json.loads(json_path.read_text()).get("runs", [])}
+    dropped = [r.run_id for r in config.runs
+               if r.run_id not in only and r is not base and r.run_id in held
+               and ((retrain and METHODS[r.method].from_baseline)
+                    or not _cached(root / r.run_id, fingerprint(config, r)))]
+    if dropped:
+        why = "the baseline would be retrained" if retrain else "their saved results are not"
+        raise ConfigError(f"--only {' '.join(only)} would rewrite {json_path} without runs it records "
+                          f"({', '.join(dropped)}): {why} under {root}.  Run the whole experiment, "
+                          "add them to --only, or write elsewhere with --results-dir.")
 
 
 def _time_side_by_side(results: dict, root: Path, log: Log) -> None:
@@ -211,7 +233,8 @@ def _forget_other_config(run_dir: Path, fingerprint: str, log: Log, label: str) 
     left = (run_dir / "backup").exists() or (run_dir / "history.csv").exists()
     if left and known != fingerprint:
         why = "the config changed since" if known else "no record of the config of"
-        log(f"{label}: {why} the interrupted run; starting it afresh")
+        which = "interrupted" if (run_dir / "backup").exists() else "last"  # a finished run keeps its history
+        log(f"{label}: {why} the {which} run; starting it afresh")
         shutil.rmtree(run_dir / "backup", ignore_errors=True)
         (run_dir / "history.csv").unlink(missing_ok=True)
     files.write_text(marker, fingerprint + "\n")
