@@ -105,6 +105,34 @@ def test_a_plan_within_the_budget_leaves_no_group_room_for_one_more_step(budget)
                 assert not env._fits({**ratios, key: float(env.actions[index - 1])}), (key, ratios)
 
 
+def test_the_uniform_plan_is_the_least_common_action_that_meets_the_budget_filled_back():
+    model = _cnn()
+    env = PruningEnvironment(model, _data(), budget=0.5)
+    chosen = env.uniform()
+    common = max(chosen.values())
+    assert env._fits(env.ratios(chosen)) and env.fill(chosen) == chosen
+    assert env._fits(env.ratios(dict.fromkeys(env.keys, common)))
+    assert not env._fits(env.ratios(dict.fromkeys(env.keys, common - 1)))
+    # a group that already lost more than that keeps what it lost
+    first = env.keys[0]
+    lost = {c.id for c in env.groups[first][: int(0.7 * len(env.groups[first]))]}
+    env.observe(model, removed=lost)
+    assert env.actions[env.uniform()[first]] >= len(lost) / len(env.groups[first]) > env.actions[common]
+
+
+def test_a_search_under_a_budget_starts_from_the_uniform_plan_unless_told_not_to():
+    model = _cnn()
+    env = PruningEnvironment(model, _data(), budget=0.5)
+    uniform = {", ".join(k): r for k, r in env.ratios(env.uniform()).items()}
+    first = search(model, _data(), budget=0.5, episodes=6, seed=3).episodes[0]
+    assert first["uniform"] and first["ratios"] == uniform
+    assert first["reward"] == env.evaluate(env.ratios(env.uniform())).reward
+    plain = search(model, _data(), budget=0.5, episodes=6, seed=3, start_uniform=False).episodes
+    assert not any(e["uniform"] for e in plain)
+    lagrangian = search(model, _data(), budget=0.9, episodes=6, seed=3, macs_weight=1.0).episodes
+    assert not any(e["uniform"] for e in lagrangian)  # its MACs are its own to choose
+
+
 def test_the_lagrangian_reward_chooses_its_own_macs_below_the_budget():
     model = _cnn()
     env = PruningEnvironment(model, _data(), budget=0.9, macs_weight=1.0)

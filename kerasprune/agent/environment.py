@@ -163,6 +163,21 @@ class PruningEnvironment:
                             f"{self.budget:g} of dense MACs (earlier groups: {ratios}); this is a bug "
                             "in the projection, please report it.")
 
+    def ratios(self, chosen: dict[tuple[str, ...], int]) -> dict[tuple[str, ...], float]:
+        """The ratio of each group's chosen action."""
+        return {k: float(self.actions[a]) for k, a in chosen.items()}
+
+    def uniform(self) -> dict[tuple[str, ...], int]:
+        """The least action that, given to every group (none below what it already lost),
+        meets the budget, filled back to it: the uniform plan, as the agent's actions."""
+        least = {k: int(np.flatnonzero(self.allowed(t))[0]) for t, k in enumerate(self.keys)}
+        for a in range(len(self.actions)):
+            chosen = {k: max(a, b) for k, b in least.items()}
+            if self._fits(self.ratios(chosen)):
+                return self.fill(chosen)
+        raise TrainingError(f"RL: not even the largest action on every group meets {self.budget:g} of "
+                            "dense MACs; this is a bug in the budget check, please report it.")
+
     def fill(self, chosen: dict[tuple[str, ...], int]) -> dict[tuple[str, ...], int]:
         """``chosen`` (an action per group, within the budget) with each group's action
         lowered, last group first, to the least the budget still allows: the agent's
@@ -172,7 +187,7 @@ class PruningEnvironment:
             key = self.keys[t]
             lower = np.flatnonzero(self.allowed(t))
             for a in lower[lower < filled[key]]:  # from the least ratio up
-                if self._fits({k: float(self.actions[b]) for k, b in {**filled, key: a}.items()}):
+                if self._fits(self.ratios({**filled, key: a})):
                     filled[key] = int(a)
                     break
         return filled

@@ -5,6 +5,11 @@ pruning interval start from what the earlier ones learned; :func:`search` is one
 on a trained model.  Every transition but an episode's last earns 0; the last earns the
 episode's reward minus a running mean of earlier rewards (AMC's variance-reducing
 baseline), times ``reward_scale``, so small accuracy differences move Q-values.
+
+Under a budget (and no ``macs_weight``) a search's first episode plays the uniform plan,
+the same ratio for every group (:meth:`PruningEnvironment.uniform`), instead of a random
+one: the agent learns from the heuristic it is judged against, and keeps it when nothing
+it finds is better on the held-out batches.  ``start_uniform=False`` leaves it out.
 """
 from __future__ import annotations
 
@@ -14,7 +19,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from ..backend import keras, tf
-from ..checks import number
+from ..checks import flag, number
 from ..errors import TrainingError
 from .dqn import DQN
 from .environment import ENV_OPTIONS, STATE_SIZE, Episode, PruningEnvironment
@@ -33,10 +38,11 @@ class Search:
     """An environment and the DQN that learns on it, carried from one search to the next."""
 
     def __init__(self, env: PruningEnvironment, *, seed: int = 0, epsilon_episodes: int = 100,
-                 reward_scale: float = 10.0, **dqn) -> None:
+                 reward_scale: float = 10.0, start_uniform: bool = True, **dqn) -> None:
         self.env = env
         self.agent = DQN(STATE_SIZE, len(env.actions), seed=seed, epsilon_episodes=epsilon_episodes, **dqn)
         self.reward_scale = number(reward_scale, "RL reward_scale", low=0.0, low_open=True)
+        self.start_uniform = flag(start_uniform, "RL start_uniform") and env.budget < 1.0 and not env.macs_weight
         self.baseline: float | None = None
         self.episodes = 0  # over every search of this agent
 
@@ -45,8 +51,9 @@ class Search:
         episodes = number(episodes, "RL episodes", low=1, integer=True)
         start, log, best = time.perf_counter(), [], None
         for e in range(episodes + 1):
-            episode = self._episode(explore=e < episodes)
-            log.append({**log_fields, "episode": self.episodes, "greedy": e == episodes,
+            uniform = e == 0 and self.start_uniform
+            episode = self._episode(explore=e < episodes, chosen=self.env.uniform() if uniform else None)
+            log.append({**log_fields, "episode": self.episodes, "greedy": e == episodes, "uniform": uniform,
                         "epsilon": round(self.agent.epsilon, 4), "ratios": episode.ratios,
                         "accuracy": episode.accuracy, "macs": episode.macs,
                         "reward": episode.reward, "seconds": round(episode.seconds, 4)})
@@ -54,18 +61,20 @@ class Search:
                 best = episode
         return SearchResult(best, log, time.perf_counter() - start)
 
-    def _episode(self, explore: bool) -> Episode:
+    def _episode(self, explore: bool, chosen: dict[tuple[str, ...], int] | None = None) -> Episode:
+        """One episode: the agent's plan, or ``chosen`` (an action per group) played for it."""
         env, agent = self.env, self.agent
-        chosen: dict[tuple[str, ...], int] = {}
-        for t, key in enumerate(env.keys):
-            state = env.state(t, self._ratios(chosen))
-            action = agent.act(state, env.allowed(t), explore=explore)
-            chosen[key] = env.project(t, self._ratios(chosen), action) if env.budget < 1.0 else action
-        if env.budget < 1.0 and not env.macs_weight:
-            chosen = env.fill(chosen)
-        ratios = self._ratios(chosen)
+        if chosen is None:
+            chosen = {}
+            for t, key in enumerate(env.keys):
+                state = env.state(t, env.ratios(chosen))
+                action = agent.act(state, env.allowed(t), explore=explore)
+                chosen[key] = env.project(t, env.ratios(chosen), action) if env.budget < 1.0 else action
+            if env.budget < 1.0 and not env.macs_weight:
+                chosen = env.fill(chosen)
+        ratios = env.ratios(chosen)
         # the transitions are the plan carried out, each state seen from the groups before it
-        steps = [(env.state(t, self._ratios({k: chosen[k] for k in env.keys[:t]})), chosen[key])
+        steps = [(env.state(t, env.ratios({k: chosen[k] for k in env.keys[:t]})), chosen[key])
                  for t, key in enumerate(env.keys)]
         episode = env.evaluate(ratios)
         if episode.macs > env.budget + 1e-9:
@@ -85,9 +94,6 @@ class Search:
             agent.end_episode()
         self.episodes += 1
         return episode
-
-    def _ratios(self, chosen: dict[tuple[str, ...], int]) -> dict[tuple[str, ...], float]:
-        return {k: float(self.env.actions[a]) for k, a in chosen.items()}
 
     # -- resumable state --
 

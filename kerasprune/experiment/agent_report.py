@@ -18,14 +18,19 @@ def markdown(runs: list[dict]) -> list[str]:
         return []
     lines = ["## RL agent", "",
              "Each interval's search (DQN episodes on the current weights, judged on held-out "
-             "validation batches) and the plan it installed; the budget steps toward the target.", "",
-             "| run | interval | epoch | budget (MACs) | plan's MACs | held-out accuracy | search s | ratios |",
-             "|---|---|---|---|---|---|---|---|"]
+             "validation batches) and the plan it installed; the budget steps toward the target.  "
+             "`uniform`: the held-out accuracy of the uniform plan, the search's first episode.", "",
+             "| run | interval | epoch | budget (MACs) | plan's MACs | held-out accuracy | uniform | search s "
+             "| ratios |",
+             "|---|---|---|---|---|---|---|---|---|"]
     for r in agents:
+        uniform = {e.get("interval"): e["accuracy"] for e in r.get("rl_episodes", []) if e.get("uniform")}
         for p in r["rl_plans"]:
             ratios = ", ".join(f"{k} {v:.2f}" for k, v in p["ratios"].items())
+            start = uniform.get(p["interval"])
             lines.append(f"| `{r['run']}` | {p['interval'] + 1} | {p['epoch'] + 1} | {p['budget']:.3f} | "
-                         f"{p['macs']:.3f} | {p['accuracy']:.4f} | {p['seconds']:.1f} | {ratios} |")
+                         f"{p['macs']:.3f} | {p['accuracy']:.4f} | {'-' if start is None else f'{start:.4f}'} | "
+                         f"{p['seconds']:.1f} | {ratios} |")
     lines += ["", "| run | episodes | search s | share of the run's training time |", "|---|---|---|---|"]
     for r in agents:
         share = r.get("agent_share")
