@@ -134,6 +134,13 @@ def check_arguments(where: str = "data.load", **args) -> None:
             number(value, here, low=1, integer=True)
 
 
+def check_padding(name: str, padding: str, where: str = "data.load") -> None:
+    """ConfigError for a padding setting on a dataset of images (it is for text)."""
+    if padding != "post" and spec(name).kind == "image":
+        raise ConfigError(f"{where}: padding={padding!r} is for text, and '{name}' is images; "
+                          "drop the padding setting.")
+
+
 def load(
     name: str,
     *,
@@ -165,6 +172,7 @@ def load(
                     val_fraction=val_fraction, max_train_examples=max_train_examples,
                     seq_len=seq_len, vocab_size=vocab_size, augment=augment, padding=padding,
                     seed=seed)
+    check_padding(name, padding)
     data_dir = resolve_data_dir(data_dir)
     cut = round(100 * (1 - val_fraction))
     tail = ds_spec.val_split is None and ds_spec.carve == "tail"
@@ -181,9 +189,6 @@ def load(
     train_examples = _count(raw["train"])
 
     if ds_spec.kind == "image":
-        if padding != "post":
-            raise ConfigError(f"data.load: padding={padding!r} is for text, and '{name}' is images; "
-                              "drop the padding setting.")
         prepare, vocabulary = _image_transform(ds_spec), None
         input_shape = tuple(raw["test"].element_spec[0].shape)
         augment_fn = _augment_images if (ds_spec.augment if augment is None else augment) else None

@@ -60,6 +60,8 @@ def test_fingerprints_follow_what_each_run_depends_on(tmp_path):
     (("model: lenet5", "model: lenet5\nmodel_args: {depth: 3}"), "no argument.*depth"),
     (("sparsity: [0.8, 0.9]", "sparsity: 0.8\n    frequency: 0"), "frequency must be a whole number >= 1, got 0"),
     (("sparsity: [0.8, 0.9]", "sparsity: 0.8\n    begin_fraction: 0.8"), "begin_fraction < end_fraction"),
+    (("finetune: {epochs: 1}", "finetune: {epochs: 1}\n    data: {padding: pre}"),
+     r"budgets.cpu.data: padding='pre' is for text, and 'mnist' is images"),
     (("method: tfmot_gmp", "method: adaptive"), None),
     (("dataset: mnist\n", ""), "missing required key 'dataset'"),
 ])

@@ -62,11 +62,6 @@ def test_pre_padding_moves_a_short_texts_padding_before_its_tokens(mock_tfds):
     assert (before[short, -1] != 0).all()  # a short text now ends on its last token
 
 
-def test_padding_is_refused_for_images(mock_tfds):
-    with pytest.raises(ConfigError, match="padding='pre' is for text, and 'mnist' is images"):
-        data.load("mnist", padding="pre", data_dir="/unused")
-
-
 def test_a_sentence_carve_keeps_every_span_of_a_held_out_sentence_out_of_training():
     sentences = [f"sentence {i} is about film {i % 7} and more" for i in range(200)]
     phrases = [p for s in sentences for p in (s, " ".join(s.split()[:3]), " ".join(s.split()[2:5]))]

@@ -226,6 +226,7 @@ def _check_data(dataset: str, args: dict, where: str) -> None:
     try:
         data.spec(dataset)
         data.check_arguments(where, **args)
+        data.check_padding(dataset, args.get("padding", "post"), where)
     except ConfigError as exc:
         raise ConfigError(f"{where}: {exc}" if not str(exc).startswith(where) else str(exc)) from None
 
