@@ -70,7 +70,8 @@ def run_experiment(
         config = dataclasses.replace(config, seed=seed, name=f"{config.name}.seed{seed}")
     json_path, report_path = results_paths(config, results_dir)
     root = Path(out_dir) / config.name / budget
-    _refuse_to_drop_results(config, root, json_path, only, fresh)
+    actions = _actions(config, root, only, fresh)
+    _refuse_to_drop_results(actions, json_path, root, only)
     log(f"kerasprune: experiment '{config.name}' ({config.dataset}, {config.budget.model}, "
         f"budget {budget}): {len(config.runs)} runs -> {root}")
 
@@ -92,29 +93,21 @@ def run_experiment(
         "evaluated_on": data.test_split,
         "runs": [],
     }
-    wanted = set(only) if only else None
-    unknown = (wanted or set()) - {r.run_id for r in config.runs}
-    if unknown:
-        raise ConfigError(f"--only: no run(s) {', '.join(sorted(unknown))} in {config.path}; "
-                          f"the runs are {', '.join(r.run_id for r in config.runs)}.")
     baseline_dir = root / BASELINE
-    baseline_retrained = False
     for index, run in enumerate(config.runs, 1):
         run_dir = root / run.run_id
         label = f"[{index}/{len(config.runs)}] {run.run_id}"
-        selected = wanted is None or run.run_id in wanted
-        stale = baseline_retrained and METHODS[run.method].from_baseline
-        cached = None if stale else _cached(run_dir, fingerprint(config, run))
-        if cached and not (fresh and selected):
+        action = actions[run.run_id]
+        if action == "keep":
             log(f"{label}: done earlier, kept ({run_dir / 'result.json'})")
             # the same fingerprint means the same config: its settings are written as now
+            cached = _cached(run_dir, fingerprint(config, run))
             results["runs"].append({**cached, **_identity(config, run, data)})
             continue
-        if not (selected or run.method == BASELINE):  # the baseline is every method's start
-            if stale:
+        if action != "run":
+            if action == "stale":
                 log(f"{label}: left out: the baseline it started from was retrained")
             continue
-        baseline_retrained |= run.method == BASELINE
         log(f"{label}: running")
         record = _run_one(config, run, data, run_dir, baseline_dir, label, log)
         results["runs"].append(record)
@@ -132,22 +125,40 @@ def run_experiment(
     return results
 
 
-def _refuse_to_drop_results(config: ExperimentConfig, root: Path, json_path: Path,
-                            only: list[str] | None, fresh: bool) -> None:
+def _actions(config: ExperimentConfig, root: Path, only: list[str] | None, fresh: bool) -> dict[str, str]:
+    """What each run will do: ``keep`` its saved result, ``run``, or be left out of the
+    results, as ``stale`` (its baseline is retrained) or ``skip`` (not selected, none saved)."""
+    wanted = set(only) if only else None
+    unknown = (wanted or set()) - {r.run_id for r in config.runs}
+    if unknown:
+        raise ConfigError(f"--only: no run(s) {', '.join(sorted(unknown))} in {config.path}; "
+                          f"the runs are {', '.join(r.run_id for r in config.runs)}.")
+    actions, retrained = {}, False
+    for run in config.runs:
+        selected = wanted is None or run.run_id in wanted
+        stale = retrained and METHODS[run.method].from_baseline
+        if not stale and not (fresh and selected) and _cached(root / run.run_id, fingerprint(config, run)):
+            actions[run.run_id] = "keep"
+        elif selected or run.method == BASELINE:  # the baseline is every method's start
+            actions[run.run_id] = "run"
+            retrained |= run.method == BASELINE
+        else:
+            actions[run.run_id] = "stale" if stale else "skip"
+    return actions
+
+
+def _refuse_to_drop_results(actions: dict[str, str], json_path: Path, root: Path,
+                            only: list[str] | None) -> None:
     """``--only`` writes the results file with the other runs' saved results; a run with
     none here (a fresh clone, or a baseline that will be retrained) would be left out of
-    it, so a committed file that records that run is not overwritten."""
+    it, so a results file that records that run is not overwritten."""
     if not only or not json_path.is_file():
         return
-    base = next(r for r in config.runs if r.method == BASELINE)
-    retrain = (fresh and base.run_id in only) or not _cached(root / BASELINE, fingerprint(config, base))
     held = {r.get("run") for r in json.loads(json_path.read_text()).get("runs", [])}
-    dropped = [r.run_id for r in config.runs
-               if r.run_id not in only and r is not base and r.run_id in held
-               and ((retrain and METHODS[r.method].from_baseline)
-                    or not _cached(root / r.run_id, fingerprint(config, r)))]
+    dropped = [run for run, action in actions.items() if action in ("stale", "skip") and run in held]
     if dropped:
-        why = "the baseline would be retrained" if retrain else "their saved results are not"
+        why = ("the baseline would be retrained" if "stale" in actions.values()
+               else "their saved results are not")
         raise ConfigError(f"--only {' '.join(only)} would rewrite {json_path} without runs it records "
                           f"({', '.join(dropped)}): {why} under {root}.  Run the whole experiment, "
                           "add them to --only, or write elsewhere with --results-dir.")
