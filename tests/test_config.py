@@ -45,6 +45,10 @@ def test_fingerprints_follow_what_each_run_depends_on(tmp_path):
     assert fingerprint(finetune_changed, pruned) != fingerprint(config, pruned)
     train_changed = load_config(_write(tmp_path, BASE.replace("epochs: 2,", "epochs: 3,")))
     assert fingerprint(train_changed, pruned) != fingerprint(config, pruned)  # through its baseline
+    taught = load_config(_write(tmp_path, BASE.replace("finetune: {epochs: 1}", "finetune: {epochs: 1, distill: 0.5}")))
+    assert fingerprint(taught, pruned) != fingerprint(config, pruned)
+    idle = load_config(_write(tmp_path, BASE.replace("finetune: {epochs: 1}", "finetune: {epochs: 1, temperature: 2}")))
+    assert fingerprint(idle, pruned) == fingerprint(config, pruned)  # a temperature without a teacher
 
 
 @pytest.mark.parametrize("edit, message", [
@@ -62,6 +66,12 @@ def test_fingerprints_follow_what_each_run_depends_on(tmp_path):
     (("sparsity: [0.8, 0.9]", "sparsity: 0.8\n    begin_fraction: 0.8"), "begin_fraction < end_fraction"),
     (("finetune: {epochs: 1}", "finetune: {epochs: 1}\n    data: {padding: pre}"),
      r"budgets.cpu.data: padding='pre' is for text, and 'mnist' is images"),
+    (("learning_rate: 1e-3", "learning_rate: 1e-3, distill: 0.5"),
+     "budgets.cpu.train: distill learns from the trained dense baseline, which this phase trains"),
+    (("finetune: {epochs: 1}", "finetune: {epochs: 1, distill: 1.5}"), r"finetune: distill must be a number in \[0, 1\]"),
+    (("finetune: {epochs: 1}", "finetune: {epochs: 1, distill: 0.5, temperature: 0}"),
+     "finetune: temperature must be a number > 0"),
+    (("finetune: {epochs: 1}", "finetune: {epochs: 1, distill: 0.5, temperature: 2}"), None),
     (("method: tfmot_gmp", "method: adaptive"), None),
     (("dataset: mnist\n", ""), "missing required key 'dataset'"),
 ])

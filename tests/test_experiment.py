@@ -267,6 +267,24 @@ def test_a_tagged_run_trains_with_its_own_batch_size_and_learning_rate(tmp_path,
     assert tuned["sparsity"] == pytest.approx(0.5, abs=0.01)
 
 
+def test_a_run_can_fine_tune_against_the_dense_baselines_outputs(tmp_path, mock_tfds, monkeypatch):
+    from kerasprune.experiment import training
+
+    teachers, fit = [], training.fit
+    monkeypatch.setattr(training, "fit", lambda model, data, spec, **kw: teachers.append(
+        (spec.distill, kw["teacher"] is not None and kw["teacher"].count_params())) or fit(model, data, spec, **kw))
+    config = _lenet_mnist(tmp_path, "kd", "[{method: dense}, {method: structured, tag: kd, ratio: 0.5, "
+                          "distill: 0.7, temperature: 2}, {method: structured, ratio: 0.5}]",
+                          finetune_epochs=2, keep_best=True)
+    dense, kd, plain = _run(config, tmp_path)["runs"]
+    assert teachers == [(0.0, False), (0.7, dense["params"]), (0.0, False)]  # the baseline teaches
+    assert kd["run"] == "structured-kd" and kd["settings"]["distill"] == 0.7
+    assert kd["settings"]["temperature"] == 2 and "distill" not in plain["settings"]
+    assert len(kd["history"]["val_accuracy"]) == 2 and kd["history"]["kept_epoch"]  # monitored as ever
+    assert kd["history"]["loss"] != plain["history"]["loss"]  # same start and data, another loss
+    assert kd["params"] == plain["params"]
+
+
 def test_the_dense_finetune_control_trains_on_without_pruning(tmp_path, mock_tfds):
     config = _lenet_mnist(tmp_path, "control", "[{method: dense}, {method: dense_finetune}]",
                           finetune_epochs=2)

@@ -98,13 +98,14 @@ def load_config(path: str | os.PathLike, budget: str = "cpu") -> ExperimentConfi
     _check_keys(data_args, _DATA_KEYS, f"{where}: budgets.{budget}.data")
     model_args = {**_mapping(raw.get("model_args", {}), f"{where}: model_args"),
                   **_mapping(section.get("model_args", {}), f"{where}: budgets.{budget}.model_args")}
+    phases = f"{where}: budgets.{budget}"
     spec = Budget(
         name=budget,
         model=str(section.get("model", raw["model"])),
         model_args=model_args,
         data=data_args,
-        train=_train_spec(section.get("train", {}), f"{where}: budgets.{budget}.train"),
-        finetune=_train_spec(section.get("finetune", {}), f"{where}: budgets.{budget}.finetune"),
+        train=_teacherless(_train_spec(section.get("train", {}), f"{phases}.train"), f"{phases}.train"),
+        finetune=_train_spec(section.get("finetune", {}), f"{phases}.finetune"),
     )
     _check_model(spec, f"{where}: budgets.{budget}")
     _check_data(str(raw["dataset"]), data_args, f"{where}: budgets.{budget}.data")
@@ -231,11 +232,19 @@ def _check_data(dataset: str, args: dict, where: str) -> None:
         raise ConfigError(f"{where}: {exc}" if not str(exc).startswith(where) else str(exc)) from None
 
 
+def _teacherless(spec: TrainSpec, where: str) -> TrainSpec:
+    """The budget's ``train`` phase trains the dense baseline, the teacher itself."""
+    if spec.distill:
+        raise ConfigError(f"{where}: distill learns from the trained dense baseline, which this phase "
+                          "trains; set it under finetune (or on a run that starts from scratch).")
+    return spec
+
+
 def _train_spec(section: Any, where: str) -> TrainSpec:
     section = _mapping(section, where)
     allowed = {f.name for f in fields(TrainSpec)}
     _check_keys(section, allowed, where)
-    for key in ("learning_rate", "weight_decay", "momentum"):
+    for key in ("learning_rate", "weight_decay", "momentum", "distill", "temperature"):
         if isinstance(section.get(key), str):  # YAML 1.1 reads 1e-3 as a string
             try:
                 section = {**section, key: float(section[key])}
@@ -252,6 +261,8 @@ def _train_spec(section: Any, where: str) -> TrainSpec:
     number(spec.learning_rate, f"{where}: learning_rate", low=0.0, low_open=True)
     number(spec.weight_decay, f"{where}: weight_decay", low=0.0)
     number(spec.momentum, f"{where}: momentum", low=0.0, high=1.0, high_open=True)
+    number(spec.distill, f"{where}: distill", low=0.0, high=1.0)
+    number(spec.temperature, f"{where}: temperature", low=0.0, low_open=True)
     if spec.optimizer == "adam" and spec.weight_decay:
         raise ConfigError(f"{where}: adam does not use weight_decay; use optimizer: adamw (or sgd).")
     return spec

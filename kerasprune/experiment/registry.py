@@ -40,14 +40,16 @@ class RunContext:
 
         ``sparsity`` is what the run prunes to: with ``keep_best`` only epochs at that
         sparsity may be handed back.  ``epochs`` replaces the phase's, for a method whose
-        point is a longer run (RigL at twice the epochs), named in its settings.
+        point is a longer run (RigL at twice the epochs), named in its settings.  With the
+        phase's ``distill`` the trained dense baseline is the teacher.
         """
         spec = getattr(self.budget, phase)
         if epochs is not None:
             spec = dataclasses.replace(spec, epochs=epochs)
         training.compile_for(model, spec, training.steps_per_epoch(self.data))
         return training.fit(model, self.data, spec, label=self.label, run_dir=self.run_dir,
-                            callbacks=callbacks, sparsity=sparsity)
+                            callbacks=callbacks, sparsity=sparsity,
+                            teacher=self.baseline() if spec.distill else None)
 
 
 @dataclass

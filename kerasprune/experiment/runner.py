@@ -212,6 +212,9 @@ def fingerprint(config: ExperimentConfig, run: RunSpec) -> str:
     method = METHODS[run.method]
     budget = dataclasses.asdict(config.budget)
     budget.pop("name")
+    for phase in ("train", "finetune"):  # no teacher, no effect: saved results stay valid
+        if not budget[phase]["distill"]:
+            del budget[phase]["distill"], budget[phase]["temperature"]
     key = {"dataset": config.dataset, "seed": config.seed, "method": run.method,
            "params": {**method.defaults, **run.params}, "kerasprune": __version__}
     if run.training:  # only when set, so the runs without any keep their saved results
@@ -298,6 +301,8 @@ def _identity(config: ExperimentConfig, run: RunSpec, data: Data) -> dict:
         training["weight_decay"] = spec.weight_decay
     if spec.optimizer == "sgd":
         training["momentum"] = spec.momentum
+    if spec.distill:
+        training.update(distill=spec.distill, temperature=spec.temperature)
     return {"method": run.method, "run": run.run_id, **({"tag": run.tag} if run.tag else {}),
             "settings": {**params, **training}}
 

@@ -8,6 +8,7 @@ from pathlib import Path
 
 from ..backend import keras, tf
 from ..data import Data
+from ..distillation import DistillationLoss, LabelAccuracy, with_teacher
 from ..errors import ModelError, TrainingError
 from ..sparsity.callbacks import KeepBest, SparsityHistory
 from .progress import EpochProgress, StepTimer
@@ -26,8 +27,12 @@ def compile_for(model: keras.Model, spec: TrainSpec, steps_per_epoch: int) -> ke
         optimizer = keras.optimizers.AdamW(lr, weight_decay=spec.weight_decay)
     else:
         optimizer = keras.optimizers.Adam(lr)
-    loss = keras.losses.SparseCategoricalCrossentropy()
-    model.compile(optimizer=optimizer, loss=loss, metrics=["accuracy"])
+    if spec.distill:
+        model.compile(optimizer=optimizer, loss=DistillationLoss(spec.distill, spec.temperature),
+                      metrics=[LabelAccuracy()])
+    else:
+        model.compile(optimizer=optimizer, loss=keras.losses.SparseCategoricalCrossentropy(),
+                      metrics=["accuracy"])
     return model
 
 
@@ -37,7 +42,8 @@ def steps_per_epoch(data: Data) -> int:
 
 
 def fit(model: keras.Model, data: Data, spec: TrainSpec, *, label: str, run_dir: Path,
-        callbacks: list | None = None, sparsity: float = 0.0) -> dict[str, list[float]]:
+        callbacks: list | None = None, sparsity: float = 0.0,
+        teacher: keras.Model | None = None) -> dict[str, list[float]]:
     """Train ``spec.epochs`` epochs in ``run_dir`` and return the per-epoch history.
 
     A killed run resumes from its last finished epoch (``BackupAndRestore`` in
@@ -49,6 +55,8 @@ def fit(model: keras.Model, data: Data, spec: TrainSpec, *, label: str, run_dir:
     The history's ``step_ms`` holds the median training step time of this phase; with
     ``spec.keep_best`` the model ends on its best validation epoch at ``sparsity``
     (:class:`~kerasprune.sparsity.callbacks.KeepBest`), recorded as ``kept_epoch`` (1-based).
+    With ``spec.distill`` the training batches carry ``teacher``'s outputs
+    (:mod:`kerasprune.distillation`); validation stays on the labels.
     """
     if spec.epochs == 0:
         return {}
@@ -67,6 +75,8 @@ def fit(model: keras.Model, data: Data, spec: TrainSpec, *, label: str, run_dir:
     train = data.train
     for _ in range(_finished_epochs(backup)):
         iter(train)  # each iterator draws the next epoch's shuffle and crop seeds: skip the done ones
+    if spec.distill:
+        train = with_teacher(train, teacher)
     try:
         model.fit(train, validation_data=data.val, epochs=spec.epochs, callbacks=cbs, verbose=0)
     except ValueError as exc:
