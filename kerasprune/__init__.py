@@ -43,8 +43,8 @@ _API = {
     "AdaptiveInference": "inference", "from_keras3": "interop", "to_keras3": "interop",
     "multi_worker_strategy": "distribute",
 }
-_MODULES = ("agent", "backend", "benchmark", "data", "export", "inference", "metrics", "models",
-            "quantization", "sparsity", "structured")
+_MODULES = ("agent", "backend", "benchmark", "data", "distillation", "export", "inference", "metrics",
+            "models", "quantization", "sparsity", "structured")
 
 __all__ = [
     "ConfigError", "DataError", "ExportError", "FileError", "KerasPruneError", "ModelError",
