@@ -21,6 +21,7 @@ from kerasprune import AdaptiveInference, AdaptivePruning, DynamicSparsity, Feed
 from kerasprune import RLPruning, benchmark, data, metrics, models, prune, set_sparsity, structured, to_tflite
 from kerasprune.agent import PruningEnvironment, search
 from kerasprune.backend import keras, tf
+from kerasprune.distillation import DistillationLoss, with_teacher
 from kerasprune.distribute import cluster_spec
 from kerasprune.errors import ConfigError, KerasPruneError, ModelError
 from kerasprune.quantization import allocate, sensitivity
@@ -207,6 +208,11 @@ CASES = [
         r"padding='pre' is for text, and 'mnist' is images; drop the padding setting"),
     Bad("data", "`data.load('cifar100')` (not supported)", lambda: data.load("cifar100", data_dir="/unused"),
         ConfigError, r"unknown dataset 'cifar100'; kerasprune supports"),
+    Bad("distillation", "`DistillationLoss(alpha=1.5)`", lambda: DistillationLoss(alpha=1.5), ConfigError,
+        r"DistillationLoss\(alpha=\) must be a number in \[0, 1\], got 1.5"),
+    Bad("distillation", "`with_teacher(batches of one-hot labels, teacher)`",
+        lambda: with_teacher(_data().map(lambda x, y: (x, tf.one_hot(y, 2))), _mlp()), ConfigError,
+        r"labels must be class ids of shape \(batch,\) or \(batch, 1\)"),
     Bad("metrics", "`metrics.global_sparsity(None)`", lambda: metrics.global_sparsity(None), ModelError,
         r"expected a tf_keras Model, got NoneType"),
     Bad("metrics", "`metrics.count_params(None)`", lambda: metrics.count_params(None), ModelError,
