@@ -4,6 +4,7 @@ from __future__ import annotations
 import pytest
 
 from kerasprune.errors import ConfigError
+from kerasprune.export import weighted_ops
 from kerasprune.experiment.config import load_config
 from test_experiment import _run, _write_config
 
@@ -17,7 +18,8 @@ methods:
   - {method: quantized, tag: int8, quantize: {mode: int8, min_agreement: 0}}
   - {method: quantized, tag: mixed, quantize: {mode: mixed, eight_bit_fraction: 0.5, epochs: 1,
                                                min_agreement: 0}}
-  - {method: structured, tag: all4, ratio: 0.3, quantize: {mode: mixed, bits: 4, min_agreement: 0}}
+  - {method: structured, tag: all4, ratio: 0.3, quantize: {mode: mixed, bits: 4, min_agreement: 0,
+                                                            names: false}}
   - {method: tfmot_gmp, tag: pqat, sparsity: 0.5, frequency: 1,
      quantize: {mode: tfmot_qat, epochs: 1, min_agreement: 0}}
 budgets:
@@ -55,6 +57,10 @@ def test_quantized_runs_record_their_bits_and_the_types_in_their_files(tmp_path,
     hybrid = runs["structured-all4"]
     assert {w["type"] for w in hybrid["tflite_weights"]} == {"int4"}
     assert hybrid["tflite_bytes"] < runs["quantized-int8"]["tflite_bytes"] < runs["dense"]["tflite_bytes"]
+    # written without tensor names; the record still says which layer each weight is
+    written = (tmp_path / "out" / "quant" / "cpu" / "structured-all4" / "model.tflite").read_bytes()
+    assert all(w.weight.startswith("tensor ") for w in weighted_ops(written))
+    assert all("/" in w["weight"] for w in hybrid["tflite_weights"])
 
 
 @pytest.mark.parametrize("block, message", [
@@ -66,6 +72,7 @@ def test_quantized_runs_record_their_bits_and_the_types_in_their_files(tmp_path,
     ("{mode: mixed, file_fraction: 1.5}", r"file_fraction must be a number in \(0, 1\]"),
     ("{mode: mixed, tolerance: -0.1}", r"quantize.tolerance must be a number >= 0"),
     ("{mode: tfmot_qat, bits: 4}", "tfmot_qat is tfmot's 8-bit scheme .* bits belong to mode mixed"),
+    ("{mode: int8, names: 0}", "quantize.names must be true or false, got 0"),
 ])
 def test_a_bad_quantize_block_is_refused_before_anything_trains(tmp_path, block, message):
     config = _write_config(tmp_path, "bad", CONFIG.replace("{mode: int8, min_agreement: 0}}", block + "}"))

@@ -27,6 +27,28 @@ def test_a_mixed_export_writes_int4_and_int8_tensors_read_from_the_file(tmp_path
     assert result.bytes < fp32.bytes / 2  # a small model: the graph itself takes ~4 KB
 
 
+def test_a_file_without_names_is_smaller_and_runs_the_same(tmp_path):
+    from ai_edge_litert.interpreter import Interpreter
+    from tensorflow.lite.tools import flatbuffer_utils
+
+    model, x, *_ = trained(vision_model())
+    bits = {"c1": 8, "dw": 8, "sep": 4, "fc": 4}
+    named = export.to_tflite(model, check_inputs=x, mode="mixed", bits=bits, min_agreement=0.5)
+    bare = export.to_tflite(model, tmp_path / "bare.tflite", check_inputs=x, mode="mixed", bits=bits,
+                            min_agreement=0.5, names=False)
+    written = bare.path.read_bytes()
+    assert written == bare.content and bare.bytes < named.bytes - 200
+    graph = flatbuffer_utils.read_model_from_bytearray(bytearray(written)).subgraphs[0]
+    assert not any(t.name for t in graph.tensors)
+    assert export.run_tflite(written, x[:8]).tolist() == export.run_tflite(named.content, x[:8]).tolist()
+    runner = Interpreter(model_content=written).get_signature_runner()  # its keys are kept
+    (key,) = runner.get_input_details()
+    assert next(iter(runner(**{key: x[:1]}).values())).shape == (1, 8)
+    # the report still names each layer's weights (from the converter's file), the file does not
+    assert [w.weight for w in bare.weights()] == [w.weight for w in named.weights()]
+    assert all(w.weight.startswith("tensor ") for w in export.weighted_ops(written))
+
+
 def test_every_mode_stores_the_weights_it_names(tmp_path):
     model, x, *_ = trained(vision_model())
     types = {}

@@ -8,6 +8,7 @@ is exported and measured like every other run::
     quantize: {mode: mixed, file_fraction: 0.1, epochs: 2}
     quantize: {mode: mixed, bits: 4}             # every layer at 4 bits
     quantize: {mode: tfmot_qat, epochs: 2}       # tfmot's prune-preserving 8-bit QAT
+    quantize: {mode: mixed, bits: 4, names: false}  # the file without tensor names
 
 ``mixed`` measures each layer's 4-bit sensitivity on validation batches, allocates 4 or
 8 bits per layer (by ``bits``, ``byte_budget``, ``file_fraction`` of the dense float file,
@@ -21,13 +22,13 @@ import dataclasses
 from typing import Any
 
 from .. import checks, export, quantization
-from ..checks import choice, number
+from ..checks import choice, flag, number
 from ..errors import ConfigError, ModelError
 from .registry import Outcome, RunContext
 
 MODES = ("fp16", "dynamic", "int8", "mixed", "tfmot_qat")
 _MIXED_CRITERIA = ("bits", "byte_budget", "file_fraction", "eight_bit_fraction", "tolerance")
-_KEYS = {"mode", "epochs", "score", "compute", "batches", "min_agreement", *_MIXED_CRITERIA}
+_KEYS = {"mode", "epochs", "score", "compute", "batches", "min_agreement", "names", *_MIXED_CRITERIA}
 
 
 def check(block: Any, where: str) -> dict[str, Any]:
@@ -36,6 +37,7 @@ def check(block: Any, where: str) -> dict[str, Any]:
     spec = {"mode": "mixed", "epochs": 0, "score": "quantization_loss", "compute": "float",
             "batches": 8, "min_agreement": 0.95, **block}
     number(spec["min_agreement"], f"{where}: quantize.min_agreement", low=0.0, high=1.0)
+    flag(spec.get("names", True), f"{where}: quantize.names")  # no default: saved results stay valid
     choice(spec["mode"], f"{where}: quantize.mode", MODES)
     number(spec["epochs"], f"{where}: quantize.epochs", low=0, integer=True)
     number(spec["batches"], f"{where}: quantize.batches", low=1, integer=True)
@@ -74,8 +76,7 @@ def apply(ctx: RunContext, outcome: Outcome, block: dict[str, Any]) -> Outcome:
     if spec["mode"] == "tfmot_qat":
         return _tfmot_qat(ctx, outcome, spec)
     if spec["mode"] != "mixed":
-        return dataclasses.replace(outcome, export={"mode": spec["mode"],
-                                                    "min_agreement": spec["min_agreement"]})
+        return dataclasses.replace(outcome, export={"mode": spec["mode"], **_checked_file(spec)})
     model = outcome.model
     table = quantization.measure(model, ctx.data.val, spec["batches"])
     bits, allocation = _bits(model, table, spec, ctx)
@@ -88,7 +89,12 @@ def apply(ctx: RunContext, outcome: Outcome, block: dict[str, Any]) -> Outcome:
              "sensitivity": [row.as_dict() for row in table], "qat_epochs": int(spec["epochs"])}
     return Outcome(model, history, epochs, extra,
                    export={"mode": "mixed", "bits": bits, "compute": spec["compute"],
-                           "min_agreement": spec["min_agreement"]})
+                           **_checked_file(spec)})
+
+
+def _checked_file(spec: dict[str, Any]) -> dict[str, Any]:
+    """How the file is checked and written, whatever the mode."""
+    return {"min_agreement": spec["min_agreement"], "names": spec.get("names", True)}
 
 
 def _train_qat(ctx: RunContext, qat, spec: dict[str, Any], history: dict) -> dict:
@@ -117,7 +123,7 @@ def _tfmot_qat(ctx: RunContext, outcome: Outcome, spec: dict[str, Any]) -> Outco
     return Outcome(quantization.qat.float_twin(qat, outcome.model), history,
                    outcome.epochs + int(spec["epochs"]),
                    {**outcome.extra, "qat_epochs": int(spec["epochs"])},
-                   export={"mode": "int8", "min_agreement": spec["min_agreement"]}, export_model=qat)
+                   export={"mode": "int8", **_checked_file(spec)}, export_model=qat)
 
 
 def _bits(model, table, spec: dict[str, Any], ctx: RunContext) -> tuple[dict[str, int], dict]:

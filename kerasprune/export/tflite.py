@@ -20,13 +20,13 @@ from tensorflow_model_optimization.python.core.sparsity.keras.pruning_wrapper im
 from .. import files, metrics
 from ..metrics.quality import predicted_classes
 from ..backend import keras, require_tf_keras_model, tf
-from ..checks import choice, number
+from ..checks import choice, flag, number
 from ..data import random_inputs
 from ..errors import ConfigError, ExportError
 from ..models import vocabulary_size
 from ..quantization.qat import bake, check_bits
 from ..sparsity.prune import strip, wrappers
-from .flatbuffer import WeightedOp, has_state, weighted_ops
+from .flatbuffer import WeightedOp, has_state, weighted_ops, without_names
 from .recipe import COMPUTE, apply_bits, with_lookup_embeddings
 
 log = logging.getLogger("kerasprune")
@@ -46,14 +46,16 @@ class TFLiteExport:
     checked_examples: int
     mode: str = "fp32"
     agreement: float | None = None  # top-1 agreement with Keras, for the quantized modes
+    named: bytes | None = None  # the file before its names were stripped, if they were
 
     @property
     def bytes(self) -> int:
         return len(self.content)
 
     def weights(self) -> list[WeightedOp]:
-        """Each weighted op's stored type (int4/int8/float) and bytes, read from the file."""
-        return weighted_ops(self.content)
+        """Each weighted op's stored type (int4/int8/float) and bytes, read from the file
+        (the layers' names from the converter's file when the written one has none)."""
+        return weighted_ops(self.named or self.content)
 
 
 def interpreter(content: bytes | str | os.PathLike, num_threads: int = 1):
@@ -116,6 +118,7 @@ def to_tflite(
     compute: str = "float",
     representative: np.ndarray | None = None,
     min_agreement: float = 0.95,
+    names: bool = True,
 ) -> TFLiteExport:
     """Convert ``model`` to TFLite, compare outputs, then write ``path`` atomically.
 
@@ -149,6 +152,7 @@ def to_tflite(
     atol = number(atol, "to_tflite(atol=)", low=0.0)
     mode = choice(mode, "to_tflite(mode=)", MODES)
     min_agreement = number(min_agreement, "to_tflite(min_agreement=)", low=0.0, high=1.0)
+    flag(names, "to_tflite(names=)")
     if path is not None:
         files.refuse_folder(path)  # before a conversion that can take seconds
     if len(model.inputs) != 1 or len(model.outputs) != 1:
@@ -168,6 +172,7 @@ def to_tflite(
         calibration = representative if representative is not None else check_inputs
         content = _convert(model, recurrent, sparse, mode,
                            None if calibration is None else _checked_inputs(model, calibration))
+    named, content = (None, content) if names else (content, without_names(content))
 
     expected = model.predict(inputs, verbose=0, batch_size=len(inputs))
     if mode == "fp32":
@@ -176,7 +181,7 @@ def to_tflite(
     else:
         diff, agreement = _agree(content, expected, inputs, min_agreement, mode, model.name)
     written = files.write_bytes(path, content) if path is not None else None
-    return TFLiteExport(content, written, diff, len(inputs), mode, agreement)
+    return TFLiteExport(content, written, diff, len(inputs), mode, agreement, named)
 
 
 def _check_mode_args(model: keras.Model, mode: str, bits, compute: str, sparse: bool) -> None:
