@@ -283,6 +283,9 @@ def test_a_run_can_fine_tune_against_the_dense_baselines_outputs(tmp_path, mock_
     assert len(kd["history"]["val_accuracy"]) == 2 and kd["history"]["kept_epoch"]  # monitored as ever
     assert kd["history"]["loss"] != plain["history"]["loss"]  # same start and data, another loss
     assert kd["params"] == plain["params"]
+    # its training FLOPs add the teacher's forward pass over every example of its 2 epochs
+    extra = kd["train_flops"] - plain["train_flops"]
+    assert extra > 0 and extra % (2 * dense["macs"] * 2) == 0
 
 
 def test_the_dense_finetune_control_trains_on_without_pruning(tmp_path, mock_tfds):

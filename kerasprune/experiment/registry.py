@@ -29,6 +29,9 @@ class RunContext:
     run_dir: Path
     label: str
     baseline: Callable[[], keras.Model]  # a fresh copy of the trained dense model
+    # the epochs of each phase trained with the baseline as teacher (shared by the copies a
+    # method makes for a phase of its own, such as quantization-aware training)
+    taught: list[int] = field(default_factory=list)
 
     def build(self) -> keras.Model:
         """A fresh, untrained model of the budget's architecture."""
@@ -47,6 +50,8 @@ class RunContext:
         if epochs is not None:
             spec = dataclasses.replace(spec, epochs=epochs)
         training.compile_for(model, spec, training.steps_per_epoch(self.data))
+        if spec.distill:
+            self.taught.append(spec.epochs)
         return training.fit(model, self.data, spec, label=self.label, run_dir=self.run_dir,
                             callbacks=callbacks, sparsity=sparsity,
                             teacher=self.baseline() if spec.distill else None)

@@ -274,9 +274,13 @@ def _run_one(config: ExperimentConfig, run: RunSpec, data: Data, run_dir: Path,
             outcome = quantize.apply(ctx, outcome, run.params["quantize"])
     train_seconds = time.perf_counter() - started
     log(f"{label}: trained in {train_seconds:.0f}s; measuring and exporting")
+    figures = measure(outcome, data, run_dir)
+    if ctx.taught:  # the teacher's forward passes
+        figures["train_flops"] += metrics.teacher_flops(metrics.count_macs(baseline()).dense,
+                                                        data.train_examples, sum(ctx.taught))
     record = {
         **_identity(config, run, data),
-        **measure(outcome, data, run_dir),
+        **figures,
         "train_seconds": round(train_seconds, 2),
         "peak_memory_mb": round(memory.mb, 1),
         "fingerprint": fingerprint(config, run),

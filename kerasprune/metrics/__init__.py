@@ -28,7 +28,7 @@ from .counts import (
     measured_weights,
     unwrap,
 )
-from .flops import training_flops
+from .flops import teacher_flops, training_flops
 from .macs import Macs, count_macs, register_macs
 from .quality import classification_scores, evaluate, loss_of
 
@@ -45,5 +45,5 @@ def figures(model) -> dict:
 __all__ = [
     "Macs", "classification_scores", "count_macs", "count_nonzero_params", "count_params",
     "effective_values", "evaluate", "figures", "global_sparsity", "layer_sparsity", "leaf_layers",
-    "loss_of", "measured_weights", "register_macs", "training_flops", "unwrap",
+    "loss_of", "measured_weights", "register_macs", "teacher_flops", "training_flops", "unwrap",
 ]

@@ -38,4 +38,9 @@ def training_flops(macs: int, macs_effective: int, examples: int, epoch_sparsity
     return int(total + 2 * (macs - macs_effective) * dense_gradient_examples)
 
 
-__all__ = ["training_flops"]
+def teacher_flops(teacher_macs: int, examples: int, epochs: int) -> int:
+    """What distillation adds: the teacher's forward pass over every example of every epoch."""
+    return int(2 * teacher_macs * examples * epochs)
+
+
+__all__ = ["teacher_flops", "training_flops"]
