@@ -165,7 +165,10 @@ def test_two_workers_keep_identical_masks_and_a_killed_run_resumes_where_it_stop
     # the schedule carried on from its state at the kill (0.3 then 0.6, its final level): a
     # fresh one would take its first step to 0.3
     assert first["decisions"] == second["decisions"]
-    assert [(d["action"], round(d["sparsity"], 3)) for d in first["decisions"]] == [("done", 0.6)] * 2
+    # at its final level it is done, or holds when the validation accuracy of this tiny task
+    # dips past the tolerance (one fresh-clone run under xdist held; alone it is done)
+    assert [round(d["sparsity"], 3) for d in first["decisions"]] == [0.6] * 2
+    assert {d["action"] for d in first["decisions"]} <= {"done", "hold"}
     assert first["masks"].keys() == second["masks"].keys() and first["masks"]
     for name, mask in first["masks"].items():
         assert mask == second["masks"][name], name
