@@ -27,12 +27,10 @@ def compile_for(model: keras.Model, spec: TrainSpec, steps_per_epoch: int) -> ke
         optimizer = keras.optimizers.AdamW(lr, weight_decay=spec.weight_decay)
     else:
         optimizer = keras.optimizers.Adam(lr)
-    if spec.distill:
-        model.compile(optimizer=optimizer, loss=DistillationLoss(spec.distill, spec.temperature),
-                      metrics=[LabelAccuracy()])
-    else:
-        model.compile(optimizer=optimizer, loss=keras.losses.SparseCategoricalCrossentropy(),
-                      metrics=["accuracy"])
+    # a distilled phase's targets carry the teacher's outputs after the labels
+    loss, accuracy = ((DistillationLoss(spec.distill, spec.temperature), LabelAccuracy()) if spec.distill
+                      else (keras.losses.SparseCategoricalCrossentropy(), "accuracy"))
+    model.compile(optimizer=optimizer, loss=loss, metrics=[accuracy])
     return model
 
 

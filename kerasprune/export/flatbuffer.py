@@ -112,7 +112,6 @@ def weighted_ops(content: bytes | str | os.PathLike) -> list[WeightedOp]:
         for i in op.inputs:
             w = weights.get(source.get(i, i))
             if w is not None and w.rank >= 2:
-                tensor = graph.tensors[source.get(i, i)]
                 found.append(WeightedOp(op_name(op), _name(graph, op.outputs[0]),
                                         _name(graph, source.get(i, i)), w.type, w.count, w.stored_bytes,
                                         i in dequantized))
