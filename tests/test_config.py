@@ -51,6 +51,16 @@ def test_fingerprints_follow_what_each_run_depends_on(tmp_path):
     assert fingerprint(idle, pruned) == fingerprint(config, pruned)  # a temperature without a teacher
 
 
+def test_a_setting_added_later_counts_only_when_set(tmp_path):
+    def rigl(extra):
+        text = BASE.replace("method: tfmot_gmp", "method: rigl").replace("[0.8, 0.9]", f"0.9\n    {extra}")
+        config = load_config(_write(tmp_path, text))
+        return fingerprint(config, config.runs[1])
+
+    assert rigl("sparse_init: false") == rigl("")  # saved runs from before it stay valid
+    assert rigl("sparse_init: true") != rigl("")
+
+
 @pytest.mark.parametrize("edit, message", [
     (("model: lenet5", "model: lenet5\nmodle_args: {}"), "unknown key 'modle_args'. Did you mean 'model_args'"),
     (("epochs: 2,", "epoch: 2,"), "budgets.cpu.train: unknown key 'epoch'"),

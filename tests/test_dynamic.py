@@ -164,6 +164,46 @@ def test_erk_keeps_small_layers_denser_within_the_floor_and_the_cap():
         densities(shapes, 0.98, "erk", min_density=0.05)
 
 
+class Initial(keras.callbacks.Callback):
+    """The kernels as the first batch sees them (after DynamicSparsity drew its masks)."""
+
+    def on_train_batch_begin(self, batch, logs=None):
+        if batch == 0 and not hasattr(self, "kernels"):
+            self.kernels = [w.prunable[i].variable.numpy() for w in wrappers(self.model)
+                            for i in range(len(w.masks))]
+
+
+def test_sparse_init_gives_each_sparse_kernel_the_signal_of_its_dense_init():
+    def run(sparse_init):
+        keras.utils.set_random_seed(0)
+        model = keras.Sequential([keras.Input((6,)), keras.layers.Embedding(50, 8, name="emb"),
+                                  keras.layers.Flatten(), keras.layers.Dense(64, activation="relu", name="a"),
+                                  keras.layers.Dense(2, activation="softmax", name="out")])
+        drawn = [w.numpy() for w in (model.get_layer("emb").embeddings, model.get_layer("a").kernel)]
+        pruned = prune(model, track_scores=False)
+        pruned.compile("adam", "sparse_categorical_crossentropy")
+        x = np.random.default_rng(0).integers(0, 50, (64, 6))
+        dst, seen = DynamicSparsity(0.9, method="static", sparse_init=sparse_init, verbose=0), Initial()
+        pruned.fit(x, x[:, 0] % 2, batch_size=16, epochs=1, callbacks=[dst, seen], verbose=0)
+        masks = _live(pruned)
+        return drawn, seen.kernels, masks, dst
+
+    drawn, plain, masks, _ = run(False)
+    _, scaled, same_masks, dst = run(True)
+    assert all(np.array_equal(a, b) for a, b in zip(masks, same_masks))  # the init does not move masks
+    np.testing.assert_array_equal(scaled[0], drawn[0])  # an embedding looks rows up: left as drawn
+    density = masks[1].mean()
+    assert density < 0.5
+    np.testing.assert_allclose(scaled[1], plain[1] / np.sqrt(density), rtol=1e-5)
+    # the layer's pre-activations start about as large as the dense init's
+    inputs = np.random.default_rng(1).standard_normal((512, 48)).astype("float32")
+    dense_std = (inputs @ drawn[1]).std()
+    assert abs((inputs @ (scaled[1] * masks[1])).std() / dense_std - 1) < 0.15
+    assert (inputs @ (plain[1] * masks[1])).std() / dense_std < 0.5
+    with pytest.raises(ConfigError, match="sparse_init"):
+        DynamicSparsity(0.9, sparse_init="yes")
+
+
 def test_bad_settings_are_refused_when_the_callback_is_made():
     with pytest.raises(ConfigError, match="method"):
         DynamicSparsity(0.8, method="snip")

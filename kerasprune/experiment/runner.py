@@ -203,6 +203,11 @@ def _default_command(config: ExperimentConfig, budget: str) -> str:
     return f"kerasprune experiment {shlex.quote(str(path))} --budget {budget}"
 
 
+#: method settings added after results were saved, at the value that changes nothing: they
+#: count only when set otherwise, so the saved results of the runs without them stay valid
+_LATER_SETTINGS = {"sparse_init": False}
+
+
 def fingerprint(config: ExperimentConfig, run: RunSpec) -> str:
     """What a run's result depends on; a cached result with another one is rerun.
 
@@ -215,8 +220,10 @@ def fingerprint(config: ExperimentConfig, run: RunSpec) -> str:
     for phase in ("train", "finetune"):  # no teacher, no effect: saved results stay valid
         if not budget[phase]["distill"]:
             del budget[phase]["distill"], budget[phase]["temperature"]
+    params = {k: v for k, v in {**method.defaults, **run.params}.items()
+              if k not in _LATER_SETTINGS or v is not _LATER_SETTINGS[k]}
     key = {"dataset": config.dataset, "seed": config.seed, "method": run.method,
-           "params": {**method.defaults, **run.params}, "kerasprune": __version__}
+           "params": params, "kerasprune": __version__}
     if run.training:  # only when set, so the runs without any keep their saved results
         key["training"] = run.training
     if method.from_baseline:

@@ -11,6 +11,12 @@ smallest in magnitude, and regrows as many among the dead ones:
   al. 2020).  The wrappers capture it only on update batches
   (``prune(model, track_gradients=True)``).
 
+With ``sparse_init`` the first step's live weights are scaled by ``1/sqrt(density)`` per
+kernel, so a layer's output starts with the variance a dense initializer meant for it
+(the layer-scaled init of Evci et al. 2022, "Gradient Flow in Sparse Neural Networks",
+which the RigL code offers); without it a 5%-dense layer starts with a fifth of the
+signal.  Embeddings, which look up rows rather than sum over inputs, are left as drawn.
+
 The fraction decays along a cosine from ``drop_fraction`` to zero at ``end_fraction`` of
 the run's steps, after which the masks stay.  A regrown weight starts at zero and so does
 its optimizer state (:mod:`.slots`); each kernel keeps its number of nonzeros, so the
@@ -30,7 +36,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..backend import keras
-from ..checks import choice, number
+from ..checks import choice, flag, number
 from ..errors import ConfigError, ModelError
 from . import slots
 from .densities import DISTRIBUTIONS, bounds, densities
@@ -57,8 +63,8 @@ class DynamicSparsity(keras.callbacks.Callback):
 
     def __init__(self, sparsity: float = 0.5, *, method: str = "rigl", distribution: str = "erk",
                  drop_fraction: float = 0.2, update_every: int = 100, end_fraction: float = 0.75,
-                 min_density: float = 0.02, max_density: float = 1.0, seed: int = 0,
-                 verbose: int = 1) -> None:
+                 min_density: float = 0.02, max_density: float = 1.0, sparse_init: bool = False,
+                 seed: int = 0, verbose: int = 1) -> None:
         super().__init__()
         where = "DynamicSparsity"
         self.sparsity = number(sparsity, f"{where}(sparsity=)", low=0.0, high=1.0, low_open=True,
@@ -74,6 +80,7 @@ class DynamicSparsity(keras.callbacks.Callback):
             raise ConfigError(f"{where}: sparsity {self.sparsity:g} cannot be met with every kernel "
                               f"at least {self.min_density:g} dense; lower min_density below "
                               f"{1.0 - self.sparsity:g}.")
+        self.sparse_init = flag(sparse_init, f"{where}(sparse_init=)")
         self.seed, self.verbose = int(seed), verbose
         self.updates: list[dict] = []
         self.state = DynamicState()
@@ -163,6 +170,11 @@ class DynamicSparsity(keras.callbacks.Callback):
         for wrapper in self._wrappers():
             wrapper.set_masks(drawn[wrapper.name], keep_previous=False)
             wrapper.remember_masks()
+        if self.sparse_init:
+            for (wrapper, i), count in zip(kernels, counts):
+                weight = wrapper.prunable[i]
+                if not isinstance(weight.owner, keras.layers.Embedding):
+                    weight.variable.assign(weight.variable * math.sqrt(weight.variable.shape.num_elements() / count))
 
     def _fraction(self, step: int) -> float:
         """The cosine-decayed share of live weights an update at ``step`` moves."""
