@@ -73,6 +73,54 @@ def test_masks_stay_identical_on_every_replica_of_a_mirrored_strategy(method):
     assert zeros > 0.3  # the masks did prune
 
 
+DISTILL = r'''
+import json
+import kerasprune
+import numpy as np
+import tensorflow as tf
+
+cpu = tf.config.list_physical_devices("CPU")[0]
+tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
+from kerasprune.distillation import DistillationLoss, LabelAccuracy, with_teacher
+from kerasprune.backend import keras
+
+rng = np.random.default_rng(0)
+x = rng.standard_normal((256, 8)).astype("float32")
+data = tf.data.Dataset.from_tensor_slices((x, (x[:, 0] > 0).astype("int32"))).batch(64)
+keras.utils.set_random_seed(1)
+teacher = keras.Sequential([keras.Input((8,)), keras.layers.Dense(3, activation="softmax")])
+
+
+def fit(strategy):
+    with strategy.scope():
+        keras.utils.set_random_seed(2)
+        student = keras.Sequential([keras.Input((8,)), keras.layers.Dense(3, activation="softmax")])
+        student.compile(keras.optimizers.SGD(0.5), DistillationLoss(alpha=1.0, temperature=2.0),
+                        [LabelAccuracy()])
+    history = student.fit(with_teacher(data, teacher), epochs=5, verbose=0).history
+    gap = float(np.abs(student.predict(x, verbose=0) - teacher.predict(x, verbose=0)).mean())
+    return student.get_weights()[0].tolist(), history["loss"], gap
+
+
+mirrored = tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"])
+print("RESULT " + json.dumps({"replicas": mirrored.num_replicas_in_sync, "mirrored": fit(mirrored),
+                              "one": fit(tf.distribute.get_strategy())}))
+'''
+
+
+def test_a_distilled_student_learns_on_two_replicas_what_it_learns_on_one():
+    done = subprocess.run([sys.executable, "-c", DISTILL], capture_output=True, text=True, timeout=600,
+                          env={**os.environ, "CUDA_VISIBLE_DEVICES": ""})
+    lines = [l for l in done.stdout.splitlines() if l.startswith("RESULT ")]
+    assert done.returncode == 0 and lines, done.stderr[-2000:]
+    result = json.loads(lines[0].removeprefix("RESULT "))
+    (weights, losses, gap), (one_weights, one_losses, one_gap) = result["mirrored"], result["one"]
+    assert result["replicas"] == 2
+    assert losses[-1] < 0.5 * losses[0]  # the teacher's answers are learned (alpha 1: nothing else)
+    np.testing.assert_allclose(weights, one_weights, rtol=1e-3, atol=1e-4)
+    np.testing.assert_allclose(losses, one_losses, rtol=1e-3)
+    assert gap < 0.05 and abs(gap - one_gap) < 1e-3
+
 WORKER = r'''
 import json
 import os
