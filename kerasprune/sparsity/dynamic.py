@@ -14,8 +14,8 @@ smallest in magnitude, and regrows as many among the dead ones:
 With ``sparse_init`` the first step's live weights are scaled by ``1/sqrt(density)`` per
 kernel, so a layer's output starts with the variance a dense initializer meant for it
 (the layer-scaled init of Evci et al. 2022, "Gradient Flow in Sparse Neural Networks",
-which the RigL code offers); without it a 5%-dense layer starts with a fifth of the
-signal.  Embeddings, which look up rows rather than sum over inputs, are left as drawn.
+which the RigL code offers); without it a 5%-dense layer starts with its outputs about
+a fifth as large.  Embeddings, which look up rows rather than sum over inputs, are left as drawn.
 
 The fraction decays along a cosine from ``drop_fraction`` to zero at ``end_fraction`` of
 the run's steps, after which the masks stay.  A regrown weight starts at zero and so does
