@@ -185,11 +185,10 @@ def test_sparse_init_gives_each_sparse_kernel_the_signal_of_its_dense_init():
         x = np.random.default_rng(0).integers(0, 50, (64, 6))
         dst, seen = DynamicSparsity(0.9, method="static", sparse_init=sparse_init, verbose=0), Initial()
         pruned.fit(x, x[:, 0] % 2, batch_size=16, epochs=1, callbacks=[dst, seen], verbose=0)
-        masks = _live(pruned)
-        return drawn, seen.kernels, masks, dst
+        return drawn, seen.kernels, _live(pruned)
 
-    drawn, plain, masks, _ = run(False)
-    _, scaled, same_masks, dst = run(True)
+    drawn, plain, masks = run(False)
+    _, scaled, same_masks = run(True)
     assert all(np.array_equal(a, b) for a, b in zip(masks, same_masks))  # the init does not move masks
     np.testing.assert_array_equal(scaled[0], drawn[0])  # an embedding looks rows up: left as drawn
     density = masks[1].mean()

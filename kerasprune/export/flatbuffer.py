@@ -129,8 +129,8 @@ def without_names(content: bytes) -> bytes:
     """The flatbuffer without its tensor and subgraph names and its description.
 
     They matter to a debugger, not to the runtime: on a 97%-sparse 4-bit LeNet-5 they are
-    371 of the 5,975 bytes gzip leaves (a one-off measurement).  The signature keeps its input and output keys (they
-    point at tensor indices), so signature runners work as before.
+    371 of the 5,975 bytes gzip leaves (a one-off measurement).  The signature keeps its
+    input and output keys (they point at tensor indices), so signature runners work as before.
     """
     from tensorflow.lite.tools import flatbuffer_utils
 

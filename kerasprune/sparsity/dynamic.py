@@ -15,7 +15,8 @@ With ``sparse_init`` the first step's live weights are scaled by ``1/sqrt(densit
 kernel, so a layer's output starts with the variance a dense initializer meant for it
 (the layer-scaled init of Evci et al. 2022, "Gradient Flow in Sparse Neural Networks",
 which the RigL code offers); without it a 5%-dense layer starts with its outputs about
-a fifth as large.  Embeddings, which look up rows rather than sum over inputs, are left as drawn.
+a fifth as large.  Embeddings, which look up rows rather than sum over inputs, are left
+as drawn.
 
 The fraction decays along a cosine from ``drop_fraction`` to zero at ``end_fraction`` of
 the run's steps, after which the masks stay.  A regrown weight starts at zero and so does
@@ -167,14 +168,12 @@ class DynamicSparsity(keras.callbacks.Callback):
             flat = np.zeros(int(np.prod(shape)), dtype=np.float32)
             flat[rng.choice(flat.size, size=count, replace=False)] = 1.0
             drawn.setdefault(wrapper.name, []).append(flat.reshape(shape))
+            weight = wrapper.prunable[i]
+            if self.sparse_init and not isinstance(weight.owner, keras.layers.Embedding):
+                weight.variable.assign(weight.variable * math.sqrt(flat.size / count))
         for wrapper in self._wrappers():
             wrapper.set_masks(drawn[wrapper.name], keep_previous=False)
             wrapper.remember_masks()
-        if self.sparse_init:
-            for (wrapper, i), count in zip(kernels, counts):
-                weight = wrapper.prunable[i]
-                if not isinstance(weight.owner, keras.layers.Embedding):
-                    weight.variable.assign(weight.variable * math.sqrt(weight.variable.shape.num_elements() / count))
 
     def _fraction(self, step: int) -> float:
         """The cosine-decayed share of live weights an update at ``step`` moves."""
