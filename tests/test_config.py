@@ -59,6 +59,8 @@ def test_a_setting_added_later_counts_only_when_set(tmp_path):
 
     assert rigl("sparse_init: false") == rigl("")  # saved runs from before it stay valid
     assert rigl("sparse_init: true") != rigl("")
+    assert rigl("gradient_batches: 1") == rigl("")
+    assert rigl("gradient_batches: 10") != rigl("")
 
 
 @pytest.mark.parametrize("edit, message", [

@@ -126,25 +126,47 @@ def test_static_masks_never_move():
     assert int(again.state.step) == 2 * STEPS
 
 
-def test_the_captured_gradient_is_the_dense_gradient_of_the_update_batch():
+def _dense_gradients(model, x, y):
+    """dL/dw at the weights the layers compute with (pruned ones at zero)."""
+    plain = strip(model)
+    with tf.GradientTape() as tape:
+        loss = tf.reduce_mean(keras.losses.sparse_categorical_crossentropy(y, plain(x, training=True)))
+    return [g.numpy() for g in tape.gradient(loss, [l.kernel for l in plain.layers if hasattr(l, "kernel")])]
+
+
+@pytest.mark.parametrize("batches", [1, 3])
+def test_the_captured_gradient_is_the_summed_dense_gradient_of_the_captured_batches(batches):
     model = _model()
-    x, y = next(iter(_data()))
     for wrapper in wrappers(model):
         wrapper.set_masks([(np.random.default_rng(1).random(m.shape) < 0.2).astype("float32")
                            for m in wrapper.masks])
-    # the dense gradient at the weights the layer computes with (pruned ones at zero)
-    plain = strip(model)
-    with tf.GradientTape() as tape:
-        loss = keras.losses.sparse_categorical_crossentropy(y, plain(x, training=True))
-        loss = tf.reduce_mean(loss)
-    expected = tape.gradient(loss, [l.kernel for l in plain.layers if hasattr(l, "kernel")])
     for wrapper in wrappers(model):
         wrapper.capture_gradients(True)
-    model.train_on_batch(x, y)
+    expected = 0
+    for x, y in _data().take(batches):  # each batch's gradient at the weights it trains
+        expected = expected + np.array(_dense_gradients(model, x, y), dtype=object)
+        model.train_on_batch(x, y)
     captured = [g for w in wrappers(model) for g in w.gradient_values()]
     for got, want in zip(captured, expected):
-        np.testing.assert_allclose(got, np.abs(want.numpy()), rtol=1e-4, atol=1e-6)
+        np.testing.assert_allclose(got, np.abs(want), rtol=1e-4, atol=1e-6)
         assert np.any(got > 0)
+
+
+def test_rigl_sums_the_gradients_of_the_batches_leading_up_to_each_update():
+    class Captures(keras.callbacks.Callback):
+        def on_train_begin(self, logs=None):
+            self.counts = []
+
+        def on_train_batch_end(self, batch, logs=None):
+            self.counts.append(int(wrappers(self.model)[0].captures.numpy()))
+
+    model, captures = _model(), Captures()
+    dst = DynamicSparsity(0.8, method="rigl", update_every=5, gradient_batches=3, verbose=0)
+    model.fit(_data(), epochs=2, callbacks=[dst, captures], verbose=0)
+    assert [u["step"] for u in dst.updates] == [5, 10, 15, 20]
+    # batches 3-5, 8-10, 13-15 and 18-20 captured, none after the last update (end step 24)
+    captured = [s + 1 for s in range(2 * STEPS) if captures.counts[s] > (captures.counts[s - 1] if s else 0)]
+    assert captured == [3, 4, 5, 8, 9, 10, 13, 14, 15, 18, 19, 20]
 
 
 def test_erk_keeps_small_layers_denser_within_the_floor_and_the_cap():
@@ -210,6 +232,10 @@ def test_bad_settings_are_refused_when_the_callback_is_made():
         DynamicSparsity(0.8, min_density=0.5, max_density=0.2)
     with pytest.raises(ConfigError, match="sparsity"):
         DynamicSparsity(1.0)
+    with pytest.raises(ConfigError, match="at most update_every"):
+        DynamicSparsity(0.8, update_every=10, gradient_batches=11)
+    with pytest.raises(ConfigError, match="method 'set' uses none"):
+        DynamicSparsity(0.8, method="set", gradient_batches=4)
 
 
 class Epochs(keras.callbacks.Callback):

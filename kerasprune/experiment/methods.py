@@ -200,7 +200,7 @@ def structured(ctx: RunContext, params: dict[str, Any]) -> Outcome:
 
 #: the settings a dynamic sparse run takes from DynamicSparsity (its sparsity is the run's)
 _DYNAMIC_SETTINGS = ("distribution", "drop_fraction", "update_every", "end_fraction", "min_density",
-                     "max_density", "sparse_init")
+                     "max_density", "sparse_init", "gradient_batches")
 
 
 def _dynamic_parts(p: dict[str, Any], method: str, seed: int = 0) -> DynamicSparsity:
@@ -224,7 +224,8 @@ def _register_dynamic(method: str) -> None:
         model = strip(pruned)
         macs = count_macs(model)
         # every update of the run, those before a kill and resume included
-        rigl_examples = int(callback.state.updates) * ctx.data.batch_size if method == "rigl" else 0
+        rigl_examples = (int(callback.state.updates) * callback.gradient_batches * ctx.data.batch_size
+                         if method == "rigl" else 0)
         sparsity = history.get("sparsity", [])
         flops = training_flops(macs.dense, macs.effective, ctx.data.train_examples, sparsity,
                                start_sparsity=(sparsity or [0.0])[-1], dense_gradient_examples=rigl_examples)

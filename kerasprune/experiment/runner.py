@@ -205,7 +205,7 @@ def _default_command(config: ExperimentConfig, budget: str) -> str:
 
 #: method settings added after results were saved, at the value that changes nothing: they
 #: count only when set otherwise, so the saved results of the runs without them stay valid
-_LATER_SETTINGS = {"sparse_init": False}
+_LATER_SETTINGS = {"sparse_init": False, "gradient_batches": 1}
 
 
 def fingerprint(config: ExperimentConfig, run: RunSpec) -> str:
@@ -221,7 +221,7 @@ def fingerprint(config: ExperimentConfig, run: RunSpec) -> str:
         if not budget[phase]["distill"]:
             del budget[phase]["distill"], budget[phase]["temperature"]
     params = {k: v for k, v in {**method.defaults, **run.params}.items()
-              if k not in _LATER_SETTINGS or v is not _LATER_SETTINGS[k]}
+              if k not in _LATER_SETTINGS or (type(v), v) != (type(_LATER_SETTINGS[k]), _LATER_SETTINGS[k])}
     key = {"dataset": config.dataset, "seed": config.seed, "method": run.method,
            "params": params, "kerasprune": __version__}
     if run.training:  # only when set, so the runs without any keep their saved results

@@ -9,7 +9,10 @@ smallest in magnitude, and regrows as many among the dead ones:
 * ``set``: at random (Mocanu et al. 2018, Sparse Evolutionary Training);
 * ``rigl``: where the dense gradient ``|dL/dw|`` of the update batch is largest (Evci et
   al. 2020).  The wrappers capture it only on update batches
-  (``prune(model, track_gradients=True)``).
+  (``prune(model, track_gradients=True)``); with ``gradient_batches`` it is summed over
+  that many batches ending with the update's, so that regrowth sees more of the data
+  than one batch: an embedding's gradient reaches only the rows its batch looked up
+  (rigl-torch's gradient accumulation).
 
 With ``sparse_init`` the first step's live weights are scaled by ``1/sqrt(density)`` per
 kernel, so a layer's output starts with the variance a dense initializer meant for it
@@ -65,7 +68,7 @@ class DynamicSparsity(keras.callbacks.Callback):
     def __init__(self, sparsity: float = 0.5, *, method: str = "rigl", distribution: str = "erk",
                  drop_fraction: float = 0.2, update_every: int = 100, end_fraction: float = 0.75,
                  min_density: float = 0.02, max_density: float = 1.0, sparse_init: bool = False,
-                 seed: int = 0, verbose: int = 1) -> None:
+                 gradient_batches: int = 1, seed: int = 0, verbose: int = 1) -> None:
         super().__init__()
         where = "DynamicSparsity"
         self.sparsity = number(sparsity, f"{where}(sparsity=)", low=0.0, high=1.0, low_open=True,
@@ -82,6 +85,14 @@ class DynamicSparsity(keras.callbacks.Callback):
                               f"at least {self.min_density:g} dense; lower min_density below "
                               f"{1.0 - self.sparsity:g}.")
         self.sparse_init = flag(sparse_init, f"{where}(sparse_init=)")
+        self.gradient_batches = number(gradient_batches, f"{where}(gradient_batches=)", low=1, integer=True)
+        if self.gradient_batches > self.update_every:
+            raise ConfigError(f"{where}: gradient_batches {self.gradient_batches} would sum gradients "
+                              f"from before the previous update (one every {self.update_every} "
+                              "batches); keep it at most update_every.")
+        if self.gradient_batches > 1 and self.method != "rigl":
+            raise ConfigError(f"{where}: gradient_batches sums the dense gradients RigL regrows by; "
+                              f"method {self.method!r} uses none, so leave it at 1.")
         self.seed, self.verbose = int(seed), verbose
         self.updates: list[dict] = []
         self.state = DynamicState()
@@ -117,18 +128,18 @@ class DynamicSparsity(keras.callbacks.Callback):
             self._loaded = True
         self._epoch_updates = []
 
-    def _due(self) -> bool:
-        """Whether the batch about to run (or just run) is an update batch."""
-        step = int(self.state.step) + 1
+    def _due(self, step: int) -> bool:
+        """Whether training batch number ``step`` (counted from 1) is an update batch."""
         return self.method != "static" and step % self.update_every == 0 and step <= self._end_step
 
     def on_train_batch_begin(self, batch: int, logs: dict | None = None) -> None:
-        if self.method == "rigl" and self._due():
+        # the first batch of an update's gradient window clears the sums and starts them
+        if self.method == "rigl" and self._due(int(self.state.step) + self.gradient_batches):
             for wrapper in self._wrappers():
                 wrapper.capture_gradients(True)
 
     def on_train_batch_end(self, batch: int, logs: dict | None = None) -> None:
-        due = self._due()
+        due = self._due(int(self.state.step) + 1)
         self.state.step += 1
         if due:
             self._update()
