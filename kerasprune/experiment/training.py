@@ -48,8 +48,9 @@ def fit(model: keras.Model, data: Data, spec: TrainSpec, *, label: str, run_dir:
     ``run_dir/backup``), and the history is appended to ``run_dir/history.csv`` so the
     epochs before the kill are kept.  The resumed epochs see the data in the order the
     uninterrupted run would have (BackupAndRestore alone restarts the shuffle), so with
-    deterministic ops a resumed run ends on the same weights.  The backup is removed once
-    training completes.
+    deterministic ops a resumed run ends on the same weights, unless the model has
+    ``Dropout``: its random state is in no checkpoint, so the resumed epochs drop other
+    units.  The backup is removed once training completes.
     The history's ``step_ms`` holds the median training step time of this phase; with
     ``spec.keep_best`` the model ends on its best validation epoch at ``sparsity``
     (:class:`~kerasprune.sparsity.callbacks.KeepBest`), recorded as ``kept_epoch`` (1-based).
