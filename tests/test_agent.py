@@ -7,12 +7,13 @@ import numpy as np
 import pytest
 
 from kerasprune import ConfigError, ModelError, prune
-from kerasprune.agent import DQN, PruningEnvironment, RLPruning, search
+from kerasprune.agent import DQN, Episode, PruningEnvironment, RLPruning, Search, search
 from kerasprune.metrics.quality import hits as _hits
 from kerasprune.backend import keras, tf
 from kerasprune.metrics import count_macs
 from kerasprune.models import build
 from kerasprune.structured import PlanCost, analyze, make_plan, plan_channels, shrink
+from kerasprune.structured.plan import Plan
 
 
 def _cnn():
@@ -26,7 +27,7 @@ def _cnn():
     return keras.Model(inputs, outputs)
 
 
-def _data(n=192, batch=32):
+def _data(n=320, batch=32):
     rng = np.random.default_rng(0)
     x = rng.standard_normal((n, 8, 8, 1)).astype("float32")
     y = (x[:, :4].sum(axis=(1, 2, 3)) > 0).astype("int32") + (x[:, 4:].mean(axis=(1, 2, 3)) > 0.2)
@@ -87,7 +88,10 @@ def test_every_plan_of_a_search_stays_within_the_budget(options):
     assert max(e["macs"] for e in result.episodes) <= 0.4
     shrunk = count_macs(shrink(model, result.best.plan)).dense / count_macs(model).dense
     assert shrunk == pytest.approx(result.best.macs) and shrunk <= 0.4
-    assert result.best.reward == max(e["reward"] for e in result.episodes)
+    unconfirmed = search(model, _data(), budget=0.4, episodes=12, seed=3, confirm_batches=0, **options)
+    assert unconfirmed.best.reward == max(e["reward"] for e in unconfirmed.episodes)
+    played = [[{k: v for k, v in e.items() if k != "seconds"} for e in r.episodes] for r in (result, unconfirmed)]
+    assert played[0] == played[1]  # the confirmation only judges, it never plays
 
 
 @pytest.mark.parametrize("budget", [0.25, 0.5])
@@ -174,6 +178,61 @@ def test_a_policy_judged_before_on_the_same_weights_is_not_run_again():
     env.evaluate(ratios)
     assert len(runs) == 12
 
+def _episode(env, ratio, reward):
+    ratios = {", ".join(key): ratio for key in env.keys}
+    return Episode(ratios, reward, 0.5, reward, 0.0, Plan())
+
+
+@pytest.mark.parametrize("confirmed, kept", [
+    ({0.1: 0.80, 0.2: 0.79, 0.3: 0.85, 0.4: 0.90}, 0.4),  # ahead twice: the best confirmed of those
+    ({0.1: 0.80, 0.2: 0.80, 0.3: 0.70, 0.4: 0.75}, 0.1),  # a tie on confirmation keeps uniform
+    ({0.1: 0.70, 0.2: 0.75, 0.3: 0.75, 0.4: 0.60}, 0.2),  # equals confirmed: the higher first reward
+])
+def test_a_plan_replaces_the_uniform_one_only_if_it_is_ahead_on_the_confirmation_batches_too(confirmed, kept):
+    env = PruningEnvironment(_cnn(), _data(), budget=0.5)
+    agent = Search(env, seed=0)
+    judged = []
+    env.evaluate = lambda ratios, confirm=False: judged.append(next(iter(ratios.values()))) or \
+        _episode(env, 0.0, confirmed[next(iter(ratios.values()))])
+    uniform = _episode(env, 0.1, 0.60)
+    # 0.5 is behind uniform where it was found, 0.6 ahead but fourth: neither is a finalist
+    played = [uniform, _episode(env, 0.2, 0.70), _episode(env, 0.3, 0.65), _episode(env, 0.4, 0.62),
+              _episode(env, 0.2, 0.70), _episode(env, 0.5, 0.50), _episode(env, 0.6, 0.61)]
+    best, finalists = agent._choose(played, uniform)
+    assert sorted(judged) == [0.1, 0.2, 0.3, 0.4]  # the three best distinct plans, then uniform
+    assert next(iter(best.ratios.values())) == kept
+    assert [f["kept"] for f in finalists].count(True) == 1 and finalists[-1]["uniform"]
+
+
+def test_without_a_plan_ahead_of_uniform_nothing_is_judged_again_and_uniform_is_kept():
+    env = PruningEnvironment(_cnn(), _data(), budget=0.5)
+    env.evaluate = lambda *a, **k: pytest.fail("nothing to confirm")
+    uniform = _episode(env, 0.1, 0.60)
+    best, finalists = Search(env, seed=0)._choose([uniform, _episode(env, 0.2, 0.60)], uniform)
+    assert best is uniform and finalists == []
+
+
+def test_the_confirmation_batches_follow_the_search_batches_and_are_judged_apart():
+    model = _cnn()
+    env = PruningEnvironment(model, _data(), budget=0.6, eval_batches=3, confirm_batches=2)
+    seen = []
+    forward = env._forward
+    env._forward = lambda x: seen.append(float(x[0, 0, 0, 0])) or forward(x)
+    ratios = {key: 0.3 for key in env.keys}
+    searched = env.evaluate(ratios)
+    confirmed = env.evaluate(ratios, confirm=True)
+    firsts = [float(x[0, 0, 0, 0]) for x, _ in _data().take(5)]
+    assert seen == firsts  # the search's three batches, then the next two
+    env.evaluate(ratios, confirm=True)
+    assert len(seen) == 5  # answered from memory, apart from the search's answer
+    alone = PruningEnvironment(model, _data().skip(3), budget=0.6, eval_batches=2, confirm_batches=0)
+    assert confirmed.accuracy == alone.evaluate(ratios).accuracy != searched.accuracy
+    assert confirmed.macs == searched.macs
+    with pytest.raises(ConfigError, match="held-out data has 10 batches.*need 12"):
+        PruningEnvironment(model, _data(), budget=0.6, eval_batches=8, confirm_batches=4)
+    assert PruningEnvironment(model, _data(), budget=0.6, confirm_batches=0).confirms is False
+
+
 def test_a_single_sigmoid_output_and_one_hot_labels_are_scored_as_accuracy():
     probabilities = np.array([[0.9], [0.2], [0.6]])
     assert _hits(probabilities, np.array([1, 0, 0])).tolist() == [True, True, False]
@@ -205,8 +264,8 @@ def _fit(state_path, backup, kill_at=None, when="end", epochs=3, budget=0.4, lay
 
     model = prune(_cnn(), track_scores=False, layers=layers)
     model.compile(keras.optimizers.Adam(1e-2), "sparse_categorical_crossentropy", ["accuracy"])
-    agent = RLPruning(_data(64), budget=budget, intervals=3, episodes=6, eval_batches=2, seed=5,
-                      state_path=state_path, verbose=0)
+    agent = RLPruning(_data(128), budget=budget, intervals=3, episodes=6, eval_batches=2, seed=5,
+                      confirm_batches=2, state_path=state_path, verbose=0)
     model.fit(_data(), epochs=epochs, verbose=0,
               callbacks=[agent, keras.callbacks.BackupAndRestore(str(backup)), Kill()])
     return model, agent

@@ -17,7 +17,7 @@ methods:
   - method: dense
   - {method: structured, tag: uniform, macs: 0.5}
   - {method: structured, tag: global, macs: 0.5, scope: global}
-  - {method: rl, macs: 0.5, intervals: 2, episodes: 4, eval_batches: 2}
+  - {method: rl, macs: 0.5, intervals: 2, episodes: 4, eval_batches: 1, confirm_batches: 0}
 budgets:
   cpu:
     data: {batch_size: 4, max_train_examples: 32}
@@ -48,10 +48,11 @@ def test_rl_and_the_rankings_it_is_judged_against_meet_the_same_macs_budget(tmp_
     ("{method: rl, macs: 1.5, intervals: 2}", "macs"),
     ("{method: rl, macs: 0.5, intervals: 2, importance: taylor}", "structured pruning takes"),
     ("{method: rl, macs: 0.5}", "3 intervals of 1 epochs, more than the finetune phase's 2"),
+    ("{method: rl, macs: 0.5, intervals: 2, confirm_batches: -1}", "confirm_batches"),
 ])
 def test_bad_rl_settings_are_refused_before_anything_trains(tmp_path, mock_tfds, entry, message):
     config = _write_config(tmp_path, "agent", CONFIG.replace(
-        "{method: rl, macs: 0.5, intervals: 2, episodes: 4, eval_batches: 2}", entry))
+        "{method: rl, macs: 0.5, intervals: 2, episodes: 4, eval_batches: 1, confirm_batches: 0}", entry))
     with pytest.raises(ConfigError, match=message):
         _run(config, tmp_path)
     assert not (tmp_path / "out").exists()

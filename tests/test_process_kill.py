@@ -27,7 +27,7 @@ methods:
   - method: dense
   - {method: adaptive, sparsity: 0.5, every: 1}
   - {method: rigl, sparsity: 0.8}
-  - {method: rl, macs: 0.5, intervals: 2, episodes: 3, eval_batches: 1}
+  - {method: rl, macs: 0.5, intervals: 2, episodes: 3, eval_batches: 1, confirm_batches: 0}
 budgets:
   cpu:
     data: {batch_size: 8, max_train_examples: 48}

@@ -170,7 +170,8 @@ def test_every_plan_the_agent_tries_stays_within_its_budget(sizes, budget, top, 
     data = tf.data.Dataset.from_tensor_slices((rng.standard_normal((64, 6)).astype("float32"),
                                                rng.integers(0, 3, 64))).batch(32)
     try:
-        env = PruningEnvironment(model, data, budget=budget, max_ratio=top, eval_batches=1)
+        env = PruningEnvironment(model, data, budget=budget, max_ratio=top, eval_batches=1,
+                                 confirm_batches=1)
     except ConfigError as refused:  # the budget cannot be met: said before any episode
         assert "cannot be met" in str(refused)
         return

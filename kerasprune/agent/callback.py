@@ -37,8 +37,9 @@ class RLPruning(keras.callbacks.Callback):
     The model must be wrapped by ``kerasprune.prune`` (the masks hold the cuts).  The
     agent acts at epochs 0, ``every``, ... for ``intervals`` intervals, with ``episodes``
     episodes each, judged on ``eval_batches`` batches of ``data`` (held-out, not the
-    training data).  ``options`` go to the environment (``actions``, ``max_ratio``,
-    ``macs_weight``, ``importance``) and the DQN (``gamma``, ``learning_rate``, ...).
+    training data), the finalists again on ``confirm_batches`` more.  ``options`` go to the
+    environment (``actions``, ``max_ratio``, ``macs_weight``, ``importance``,
+    ``confirm_batches``) and the DQN (``gamma``, ``learning_rate``, ...).
     """
 
     def __init__(self, data: tf.data.Dataset, *, budget: float, intervals: int = 3, every: int = 1,
@@ -128,13 +129,15 @@ class RLPruning(keras.callbacks.Callback):
         self.episode_log += result.episodes
         self.plans.append({"interval": interval, "epoch": epoch, "budget": env.budget,
                            "ratios": best.ratios, "accuracy": best.accuracy, "macs": best.macs,
-                           "seconds": seconds, "removed": sorted(int(i) for i in best.plan.removed)})
+                           "seconds": seconds, "finalists": result.finalists,
+                           "removed": sorted(int(i) for i in best.plan.removed)})
         self._save()
         if self.verbose:
             ratios = ", ".join(f"{k} {v:.2f}" for k, v in best.ratios.items())
             print(f"RL interval {interval + 1}/{self.intervals} (epoch {epoch + 1}): budget "
                   f"{env.budget:.3f} of dense MACs, {self.episodes} episodes in {seconds:.1f} s; "
-                  f"best {best.accuracy:.4f} held-out accuracy at {best.macs:.3f} MACs ({ratios})",
+                  f"kept {best.accuracy:.4f} held-out accuracy at {best.macs:.3f} MACs ({ratios}); "
+                  f"{len(result.finalists)} plans judged again on the confirmation batches",
                   flush=True)
 
     def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:

@@ -11,6 +11,11 @@ accuracy alone (AMC's resource-constrained form); the finished plan is then fill
 to the budget (:meth:`PruningEnvironment.fill`), since channels the budget allows are
 never worth leaving out and a short search seldom learns that.  ``macs_weight`` > 0
 gives the Lagrangian form, accuracy - weight * MACs fraction, and no filling.
+
+The plan a search keeps is the best of many judged on the same few batches, so its
+accuracy there is biased upwards (the winner's curse); ``confirm_batches`` further
+held-out batches, never seen by the agent, judge the finalists again
+(:meth:`PruningEnvironment.evaluate` with ``confirm=True``).
 """
 from __future__ import annotations
 
@@ -37,7 +42,7 @@ STATE_SIZE = len(_TYPES) + 12
 
 
 #: the settings of PruningEnvironment that RLPruning and search() pass through
-ENV_OPTIONS = ("actions", "max_ratio", "macs_weight", "importance")
+ENV_OPTIONS = ("actions", "max_ratio", "macs_weight", "importance", "confirm_batches")
 
 
 @dataclass
@@ -61,7 +66,7 @@ class PruningEnvironment:
     """Structured pruning of ``model`` as a sequence of per-group ratio choices.
 
     ``data`` is the held-out batches an episode is judged on (``eval_batches`` of them,
-    read once); ``actions`` the ratios the agent picks from (steps of 0.05 up to
+    read once, then ``confirm_batches`` more for the finalists); ``actions`` the ratios the agent picks from (steps of 0.05 up to
     ``max_ratio`` by default); :meth:`observe` takes new weights and the channel ids a plan
     must keep removed (what earlier intervals cut).
     """
@@ -69,7 +74,7 @@ class PruningEnvironment:
     def __init__(self, model: keras.Model, data: tf.data.Dataset, *, budget: float = 1.0,
                  actions: tuple[float, ...] | None = None, max_ratio: float = 0.8,
                  macs_weight: float = 0.0, importance: str = "l1", eval_batches: int = 4,
-                 observe_now: bool = True) -> None:
+                 confirm_batches: int = 4, observe_now: bool = True) -> None:
         self.budget = number(budget, "RL budget", low=0.0, high=1.0, low_open=True)
         self.max_ratio = number(max_ratio, "RL max_ratio", low=0.0, high=1.0, high_open=True)
         self.macs_weight = number(macs_weight, "RL macs_weight", low=0.0)
@@ -89,8 +94,16 @@ class PruningEnvironment:
         self.keys = list(self.groups)
         self.cost = PlanCost(model, self.graph)
         self.model = model
+        eval_batches = number(eval_batches, "RL eval_batches", low=1, integer=True)
+        confirm_batches = number(confirm_batches, "RL confirm_batches", low=0, integer=True)
         data = labeled(data, model, "RL evaluation data")
-        self._batches = [(tf.constant(x), np.asarray(y)) for x, y in data.take(eval_batches)]
+        read = [(tf.constant(x), np.asarray(y)) for x, y in data.take(eval_batches + confirm_batches)]
+        if len(read) < eval_batches + confirm_batches:
+            raise ConfigError(f"RL: the held-out data has {len(read)} batches, but eval_batches "
+                              f"{eval_batches} + confirm_batches {confirm_batches} need "
+                              f"{eval_batches + confirm_batches}; lower them, or give more held-out data "
+                              "or a smaller batch size.")
+        self._batches, self._confirm = read[:eval_batches], read[eval_batches:]
         self._clone = keras.models.clone_model(model)
         self._forward = tf.function(lambda x: self._clone(x, training=False), reduce_retracing=True)
         self.removed: set[int] = set()
@@ -195,23 +208,30 @@ class PruningEnvironment:
     def plan(self, ratios: dict[tuple[str, ...], float]) -> Plan:
         return make_plan(self.graph, self.scores, ratios)
 
-    def evaluate(self, ratios: dict[tuple[str, ...], float]) -> Episode:
-        """Accuracy of the masked model on the held-out batches, and its MACs.
+    @property
+    def confirms(self) -> bool:
+        return bool(self._confirm)
+
+    def evaluate(self, ratios: dict[tuple[str, ...], float], confirm: bool = False) -> Episode:
+        """Accuracy of the masked model on the held-out batches (the confirmation batches
+        with ``confirm``), and its MACs.
 
         Ratios judged before on the same weights are answered from memory (the masked model
         and the batches are the same, so is the answer): as exploration ends, most episodes
         repeat a policy, and on a recurrent model a judgement costs a second."""
         start = time.perf_counter()
-        key = tuple(sorted((k, float(r)) for k, r in ratios.items()))
+        key = (confirm, *sorted((k, float(r)) for k, r in ratios.items()))
         if key in self._judged:
             return replace(self._judged[key], seconds=time.perf_counter() - start)
+        if confirm and not self._confirm:
+            raise ConfigError("RL: a confirmation was asked for, but confirm_batches is 0.")
         plan = self.plan(ratios)
         macs = self.cost.fraction(plan)
         zeros = masks(self.model, plan, self.graph)
         for name, zero in zeros.items():
             self._clone.get_layer(name).set_weights([w * m for w, m in zip(self._weights[name], zero)])
         correct = total = 0
-        for x, y in self._batches:
+        for x, y in self._confirm if confirm else self._batches:
             hit = hits(self._forward(x).numpy(), y)
             correct, total = correct + int(hit.sum()), total + hit.size
         for name in zeros:

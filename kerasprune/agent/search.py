@@ -10,6 +10,11 @@ Under a budget (and no ``macs_weight``) a search's first episode plays the unifo
 the same ratio for every group (:meth:`PruningEnvironment.uniform`), instead of a random
 one: the agent learns from the heuristic it is judged against, and keeps it when nothing
 it finds is better on the held-out batches.  ``start_uniform=False`` leaves it out.
+
+With the environment's confirmation batches, the best plan is not taken on the word of the
+batches it was picked on (:meth:`Search._choose`): the ``FINALISTS`` best plans, and the
+uniform plan, are judged again on batches the agent never saw.  A plan then replaces the
+uniform one only if it is ahead on both.
 """
 from __future__ import annotations
 
@@ -25,13 +30,19 @@ from .dqn import DQN
 from .environment import ENV_OPTIONS, STATE_SIZE, Episode, PruningEnvironment
 
 
+#: how many of a search's best plans are judged again on the confirmation batches
+FINALISTS = 3
+
+
 @dataclass
 class SearchResult:
-    """The best episode of a search (its plan meets the budget) and every episode's log."""
+    """The plan a search keeps (it meets the budget), every episode's log, and the
+    finalists judged on the confirmation batches (reward there as ``confirmed``)."""
 
     best: Episode
     episodes: list[dict] = field(default_factory=list)
     seconds: float = 0.0
+    finalists: list[dict] = field(default_factory=list)
 
 
 class Search:
@@ -47,9 +58,9 @@ class Search:
         self.episodes = 0  # over every search of this agent
 
     def run(self, episodes: int, **log_fields) -> SearchResult:
-        """``episodes`` episodes and then one greedy one; the best is the highest reward."""
+        """``episodes`` episodes and then one greedy one; the plan kept is :meth:`_choose`'s."""
         episodes = number(episodes, "RL episodes", low=1, integer=True)
-        start, log, best = time.perf_counter(), [], None
+        start, log, played, uniform_episode = time.perf_counter(), [], [], None
         for e in range(episodes + 1):
             uniform = e == 0 and self.start_uniform
             episode = self._episode(explore=e < episodes, chosen=self.env.uniform() if uniform else None)
@@ -57,9 +68,41 @@ class Search:
                         "epsilon": round(self.agent.epsilon, 4), "ratios": episode.ratios,
                         "accuracy": episode.accuracy, "macs": episode.macs,
                         "reward": episode.reward, "seconds": round(episode.seconds, 4)})
-            if best is None or episode.reward > best.reward:
-                best = episode
-        return SearchResult(best, log, time.perf_counter() - start)
+            played.append(episode)
+            uniform_episode = episode if uniform else uniform_episode
+        best, finalists = self._choose(played, uniform_episode)
+        return SearchResult(best, log, time.perf_counter() - start, finalists)
+
+    def _choose(self, played: list[Episode], uniform: Episode | None) -> tuple[Episode, list[dict]]:
+        """The highest reward (the earliest of equals) without confirmation batches.  With
+        them: the ``FINALISTS`` best distinct plans ahead of the uniform one are judged again
+        there, and the one ahead of it there too by the most is kept (ties to the higher
+        first reward); if none is, the uniform plan.  Without a uniform plan, the finalist
+        best on the confirmation batches."""
+        distinct: dict[tuple, Episode] = {}
+        for episode in played:
+            distinct.setdefault(tuple(sorted(episode.ratios.items())), episode)
+        ranked = sorted(distinct.values(), key=lambda ep: -ep.reward)  # stable: the earliest first
+        if not self.env.confirms:
+            return ranked[0], []
+        finalists = [ep for ep in ranked if uniform is None or ep.reward > uniform.reward][:FINALISTS]
+        if not finalists:
+            return uniform, []
+
+        def confirmed(episode: Episode) -> float:
+            ratios = {key: episode.ratios[", ".join(key)] for key in self.env.keys}
+            return self.env.evaluate(ratios, confirm=True).reward
+
+        judged = [(ep, confirmed(ep)) for ep in finalists]
+        floor = -np.inf if uniform is None else confirmed(uniform)
+        ahead = [(ep, r) for ep, r in judged if r > floor]
+        best = max(ahead, key=lambda item: item[1])[0] if ahead else uniform  # max keeps the first
+        record = [{"ratios": ep.ratios, "reward": ep.reward, "confirmed": r, "uniform": False,
+                   "kept": ep is best} for ep, r in judged]
+        if uniform is not None:
+            record.append({"ratios": uniform.ratios, "reward": uniform.reward, "confirmed": floor,
+                           "uniform": True, "kept": best is uniform})
+        return best, record
 
     def _episode(self, explore: bool, chosen: dict[tuple[str, ...], int] | None = None) -> Episode:
         """One episode: the agent's plan, or ``chosen`` (an action per group) played for it."""
@@ -110,8 +153,9 @@ class Search:
 def search(model: keras.Model, data: tf.data.Dataset, *, budget: float, episodes: int = 100,
            seed: int = 0, eval_batches: int = 4, **options) -> SearchResult:
     """Search per-group ratios for a trained ``model`` within ``budget`` (fraction of dense
-    MACs), judged on ``eval_batches`` of ``data``.  ``options`` go to the environment
-    (``actions``, ``max_ratio``, ``macs_weight``, ``importance``) or the DQN."""
+    MACs), judged on ``eval_batches`` of ``data`` (and ``confirm_batches`` more).
+    ``options`` go to the environment (``actions``, ``max_ratio``, ``macs_weight``,
+    ``importance``, ``confirm_batches``) or the DQN."""
     env = PruningEnvironment(model, data, budget=budget, eval_batches=eval_batches,
                              **{k: options.pop(k) for k in ENV_OPTIONS if k in options})
     return Search(env, seed=seed, epsilon_episodes=episodes, **options).run(episodes)

@@ -12,6 +12,15 @@ def _kept(width: str) -> float:
     return int(kept) / int(before)
 
 
+def _confirmed(finalists: list[dict]) -> str:
+    if not finalists:
+        return "-"
+    kept = next(f for f in finalists if f["kept"])
+    uniform = next((f for f in finalists if f["uniform"]), None)
+    against = "" if uniform is None else f" vs {uniform['confirmed']:.4f}"
+    return f"{kept['confirmed']:.4f}{against} ({sum(not f['uniform'] for f in finalists)})"
+
+
 def markdown(runs: list[dict]) -> list[str]:
     agents = [r for r in runs if r.get("rl_plans")]
     if not agents:
@@ -19,10 +28,12 @@ def markdown(runs: list[dict]) -> list[str]:
     lines = ["## RL agent", "",
              "Each interval's search (DQN episodes on the current weights, judged on held-out "
              "validation batches) and the plan it installed; the budget steps toward the target.  "
-             "`uniform`: the held-out accuracy of the uniform plan, the search's first episode.", "",
-             "| run | interval | epoch | budget (MACs) | plan's MACs | held-out accuracy | uniform | search s "
-             "| ratios |",
-             "|---|---|---|---|---|---|---|---|---|"]
+             "`uniform`: the held-out accuracy of the uniform plan, the search's first episode.  "
+             "`confirmed`: on the confirmation batches, the kept plan's accuracy against the uniform "
+             "plan's and the number of finalists judged there (`-`: no plan was ahead of uniform).", "",
+             "| run | interval | epoch | budget (MACs) | plan's MACs | held-out accuracy | uniform "
+             "| confirmed | search s | ratios |",
+             "|---|---|---|---|---|---|---|---|---|---|"]
     for r in agents:
         uniform = {e.get("interval"): e["accuracy"] for e in r.get("rl_episodes", []) if e.get("uniform")}
         for p in r["rl_plans"]:
@@ -30,7 +41,7 @@ def markdown(runs: list[dict]) -> list[str]:
             start = uniform.get(p["interval"])
             lines.append(f"| `{r['run']}` | {p['interval'] + 1} | {p['epoch'] + 1} | {p['budget']:.3f} | "
                          f"{p['macs']:.3f} | {p['accuracy']:.4f} | {'-' if start is None else f'{start:.4f}'} | "
-                         f"{p['seconds']:.1f} | {ratios} |")
+                         f"{_confirmed(p.get('finalists') or [])} | {p['seconds']:.1f} | {ratios} |")
     lines += ["", "| run | episodes | search s | share of the run's training time |", "|---|---|---|---|"]
     for r in agents:
         share = r.get("agent_share")

@@ -243,7 +243,7 @@ for _method in DYNAMIC_METHODS:
 
 #: the settings an ``rl`` run takes from RLPruning and its environment (its budget is ``macs``)
 _RL_SETTINGS = ("intervals", "every", "episodes", "eval_batches")
-_RL_ENV = ("max_ratio", "macs_weight", "importance")  # the config picks its actions by max_ratio
+_RL_ENV = ("max_ratio", "macs_weight", "importance", "confirm_batches")  # actions: by max_ratio
 _RL_DEFAULTS = {"macs": None, **_defaults_of(RLPruning.__init__, _RL_SETTINGS),
                 **_defaults_of(PruningEnvironment.__init__, _RL_ENV)}
 
@@ -260,6 +260,7 @@ def _check_rl(p: dict[str, Any], phase: TrainSpec | None = None) -> None:
         number(p[key], key, low=1, integer=True)
     number(p["max_ratio"], "max_ratio", low=0.0, high=1.0, low_open=True, high_open=True)
     number(p["macs_weight"], "macs_weight", low=0.0)
+    number(p["confirm_batches"], "confirm_batches", low=0, integer=True)
     lookup(p["importance"], "channel")
 
 
