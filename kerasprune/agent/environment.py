@@ -66,8 +66,8 @@ class PruningEnvironment:
     """Structured pruning of ``model`` as a sequence of per-group ratio choices.
 
     ``data`` is the held-out batches an episode is judged on (``eval_batches`` of them,
-    read once, then ``confirm_batches`` more for the finalists); ``actions`` the ratios the agent picks from (steps of 0.05 up to
-    ``max_ratio`` by default); :meth:`observe` takes new weights and the channel ids a plan
+    read once, then ``confirm_batches`` more for the finalists); ``actions`` the ratios
+    the agent picks from (steps of 0.05 up to ``max_ratio`` by default); :meth:`observe` takes new weights and the channel ids a plan
     must keep removed (what earlier intervals cut).
     """
 
@@ -210,6 +210,7 @@ class PruningEnvironment:
 
     @property
     def confirms(self) -> bool:
+        """Whether there are confirmation batches to judge a search's finalists on."""
         return bool(self._confirm)
 
     def evaluate(self, ratios: dict[tuple[str, ...], float], confirm: bool = False) -> Episode:
