@@ -67,8 +67,9 @@ class PruningEnvironment:
 
     ``data`` is the held-out batches an episode is judged on (``eval_batches`` of them,
     read once, then ``confirm_batches`` more for the finalists); ``actions`` the ratios
-    the agent picks from (steps of 0.05 up to ``max_ratio`` by default); :meth:`observe` takes new weights and the channel ids a plan
-    must keep removed (what earlier intervals cut).
+    the agent picks from (steps of 0.05 up to ``max_ratio`` by default); :meth:`observe`
+    takes new weights and the channel ids a plan must keep removed (what earlier intervals
+    cut).
     """
 
     def __init__(self, model: keras.Model, data: tf.data.Dataset, *, budget: float = 1.0,
