@@ -252,7 +252,7 @@ def test_the_dqn_learns_which_action_pays():
     assert agent.act(state, allowed=np.array([True, True, False, True]), explore=False) != 2
 
 
-def _fit(state_path, backup, kill_at=None, when="end", epochs=3, budget=0.4, layers=None):
+def _fit(state_path, backup, kill_at=None, when="end", epochs=3, budget=0.4, layers=None, **options):
     class Kill(keras.callbacks.Callback):
         def on_epoch_begin(self, epoch, logs=None):
             if epoch == kill_at and when == "begin":
@@ -264,8 +264,9 @@ def _fit(state_path, backup, kill_at=None, when="end", epochs=3, budget=0.4, lay
 
     model = prune(_cnn(), track_scores=False, layers=layers)
     model.compile(keras.optimizers.Adam(1e-2), "sparse_categorical_crossentropy", ["accuracy"])
-    agent = RLPruning(_data(128), budget=budget, intervals=3, episodes=6, eval_batches=2, seed=5,
-                      confirm_batches=2, state_path=state_path, verbose=0)
+    options = {"eval_batches": 2, "confirm_batches": 2, **options}
+    agent = RLPruning(_data(128), budget=budget, intervals=3, episodes=6, seed=5,
+                      state_path=state_path, verbose=0, **options)
     model.fit(_data(), epochs=epochs, verbose=0,
               callbacks=[agent, keras.callbacks.BackupAndRestore(str(backup)), Kill()])
     return model, agent
@@ -312,11 +313,14 @@ def test_rl_pruning_needs_pruning_wrappers():
         model.fit(_data(), epochs=1, verbose=0, callbacks=[RLPruning(_data(), budget=0.5)])
 
 
-def test_a_state_file_of_another_run_is_refused(tmp_path):
+@pytest.mark.parametrize("other", [{"budget": 0.5}, {"eval_batches": 1}, {"confirm_batches": 1},
+                                   {"importance": "activation_taylor"}, {"gamma": 0.5}])
+def test_a_state_file_of_another_run_is_refused(tmp_path, other):
+    """Another budget, evaluation, environment or agent setting: resuming would mix searches."""
     with pytest.raises(KeyboardInterrupt):
         _fit(tmp_path / "agent.npz", tmp_path / "a", kill_at=0)
     with pytest.raises(ConfigError, match="holds the agent of another run"):
-        _fit(tmp_path / "agent.npz", tmp_path / "b", budget=0.5)
+        _fit(tmp_path / "agent.npz", tmp_path / "b", **other)
 
 
 def test_a_fit_too_short_for_the_intervals_and_an_unwrapped_reader_are_refused_before_a_search(tmp_path):

@@ -105,11 +105,15 @@ class RLPruning(keras.callbacks.Callback):
             self.state_path.unlink(missing_ok=True)
 
     def _fingerprint(self) -> dict:
-        """What a saved agent must have been made for: this model's groups, budget and schedule."""
+        """What a saved agent must have been made for: this model's groups, budget, schedule,
+        evaluation and the environment's and agent's options (resumed with other ones, the run
+        would mix two searches).  As JSON reads it back, so that a tuple equals its list."""
         env = self.search.env
-        return {"groups": {", ".join(k): len(v) for k, v in env.groups.items()}, "budget": self.budget,
-                "intervals": self.intervals, "every": self.every, "episodes": self.episodes,
-                "seed": self.seed, "actions": [float(a) for a in env.actions]}
+        run = {"groups": {", ".join(k): len(v) for k, v in env.groups.items()}, "budget": self.budget,
+               "intervals": self.intervals, "every": self.every, "episodes": self.episodes,
+               "seed": self.seed, "actions": [float(a) for a in env.actions],
+               "eval_batches": self.eval_batches, "options": {**self.env_options, **self.dqn_options}}
+        return json.loads(json.dumps(run, sort_keys=True, default=str))
 
     def on_epoch_begin(self, epoch: int, logs: dict | None = None) -> None:
         if epoch % self.every or epoch // self.every >= self.intervals:
