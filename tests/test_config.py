@@ -63,6 +63,16 @@ def test_a_setting_added_later_counts_only_when_set(tmp_path):
     assert rigl("gradient_batches: 10") != rigl("")
 
 
+def test_a_phase_setting_added_later_counts_only_when_set(tmp_path):
+    def train(extra):
+        text = BASE.replace("learning_rate: 1e-3", f"learning_rate: 1e-3{extra}")
+        config = load_config(_write(tmp_path, text))
+        return fingerprint(config, config.runs[1])
+
+    assert train(", clipnorm: 0") == train("") == train(", clipnorm: 0.0")
+    assert train(", clipnorm: 1.0") != train("")
+
+
 @pytest.mark.parametrize("edit, message", [
     (("model: lenet5", "model: lenet5\nmodle_args: {}"), "unknown key 'modle_args'. Did you mean 'model_args'"),
     (("epochs: 2,", "epoch: 2,"), "budgets.cpu.train: unknown key 'epoch'"),
@@ -72,6 +82,7 @@ def test_a_setting_added_later_counts_only_when_set(tmp_path):
     (("learning_rate: 1e-3", "learning_rate: fast"), "learning_rate must be a number"),
     (("learning_rate: 1e-3", "learning_rate: 1e-3, weight_decay: 0.1"), "adam does not use weight_decay"),
     (("learning_rate: 1e-3", "learning_rate: 1e-3, keep_best: yes please"), "keep_best must be true or false"),
+    (("learning_rate: 1e-3", "learning_rate: 1e-3, clipnorm: -1"), r"train: clipnorm must be a number >= 0"),
     (("model: lenet5", "model: lenet6"), "unknown model 'lenet6'"),
     (("model: lenet5", "model: lenet5\nmodel_args: {depth: 3}"), "no argument.*depth"),
     (("sparsity: [0.8, 0.9]", "sparsity: 0.8\n    frequency: 0"), "frequency must be a whole number >= 1, got 0"),

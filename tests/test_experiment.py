@@ -125,6 +125,22 @@ def test_a_killed_training_resumes_from_its_last_epoch(tmp_path, mock_tfds):
     assert not (tmp_path / "backup").exists()
 
 
+@pytest.mark.parametrize("clipnorm", [0.0, 0.5])
+def test_a_phase_with_clipnorm_clips_each_gradient_to_that_norm(clipnorm):
+    import numpy as np
+
+    from kerasprune.experiment.training import compile_for
+
+    model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(3, use_bias=False, activation="softmax")])
+    spec = TrainSpec(epochs=1, optimizer="sgd", momentum=0.0, learning_rate=1.0, schedule="constant",
+                     clipnorm=clipnorm)
+    compile_for(model, spec, steps_per_epoch=1)
+    before = model.get_weights()[0]
+    model.train_on_batch(np.full((8, 4), 10.0, np.float32), np.arange(8) % 3)  # a steep loss
+    step = np.linalg.norm(model.get_weights()[0] - before)  # the learning rate is 1
+    assert step == pytest.approx(0.5, rel=1e-4) if clipnorm else step > 5.0  # unclipped: 12.2
+
+
 def test_a_backup_of_another_model_gets_a_specific_error(tmp_path, mock_tfds):
     from kerasprune import data, models
     from kerasprune.errors import ModelError

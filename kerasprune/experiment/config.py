@@ -244,7 +244,7 @@ def _train_spec(section: Any, where: str) -> TrainSpec:
     section = _mapping(section, where)
     allowed = {f.name for f in fields(TrainSpec)}
     _check_keys(section, allowed, where)
-    for key in ("learning_rate", "weight_decay", "momentum", "distill", "temperature"):
+    for key in ("learning_rate", "weight_decay", "momentum", "clipnorm", "distill", "temperature"):
         if isinstance(section.get(key), str):  # YAML 1.1 reads 1e-3 as a string
             try:
                 section = {**section, key: float(section[key])}
@@ -261,6 +261,7 @@ def _train_spec(section: Any, where: str) -> TrainSpec:
     number(spec.learning_rate, f"{where}: learning_rate", low=0.0, low_open=True)
     number(spec.weight_decay, f"{where}: weight_decay", low=0.0)
     number(spec.momentum, f"{where}: momentum", low=0.0, high=1.0, high_open=True)
+    number(spec.clipnorm, f"{where}: clipnorm", low=0.0)
     number(spec.distill, f"{where}: distill", low=0.0, high=1.0)
     number(spec.temperature, f"{where}: temperature", low=0.0, low_open=True)
     if spec.optimizer == "adam" and spec.weight_decay:

@@ -203,9 +203,12 @@ def _default_command(config: ExperimentConfig, budget: str) -> str:
     return f"kerasprune experiment {shlex.quote(str(path))} --budget {budget}"
 
 
-#: method settings added after results were saved, at the value that changes nothing: they
-#: count only when set otherwise, so the saved results of the runs without them stay valid
+#: settings added after results were saved, at the value that changes nothing: they count
+#: only when set otherwise, so the saved results of the runs without them stay valid.
+#: Method settings count unless at this value of this type (``gradient_batches: 1.0`` counts);
 _LATER_SETTINGS = {"sparse_init": False, "gradient_batches": 1}
+#: phase settings, off at zero, unless zero
+_LATER_PHASE_SETTINGS = ("clipnorm", "distill")
 
 
 def fingerprint(config: ExperimentConfig, run: RunSpec) -> str:
@@ -217,9 +220,10 @@ def fingerprint(config: ExperimentConfig, run: RunSpec) -> str:
     method = METHODS[run.method]
     budget = dataclasses.asdict(config.budget)
     budget.pop("name")
-    for phase in ("train", "finetune"):  # no teacher, no effect: saved results stay valid
-        if not budget[phase]["distill"]:
-            del budget[phase]["distill"], budget[phase]["temperature"]
+    for phase in ("train", "finetune"):
+        budget[phase] = {k: v for k, v in budget[phase].items() if v or k not in _LATER_PHASE_SETTINGS}
+        if "distill" not in budget[phase]:  # no teacher, no temperature
+            del budget[phase]["temperature"]
     params = {k: v for k, v in {**method.defaults, **run.params}.items()
               if k not in _LATER_SETTINGS or (type(v), v) != (type(_LATER_SETTINGS[k]), _LATER_SETTINGS[k])}
     key = {"dataset": config.dataset, "seed": config.seed, "method": run.method,

@@ -26,6 +26,7 @@ class TrainSpec:
     momentum: float = 0.9  # sgd only
     schedule: str = "cosine"  # cosine | constant
     keep_best: bool = False  # end on the best validation epoch at the run's sparsity
+    clipnorm: float = 0.0  # each gradient clipped to this norm (Keras' clipnorm); 0: unclipped
     # the weight of the dense baseline's softened outputs in the loss (0: labels alone), and
     # their temperature; see kerasprune.distillation
     distill: float = 0.0
@@ -55,7 +56,7 @@ class Budget:
 #: the phase settings one run may set for itself, so that the peer gets its own tuning;
 #: the epochs (and keep_best) stay the budget's: every method trains as long, by one rule
 RUN_TRAINING_KEYS = ("learning_rate", "schedule", "optimizer", "weight_decay", "momentum",
-                     "distill", "temperature", "batch_size")
+                     "clipnorm", "distill", "temperature", "batch_size")
 
 
 def phase_of(method: str, params: dict[str, Any]) -> str:

@@ -18,15 +18,16 @@ from .spec import TrainSpec
 def compile_for(model: keras.Model, spec: TrainSpec, steps_per_epoch: int) -> keras.Model:
     """Compile with the phase's optimizer and schedule (cosine decays to 0 over the phase)."""
     lr: float | keras.optimizers.schedules.LearningRateSchedule = spec.learning_rate
+    clip = {"clipnorm": spec.clipnorm} if spec.clipnorm else {}
     if spec.schedule == "cosine" and spec.epochs > 0:
         lr = keras.optimizers.schedules.CosineDecay(spec.learning_rate, steps_per_epoch * spec.epochs)
     if spec.optimizer == "sgd":
         optimizer = keras.optimizers.SGD(lr, momentum=spec.momentum, nesterov=True,
-                                         weight_decay=spec.weight_decay or None)
+                                         weight_decay=spec.weight_decay or None, **clip)
     elif spec.optimizer == "adamw":
-        optimizer = keras.optimizers.AdamW(lr, weight_decay=spec.weight_decay)
+        optimizer = keras.optimizers.AdamW(lr, weight_decay=spec.weight_decay, **clip)
     else:
-        optimizer = keras.optimizers.Adam(lr)
+        optimizer = keras.optimizers.Adam(lr, **clip)
     # a distilled phase's targets carry the teacher's outputs after the labels
     loss, accuracy = ((DistillationLoss(spec.distill, spec.temperature), LabelAccuracy()) if spec.distill
                       else (keras.losses.SparseCategoricalCrossentropy(), "accuracy"))
