@@ -268,17 +268,19 @@ def test_a_tagged_run_trains_with_its_own_batch_size_and_learning_rate(tmp_path,
 
     seen, fit = [], training.fit
     monkeypatch.setattr(training, "fit", lambda model, data, spec, **kw: seen.append(
-        (data.batch_size, spec.learning_rate, spec.schedule, spec.epochs)) or fit(model, data, spec, **kw))
+        (data.batch_size, spec.learning_rate, spec.schedule, spec.epochs, spec.clipnorm))
+        or fit(model, data, spec, **kw))
     config = _lenet_mnist(tmp_path, "own", "[{method: dense}, {method: tfmot_gmp, tag: b4, sparsity: 0.5, "
-                          "frequency: 1, batch_size: 4, learning_rate: 0.01, schedule: constant}]",
-                          finetune_epochs=2)
+                          "frequency: 1, batch_size: 4, learning_rate: 0.01, schedule: constant, "
+                          "clipnorm: 1.0}]", finetune_epochs=2)
     dense, tuned = _run(config, tmp_path)["runs"]
-    assert seen == [(8, 0.001, "cosine", 1), (4, 0.01, "constant", 2)]  # the epochs stay the budget's
+    assert seen == [(8, 0.001, "cosine", 1, 0.0), (4, 0.01, "constant", 2, 1.0)]  # the epochs stay the budget's
     assert tuned["run"] == "tfmot_gmp-b4_sparsity-0.5" and tuned["tag"] == "b4"
     assert {k: tuned["settings"][k] for k in ("sparsity", "frequency", "end_fraction", "batch_size",
                                               "learning_rate", "schedule", "optimizer")} == {
         "sparsity": 0.5, "frequency": 1, "end_fraction": 0.7, "batch_size": 4, "learning_rate": 0.01,
         "schedule": "constant", "optimizer": "adam"}  # what it trained with, defaults filled in
+    assert tuned["settings"]["clipnorm"] == 1.0 and "clipnorm" not in dense["settings"]
     assert dense["settings"]["batch_size"] == 8 and "tag" not in dense
     assert tuned["sparsity"] == pytest.approx(0.5, abs=0.01)
 

@@ -207,7 +207,7 @@ def _default_command(config: ExperimentConfig, budget: str) -> str:
 #: only when set otherwise, so the saved results of the runs without them stay valid.
 #: Method settings count unless at this value of this type (``gradient_batches: 1.0`` counts);
 _LATER_SETTINGS = {"sparse_init": False, "gradient_batches": 1}
-#: phase settings, off at zero, unless zero
+#: phase settings are off at zero (int or float) and count when not zero
 _LATER_PHASE_SETTINGS = ("clipnorm", "distill")
 
 
@@ -306,7 +306,8 @@ def _run_one(config: ExperimentConfig, run: RunSpec, data: Data, run_dir: Path,
 
 def _identity(config: ExperimentConfig, run: RunSpec, data: Data) -> dict:
     """A run's method, name, tag and everything it trained with: the method's parameters
-    (defaults filled in) and the optimizer, rate, schedule and batch size of its phase."""
+    (defaults filled in) and the optimizer, rate, schedule, batch size and, when set,
+    clipping and teacher of its phase."""
     params = {**METHODS[run.method].defaults, **run.params}
     spec = getattr(config.budget.for_run(run.training), phase_of(run.method, params))
     training = {"optimizer": spec.optimizer, "learning_rate": spec.learning_rate,
@@ -316,6 +317,8 @@ def _identity(config: ExperimentConfig, run: RunSpec, data: Data) -> dict:
         training["weight_decay"] = spec.weight_decay
     if spec.optimizer == "sgd":
         training["momentum"] = spec.momentum
+    if spec.clipnorm:
+        training["clipnorm"] = spec.clipnorm
     if spec.distill:
         training.update(distill=spec.distill, temperature=spec.temperature)
     return {"method": run.method, "run": run.run_id, **({"tag": run.tag} if run.tag else {}),
