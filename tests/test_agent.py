@@ -12,7 +12,7 @@ from kerasprune.metrics.quality import hits as _hits
 from kerasprune.backend import keras, tf
 from kerasprune.metrics import count_macs
 from kerasprune.models import build
-from kerasprune.structured import PlanCost, analyze, make_plan, plan_channels, shrink
+from kerasprune.structured import PlanCost, analyze, channel_scores, make_plan, masks, plan_channels, shrink
 from kerasprune.structured.plan import Plan
 
 
@@ -122,6 +122,34 @@ def test_the_uniform_plan_is_the_least_common_action_that_meets_the_budget_fille
     lost = {c.id for c in env.groups[first][: int(0.7 * len(env.groups[first]))]}
     env.observe(model, removed=lost)
     assert env.actions[env.uniform()[first]] >= len(lost) / len(env.groups[first]) > env.actions[common]
+
+
+def test_a_revised_plan_removes_the_same_channels_at_the_same_ratios_and_a_lower_ratio_brings_back_the_best():
+    """Observed with the weights the cut channels had, they rank last in their group and an
+    episode is judged on those weights: the plan in place replays exactly, and a group cut
+    one step less gets back the channel the original ranking would have kept."""
+    model = _cnn()
+    env = PruningEnvironment(model, _data(), budget=0.5, eval_batches=2, confirm_batches=0)
+    ratios = {key: 0.25 for key in env.keys}
+    lower = {**ratios, env.keys[1]: 0.15}
+    cut, before = env.plan(ratios), env.evaluate(lower).accuracy
+    assert env.plan(lower).removed < cut.removed
+    masked, unmasked = keras.models.clone_model(model), keras.models.clone_model(model)
+    zeros = masks(model, cut, env.graph)
+    masked.set_weights([w * zeros[layer.name][i] if layer.name in zeros else w
+                        for layer in model.layers for i, w in enumerate(layer.get_weights())])
+    unmasked.set_weights(model.get_weights())  # observe() sets the environment's model: this one
+    env.observe(masked, removed=cut.removed)
+    assert not env.allowed(1)[np.flatnonzero(env.actions == 0.15)[0]]  # kept removed
+    env.observe(masked, removed=cut.removed, unmasked=unmasked)
+    assert env.allowed(1).all()
+    assert env.plan(ratios).removed == cut.removed
+    assert env.plan(lower).removed == make_plan(env.graph, channel_scores(env.graph, "l1"), lower).removed
+    assert env.evaluate(lower).accuracy == before  # the revived channel computes with its old weights
+    assert env.chosen({", ".join(k): r for k, r in lower.items()}) == {
+        k: int(np.flatnonzero(np.isclose(env.actions, r))[0]) for k, r in lower.items()}
+    with pytest.raises(ConfigError, match="none of the actions"):
+        env.chosen({", ".join(k): 0.33 for k in env.keys})
 
 
 def test_a_search_under_a_budget_starts_from_the_uniform_plan_unless_told_not_to():
@@ -287,6 +315,18 @@ def test_rl_pruning_cuts_during_fit_and_the_shrunk_model_computes_the_same(tmp_p
     assert not (tmp_path / "agent.npz").exists()  # a finished run leaves nothing to resume
 
 
+def test_with_revise_the_first_interval_cuts_to_the_target_and_later_searches_start_from_the_plan_in_place(tmp_path):
+    model, agent = _fit(tmp_path / "agent.npz", tmp_path / "backup", revise=True)
+    assert [p["budget"] for p in agent.plans] == pytest.approx([0.4] * 3)
+    assert all(p["macs"] <= 0.4 + 1e-9 for p in agent.plans)
+    for before, plan in zip(agent.plans, agent.plans[1:]):
+        first = next(e for e in agent.episode_log if e["interval"] == plan["interval"])
+        assert first["previous"] and not first["uniform"] and first["ratios"] == before["ratios"]
+    assert agent.episode_log[0]["uniform"]  # the first search starts from the uniform plan
+    x = next(iter(_data()))[0]
+    np.testing.assert_allclose(agent.shrink()(x).numpy(), model(x).numpy(), atol=1e-5)
+
+
 def _untimed(log):
     return [{k: v for k, v in entry.items() if k != "seconds"} for entry in log]
 
@@ -314,7 +354,7 @@ def test_rl_pruning_needs_pruning_wrappers():
 
 
 @pytest.mark.parametrize("other", [{"budget": 0.5}, {"eval_batches": 1}, {"confirm_batches": 1},
-                                   {"importance": "activation_taylor"}, {"gamma": 0.5}])
+                                   {"importance": "activation_taylor"}, {"gamma": 0.5}, {"revise": True}])
 def test_a_state_file_of_another_run_is_refused(tmp_path, other):
     """Another budget, evaluation, environment or agent setting: resuming would mix searches."""
     with pytest.raises(KeyboardInterrupt):

@@ -62,6 +62,17 @@ def test_a_setting_added_later_counts_only_when_set(tmp_path):
     assert rigl("gradient_batches: 1") == rigl("")
     assert rigl("gradient_batches: 10") != rigl("")
 
+    def rl(extra):
+        settings = f"macs: 0.5\n    intervals: 1\n    {extra}"
+        text = BASE.replace("method: tfmot_gmp", "method: rl").replace("sparsity: [0.8, 0.9]", settings)
+        config = load_config(_write(tmp_path, text))
+        return fingerprint(config, config.runs[1])
+
+    assert rl("revise: false") == rl("")
+    assert rl("revise: true") != rl("")
+    with pytest.raises(ConfigError, match="revise must be true or false"):
+        rl("revise: 1")
+
 
 def test_a_phase_setting_added_later_counts_only_when_set(tmp_path):
     def train(extra):

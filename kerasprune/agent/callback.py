@@ -5,7 +5,11 @@ budget that steps from dense toward the target (interval i of n: 1 - (1 - budget
 and installs the best plan as the pruning wrappers' masks: a removed channel no longer
 reaches the layers that read it, so training goes on around the cut, and at the end
 :meth:`RLPruning.shrink` removes the channels for real.  Each plan keeps what earlier ones
-removed.  The agent (networks, replay memory, exploration, generator), the plans and the
+removed.  With ``revise`` the first interval already cuts to the target, so every epoch
+after it trains the final widths, and each later one revises the plan in place: its search
+starts from that plan and keeps it unless another is ahead on the confirmation batches too,
+and a group may take back channels it lost (with the weights they had when cut: the masks
+never zero the variables) while another loses more.  The agent (networks, replay memory, exploration, generator), the plans and the
 episode log are written atomically to ``state_path`` after every search, so a run resumed
 by ``BackupAndRestore`` re-applies the plans it made and searches on where it stopped; the
 file names the run it belongs to (another run's is refused) and goes when training ends.
@@ -21,7 +25,7 @@ from typing import Any
 import numpy as np
 
 from ..backend import keras, tf
-from ..checks import number
+from ..checks import flag, number
 from ..errors import ConfigError, ModelError
 from ..files import write_bytes
 from ..sparsity.prune import strip, wrappers
@@ -39,11 +43,12 @@ class RLPruning(keras.callbacks.Callback):
     episodes each, judged on ``eval_batches`` batches of ``data`` (held-out, not the
     training data), the finalists again on ``confirm_batches`` more.  ``options`` go to the
     environment (``actions``, ``max_ratio``, ``macs_weight``, ``importance``,
-    ``confirm_batches``) and the DQN (``gamma``, ``learning_rate``, ...).
+    ``confirm_batches``) and the DQN (``gamma``, ``learning_rate``, ...).  ``revise``: the
+    target from the first interval on, later intervals revising the plan (see the module).
     """
 
     def __init__(self, data: tf.data.Dataset, *, budget: float, intervals: int = 3, every: int = 1,
-                 episodes: int = 30, eval_batches: int = 4, seed: int = 0,
+                 episodes: int = 30, eval_batches: int = 4, seed: int = 0, revise: bool = False,
                  state_path: str | Path | None = None, verbose: int = 1, **options: Any) -> None:
         super().__init__()
         self.data, self.budget = data, number(budget, "RLPruning budget", low=0.0, high=1.0, low_open=True)
@@ -51,6 +56,7 @@ class RLPruning(keras.callbacks.Callback):
         self.every = number(every, "RLPruning every", low=1, integer=True)
         self.episodes = number(episodes, "RLPruning episodes", low=1, integer=True)
         self.eval_batches, self.seed, self.verbose = eval_batches, seed, verbose
+        self.revise = flag(revise, "RLPruning revise")
         self.state_path = Path(state_path) if state_path is not None else None
         self.env_options = {k: options.pop(k) for k in ENV_OPTIONS if k in options}
         self.dqn_options = options
@@ -65,7 +71,7 @@ class RLPruning(keras.callbacks.Callback):
         return Plan(set(self.plans[-1]["removed"])) if self.plans else Plan()
 
     def budget_at(self, interval: int) -> float:
-        return 1.0 - (1.0 - self.budget) * (interval + 1) / self.intervals
+        return self.budget if self.revise else 1.0 - (1.0 - self.budget) * (interval + 1) / self.intervals
 
     def on_train_begin(self, logs: dict | None = None) -> None:
         if not wrappers(self.model):
@@ -111,7 +117,7 @@ class RLPruning(keras.callbacks.Callback):
         env = self.search.env
         run = {"groups": {", ".join(k): len(v) for k, v in env.groups.items()}, "budget": self.budget,
                "intervals": self.intervals, "every": self.every, "episodes": self.episodes,
-               "seed": self.seed, "actions": [float(a) for a in env.actions],
+               "seed": self.seed, "revise": self.revise, "actions": [float(a) for a in env.actions],
                "eval_batches": self.eval_batches, "options": {**self.env_options, **self.dqn_options}}
         return json.loads(json.dumps(run, sort_keys=True, default=str))
 
@@ -123,9 +129,12 @@ class RLPruning(keras.callbacks.Callback):
             self._install(Plan(set(self.plans[interval]["removed"])))
             return
         env, started = self.search.env, time.perf_counter()
-        env.observe(strip(self.model), removed=self.plan.removed)
+        revising = self.revise and bool(self.plans)
+        env.observe(strip(self.model), removed=self.plan.removed,
+                    unmasked=strip(self.model, masked=False) if revising else None)
         env.budget = self.budget_at(interval)
-        result = self.search.run(self.episodes, interval=interval, epoch=epoch)
+        previous = env.chosen(self.plans[-1]["ratios"]) if revising else None
+        result = self.search.run(self.episodes, previous, interval=interval, epoch=epoch)
         best = result.best
         self._install(best.plan)
         seconds = time.perf_counter() - started  # the scores it observes count, not only episodes

@@ -68,8 +68,8 @@ class PruningEnvironment:
     ``data`` is the held-out batches an episode is judged on (``eval_batches`` of them,
     read once, then ``confirm_batches`` more for the finalists); ``actions`` the ratios
     the agent picks from (steps of 0.05 up to ``max_ratio`` by default); :meth:`observe`
-    takes new weights and the channel ids a plan must keep removed (what earlier intervals
-    cut).
+    takes new weights and the channel ids earlier intervals cut (kept removed, or allowed
+    back).
     """
 
     def __init__(self, model: keras.Model, data: tf.data.Dataset, *, budget: float = 1.0,
@@ -119,34 +119,52 @@ class PruningEnvironment:
 
     # -- what the agent sees --
 
-    def observe(self, model: keras.Model, removed: set[int] | None = None) -> None:
-        """Take ``model``'s current weights (same architecture) and the channels already removed."""
+    def observe(self, model: keras.Model, removed: set[int] | None = None,
+                unmasked: keras.Model | None = None) -> None:
+        """Take ``model``'s current weights (same architecture) and the channels already
+        removed, which a plan keeps removed.
+
+        ``unmasked``, the same weights with the removed channels' as they were when cut,
+        lets a plan bring them back: each group's removed channels rank below its kept ones
+        (among themselves by their score there), so the ratios in place remove the same
+        channels, a lower ratio revives the best of them, and episodes are judged on these
+        weights.
+        """
         self.removed = set(removed or ())
         self._judged: dict[tuple, Episode] = {}  # ratios -> episode, for these weights
-        self.model.set_weights(model.get_weights())
-        self._clone.set_weights(model.get_weights())
-        self._weights = {layer.name: layer.get_weights() for layer in self.model.layers}
         data = tf.data.Dataset.from_tensor_slices(
             (np.concatenate([x.numpy() for x, _ in self._batches]),
              np.concatenate([y for _, y in self._batches]))).batch(len(self._batches[0][1]))
+        if unmasked is not None:
+            self.model.set_weights(unmasked.get_weights())
+            stale = channel_scores(self.graph, self.importance, data, len(self._batches))
+        self.model.set_weights(model.get_weights())
         kinds = ("l1", "mean_activation", "activation_taylor")
         scored = {m: channel_scores(self.graph, m, data, len(self._batches))
                   for m in dict.fromkeys((self.importance, *kinds))}  # each score once
-        self.scores = {i: (-1.0 if i in self.removed else s) for i, s in scored[self.importance].items()}
+        current = scored[self.importance]
+        if unmasked is None:
+            self.scores = {i: (-1.0 if i in self.removed else s) for i, s in current.items()}
+        else:
+            below, top = min(current.values()) - 1.0, max(stale.values())
+            self.scores = {i: (below - (top - stale[i]) if i in self.removed else s) for i, s in current.items()}
+            self.model.set_weights(unmasked.get_weights())
+        self._clone.set_weights(self.model.get_weights())
+        self._weights = {layer.name: layer.get_weights() for layer in self.model.layers}
         spreads = [scored[m] for m in kinds]
         macs, params = self.cost.dense or 1, max(1, self.model.count_params())
         self._static, self.floor = [], {}
         for t, key in enumerate(self.keys):
             ids = np.array([c.id for c in self.groups[key]])
-            self.floor[key] = float(np.isin(ids, list(self.removed)).mean())
+            lost = float(np.isin(ids, list(self.removed)).mean())
+            self.floor[key] = 0.0 if unmasked is not None else lost
             layer = model.get_layer(key[0])
             kind = [float(isinstance(layer, k)) for k in _TYPES]
             kind.append(float(not any(kind)))
             own_macs = sum(self.cost.layer_macs.get(name, 0) for name in key) / macs
             own_params = sum(int(np.prod(w.shape)) for name in key for w in model.get_layer(name).weights) / params
             self._static.append([t / len(self.keys), *kind, math.log2(len(ids)) / 12, own_params, own_macs,
-                                 *(_spread(np.array([s[i] for i in ids])) for s in spreads),
-                                 self.floor[key]])
+                                 *(_spread(np.array([s[i] for i in ids])) for s in spreads), lost])
 
     def state(self, t: int, ratios: dict[tuple[str, ...], float]) -> np.ndarray:
         dense = self.cost.dense or 1
@@ -180,6 +198,18 @@ class PruningEnvironment:
     def ratios(self, chosen: dict[tuple[str, ...], int]) -> dict[tuple[str, ...], float]:
         """The ratio of each group's chosen action."""
         return {k: float(self.actions[a]) for k, a in chosen.items()}
+
+    def chosen(self, ratios: dict[str, float]) -> dict[tuple[str, ...], int]:
+        """The actions of a plan's ratios as an episode logs them (keys joined by ", ")."""
+        out = {}
+        for key in self.keys:
+            ratio = ratios[", ".join(key)]
+            match = np.flatnonzero(np.isclose(self.actions, ratio))
+            if not len(match):
+                raise ConfigError(f"RL: ratio {ratio:g} for {', '.join(key)} is none of the actions "
+                                  f"{list(self.actions)}; a plan made with other actions cannot be replayed.")
+            out[key] = int(match[0])
+        return out
 
     def uniform(self) -> dict[tuple[str, ...], int]:
         """The least action that, given to every group (none below what it already lost),

@@ -14,7 +14,8 @@ it finds is better on the held-out batches.  ``start_uniform=False`` leaves it o
 With the environment's confirmation batches, the best plan is not taken on the word of the
 batches it was picked on (:meth:`Search._choose`): the ``FINALISTS`` best plans, and the
 uniform plan, are judged again on batches the agent never saw.  A plan then replaces the
-uniform one only if it is ahead on both.
+uniform one only if it is ahead on both.  A search that revises a plan in place (the RL
+callback's ``revise``) plays that plan first instead, and it is the one to beat.
 """
 from __future__ import annotations
 
@@ -57,51 +58,56 @@ class Search:
         self.baseline: float | None = None
         self.episodes = 0  # over every search of this agent
 
-    def run(self, episodes: int, **log_fields) -> SearchResult:
-        """``episodes`` episodes and then one greedy one; the plan kept is :meth:`_choose`'s."""
+    def run(self, episodes: int, previous: dict[tuple[str, ...], int] | None = None,
+            **log_fields) -> SearchResult:
+        """``episodes`` episodes and then one greedy one; the plan kept is :meth:`_choose`'s.
+        ``previous`` (an action per group: the plan in place) is played first instead of the
+        uniform plan, and is the plan to beat."""
         episodes = number(episodes, "RL episodes", low=1, integer=True)
-        start, log, played, uniform_episode = time.perf_counter(), [], [], None
+        first = previous if previous is not None else self.env.uniform() if self.start_uniform else None
+        start, log, played = time.perf_counter(), [], []
         for e in range(episodes + 1):
-            uniform = e == 0 and self.start_uniform
-            episode = self._episode(explore=e < episodes, chosen=self.env.uniform() if uniform else None)
-            log.append({**log_fields, "episode": self.episodes, "greedy": e == episodes, "uniform": uniform,
+            episode = self._episode(explore=e < episodes, chosen=first if e == 0 else None)
+            log.append({**log_fields, "episode": self.episodes, "greedy": e == episodes,
+                        "uniform": e == 0 and first is not None and previous is None,
+                        "previous": e == 0 and previous is not None,
                         "epsilon": round(self.agent.epsilon, 4), "ratios": episode.ratios,
                         "accuracy": episode.accuracy, "macs": episode.macs,
                         "reward": episode.reward, "seconds": round(episode.seconds, 4)})
             played.append(episode)
-            uniform_episode = episode if uniform else uniform_episode
-        best, finalists = self._choose(played, uniform_episode)
+        best, finalists = self._choose(played, played[0] if first is not None else None, previous is not None)
         return SearchResult(best, log, time.perf_counter() - start, finalists)
 
-    def _choose(self, played: list[Episode], uniform: Episode | None) -> tuple[Episode, list[dict]]:
+    def _choose(self, played: list[Episode], incumbent: Episode | None,
+                previous: bool = False) -> tuple[Episode, list[dict]]:
         """The highest reward (the earliest of equals) without confirmation batches.  With
-        them: the ``FINALISTS`` best distinct plans ahead of the uniform one are judged again
-        there, and the one ahead of it there too by the most is kept (ties to the higher
-        first reward); if none is, the uniform plan.  Without a uniform plan, the finalist
-        best on the confirmation batches."""
+        them: the ``FINALISTS`` best distinct plans ahead of the incumbent (the uniform plan,
+        or the ``previous`` one) are judged again there, and the one ahead of it there too by
+        the most is kept (ties to the higher first reward); if none is, the incumbent.
+        Without an incumbent, the finalist best on the confirmation batches."""
         distinct: dict[tuple, Episode] = {}
         for episode in played:
             distinct.setdefault(tuple(sorted(episode.ratios.items())), episode)
         ranked = sorted(distinct.values(), key=lambda ep: -ep.reward)  # stable: the earliest first
         if not self.env.confirms:
             return ranked[0], []
-        finalists = [ep for ep in ranked if uniform is None or ep.reward > uniform.reward][:FINALISTS]
+        finalists = [ep for ep in ranked if incumbent is None or ep.reward > incumbent.reward][:FINALISTS]
         if not finalists:
-            return uniform, []
+            return incumbent, []
 
         def confirmed(episode: Episode) -> float:
             ratios = {key: episode.ratios[", ".join(key)] for key in self.env.keys}
             return self.env.evaluate(ratios, confirm=True).reward
 
         judged = [(ep, confirmed(ep)) for ep in finalists]
-        floor = -np.inf if uniform is None else confirmed(uniform)
+        floor = -np.inf if incumbent is None else confirmed(incumbent)
         ahead = [(ep, r) for ep, r in judged if r > floor]
-        best = max(ahead, key=lambda item: item[1])[0] if ahead else uniform  # max keeps the first
+        best = max(ahead, key=lambda item: item[1])[0] if ahead else incumbent  # max keeps the first
         record = [{"ratios": ep.ratios, "reward": ep.reward, "confirmed": r, "uniform": False,
-                   "kept": ep is best} for ep, r in judged]
-        if uniform is not None:
-            record.append({"ratios": uniform.ratios, "reward": uniform.reward, "confirmed": floor,
-                           "uniform": True, "kept": best is uniform})
+                   "previous": False, "kept": ep is best} for ep, r in judged]
+        if incumbent is not None:
+            record.append({"ratios": incumbent.ratios, "reward": incumbent.reward, "confirmed": floor,
+                           "uniform": not previous, "previous": previous, "kept": best is incumbent})
         return best, record
 
     def _episode(self, explore: bool, chosen: dict[tuple[str, ...], int] | None = None) -> Episode:

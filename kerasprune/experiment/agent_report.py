@@ -16,9 +16,15 @@ def _confirmed(finalists: list[dict]) -> str:
     if not finalists:
         return "-"
     kept = next(f for f in finalists if f["kept"])
-    uniform = next((f for f in finalists if f["uniform"]), None)
-    against = "" if uniform is None else f" vs {uniform['confirmed']:.4f}"
-    return f"{kept['confirmed']:.4f}{against} ({sum(not f['uniform'] for f in finalists)})"
+    start = next((f for f in finalists if _starts(f)), None)
+    against = "" if start is None else f" vs {start['confirmed']:.4f}"
+    return f"{kept['confirmed']:.4f}{against} ({sum(not _starts(f) for f in finalists)})"
+
+
+def _starts(entry: dict) -> bool:
+    """Whether an episode or finalist is its search's starting plan: the uniform one, or
+    the plan in place when the agent revises it."""
+    return bool(entry.get("uniform") or entry.get("previous"))
 
 
 def markdown(runs: list[dict]) -> list[str]:
@@ -27,18 +33,20 @@ def markdown(runs: list[dict]) -> list[str]:
         return []
     lines = ["## RL agent", "",
              "Each interval's search (DQN episodes on the current weights, judged on held-out "
-             "validation batches) and the plan it installed; the budget steps toward the target.  "
-             "`uniform`: the held-out accuracy of the uniform plan, the search's first episode.  "
-             "`confirmed`: on the confirmation batches, the kept plan's accuracy against the uniform "
-             "plan's and the number of finalists judged there (`-`: no plan was ahead of uniform).", "",
-             "| run | interval | epoch | budget (MACs) | plan's MACs | held-out accuracy | uniform "
+             "validation batches) and the plan it installed; the budget steps toward the target "
+             "(with `revise`, it is the target throughout and later searches revise the plan).  "
+             "`start`: the held-out accuracy of the search's first episode, the uniform plan (with "
+             "`revise`, after the first interval, the plan in place).  `confirmed`: on the "
+             "confirmation batches, the kept plan's accuracy against the starting plan's and the "
+             "number of finalists judged there (`-`: no plan was ahead of the start).", "",
+             "| run | interval | epoch | budget (MACs) | plan's MACs | held-out accuracy | start "
              "| confirmed | search s | ratios |",
              "|---|---|---|---|---|---|---|---|---|---|"]
     for r in agents:
-        uniform = {e.get("interval"): e["accuracy"] for e in r.get("rl_episodes", []) if e.get("uniform")}
+        first = {e.get("interval"): e["accuracy"] for e in r.get("rl_episodes", []) if _starts(e)}
         for p in r["rl_plans"]:
             ratios = ", ".join(f"{k} {v:.2f}" for k, v in p["ratios"].items())
-            start = uniform.get(p["interval"])
+            start = first.get(p["interval"])
             lines.append(f"| `{r['run']}` | {p['interval'] + 1} | {p['epoch'] + 1} | {p['budget']:.3f} | "
                          f"{p['macs']:.3f} | {p['accuracy']:.4f} | {'-' if start is None else f'{start:.4f}'} | "
                          f"{_confirmed(p.get('finalists') or [])} | {p['seconds']:.1f} | {ratios} |")

@@ -19,7 +19,7 @@ import tensorflow_model_optimization as tfmot
 
 from ..agent import PruningEnvironment, RLPruning
 from ..backend import keras
-from ..checks import number
+from ..checks import flag, number
 from ..errors import ConfigError
 from ..importance import lookup
 from ..metrics import count_macs, training_flops
@@ -244,7 +244,7 @@ for _method in DYNAMIC_METHODS:
 #: the settings an ``rl`` run takes from RLPruning and its environment (its budget is ``macs``)
 _RL_SETTINGS = ("intervals", "every", "episodes", "eval_batches")
 _RL_ENV = ("max_ratio", "macs_weight", "importance", "confirm_batches")  # actions: by max_ratio
-_RL_DEFAULTS = {"macs": None, **_defaults_of(RLPruning.__init__, _RL_SETTINGS),
+_RL_DEFAULTS = {"macs": None, **_defaults_of(RLPruning.__init__, (*_RL_SETTINGS, "revise")),
                 **_defaults_of(PruningEnvironment.__init__, _RL_ENV)}
 
 
@@ -258,6 +258,7 @@ def _check_rl(p: dict[str, Any], phase: TrainSpec | None = None) -> None:
                           f"finetune phase's {phase.epochs}; lower intervals or every.")
     for key in _RL_SETTINGS:
         number(p[key], key, low=1, integer=True)
+    flag(p["revise"], "revise")
     number(p["max_ratio"], "max_ratio", low=0.0, high=1.0, low_open=True, high_open=True)
     number(p["macs_weight"], "macs_weight", low=0.0)
     number(p["confirm_batches"], "confirm_batches", low=0, integer=True)
@@ -267,11 +268,12 @@ def _check_rl(p: dict[str, Any], phase: TrainSpec | None = None) -> None:
 @register_method("rl", defaults=_RL_DEFAULTS, required=("macs",), check=_check_rl)
 def rl(ctx: RunContext, params: dict[str, Any]) -> Outcome:
     """The RL agent (DQN) sets each group's ratio at intervals of the ``finetune`` phase,
-    stepping to ``macs`` of the dense MACs; the channels it cut are removed at the end."""
+    stepping to ``macs`` of the dense MACs (with ``revise``, at ``macs`` from the first
+    interval, later ones revising the plan); the channels it cut are removed at the end."""
     p = {**_RL_DEFAULTS, **params}
     callback = RLPruning(ctx.data.val, budget=p["macs"], seed=ctx.seed, verbose=0,
                          state_path=ctx.run_dir / "backup" / "rl_agent.npz",
-                         **{k: p[k] for k in (*_RL_SETTINGS, *_RL_ENV)})
+                         **{k: p[k] for k in (*_RL_SETTINGS, "revise", *_RL_ENV)})
     pruned = prune(ctx.baseline(), track_scores=False)
     start = time.perf_counter()
     history = ctx.train(pruned, "finetune", callbacks=[callback])

@@ -86,8 +86,9 @@ def model_sparsity(model: keras.Model) -> float:
     return zeros / total if total else 0.0
 
 
-def strip(model: keras.Model) -> keras.Model:
-    """A plain tf_keras copy of ``model`` without wrappers, masked weights set to zero."""
+def strip(model: keras.Model, masked: bool = True) -> keras.Model:
+    """A plain tf_keras copy of ``model`` without wrappers, masked weights set to zero (with
+    ``masked=False``, at the values the variables keep under the masks)."""
     model = require_graph_model(model, "strip", "pruning")
 
     def unwrap(layer: keras.layers.Layer) -> keras.layers.Layer:
@@ -97,7 +98,7 @@ def strip(model: keras.Model) -> keras.Model:
     stripped = keras.models.clone_model(model, clone_function=unwrap)
     for old, new in zip(model.layers, stripped.layers):
         if isinstance(old, PruningWrapper):
-            new.set_weights([value for _, value in old.effective_weights()])
+            new.set_weights([value for _, value in old.effective_weights()] if masked else old.layer.get_weights())
         else:
             new.set_weights(old.get_weights())
     return stripped
