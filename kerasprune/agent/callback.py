@@ -9,7 +9,9 @@ removed.  With ``revise`` the first interval already cuts to the target, so ever
 after it trains the final widths, and each later one revises the plan in place: its search
 starts from that plan and keeps it unless another is ahead on the confirmation batches too,
 and a group may take back channels it lost (with the weights they had when cut: the masks
-never zero the variables) while another loses more.  The agent (networks, replay memory, exploration, generator), the plans and the
+never zero the variables) while another loses more.
+
+The agent (networks, replay memory, exploration, generator), the plans and the
 episode log are written atomically to ``state_path`` after every search, so a run resumed
 by ``BackupAndRestore`` re-applies the plans it made and searches on where it stopped; the
 file names the run it belongs to (another run's is refused) and goes when training ends.
