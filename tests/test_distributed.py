@@ -204,7 +204,11 @@ def _result(done: subprocess.CompletedProcess) -> dict:
 def test_two_workers_keep_identical_masks_and_a_killed_run_resumes_where_it_stopped(tmp_path):
     backup = tmp_path / "backup"
     killed = _workers(backup, kill_epoch=2)
-    assert [d.returncode for d in killed] == [3, 3], [d.stderr[-2000:] for d in killed]
+    # a worker still in its step when the other dies may be taken down by the lost peer
+    # first (gRPC UNAVAILABLE, status 14): seen under a loaded test run
+    assert 3 in [d.returncode for d in killed], [d.stderr[-2000:] for d in killed]
+    assert all(d.returncode == 3 or (d.returncode != 0 and "grpc_status:14" in d.stderr) for d in killed), \
+        [d.stderr[-2000:] for d in killed]
     assert (backup / "chief").is_dir()  # the chief's checkpoint of epoch 2 survived the kill
 
     first, second = (_result(d) for d in _workers(backup, kill_epoch=-1))
