@@ -40,6 +40,16 @@ def test_strip_returns_an_independent_model():
     assert np.count_nonzero(wrappers(pruned)[2].masked_values()[0]) > 0
 
 
+def test_strip_unmasked_gives_the_values_the_masks_hide_so_a_pruned_weight_can_come_back():
+    original = _lenet()
+    pruned = prune(original)
+    set_sparsity(pruned, 0.5)
+    kernel = original.get_layer("fc1").kernel.numpy()
+    hidden = strip(pruned).get_layer("fc1").kernel.numpy() == 0
+    assert hidden.any() and kernel[hidden].all()  # the masks hide weights that are not zero
+    np.testing.assert_array_equal(strip(pruned, masked=False).get_layer("fc1").kernel.numpy(), kernel)
+
+
 @pytest.mark.parametrize("call, error, message", [
     (lambda: prune(_lenet(), layers=["nope"]), ConfigError, "no layer.*nope"),
     (lambda: prune(_lenet(), layers=["pool1"]), ModelError, "'pool1'.*not prunable"),
