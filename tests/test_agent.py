@@ -141,7 +141,7 @@ def test_a_revised_plan_removes_the_same_channels_at_the_same_ratios_and_a_lower
     unmasked.set_weights(model.get_weights())  # observe() sets the environment's model: this one
     env.observe(masked, removed=cut.removed)
     assert not env.allowed(1)[np.flatnonzero(env.actions == 0.15)[0]]  # kept removed
-    env.observe(masked, removed=cut.removed, unmasked=unmasked)
+    env.observe(unmasked, removed=cut.removed, revive=True)
     assert env.allowed(1).all()
     assert env.plan(ratios).removed == cut.removed
     assert env.plan(lower).removed == make_plan(env.graph, channel_scores(env.graph, "l1"), lower).removed

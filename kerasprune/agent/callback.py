@@ -132,8 +132,7 @@ class RLPruning(keras.callbacks.Callback):
             return
         env, started = self.search.env, time.perf_counter()
         revising = self.revise and bool(self.plans)
-        env.observe(strip(self.model), removed=self.plan.removed,
-                    unmasked=strip(self.model, masked=False) if revising else None)
+        env.observe(strip(self.model, masked=not revising), removed=self.plan.removed, revive=revising)
         env.budget = self.budget_at(interval)
         previous = env.chosen(self.plans[-1]["ratios"]) if revising else None
         result = self.search.run(self.episodes, previous, interval=interval, epoch=epoch)

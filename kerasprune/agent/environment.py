@@ -119,36 +119,37 @@ class PruningEnvironment:
 
     # -- what the agent sees --
 
-    def observe(self, model: keras.Model, removed: set[int] | None = None,
-                unmasked: keras.Model | None = None) -> None:
+    def observe(self, model: keras.Model, removed: set[int] | None = None, revive: bool = False) -> None:
         """Take ``model``'s current weights (same architecture) and the channels already
         removed, which a plan keeps removed.
 
-        ``unmasked``, the same weights with the removed channels' as they were when cut,
-        lets a plan bring them back: each group's removed channels rank below its kept ones
-        (among themselves by their score there), so the ratios in place remove the same
-        channels, a lower ratio revives the best of them, and episodes are judged on these
-        weights.
+        With ``revive``, ``model`` holds the removed channels' weights as they were when cut
+        (the masks never zero the variables) and a plan may bring them back: each group's
+        removed channels rank below its kept ones (among themselves by their score on those
+        weights), so the ratios in place remove the same channels, a lower ratio revives the
+        best of them, and episodes are judged on these weights.
         """
         self.removed = set(removed or ())
         self._judged: dict[tuple, Episode] = {}  # ratios -> episode, for these weights
         data = tf.data.Dataset.from_tensor_slices(
             (np.concatenate([x.numpy() for x, _ in self._batches]),
              np.concatenate([y for _, y in self._batches]))).batch(len(self._batches[0][1]))
-        if unmasked is not None:
-            self.model.set_weights(unmasked.get_weights())
-            stale = channel_scores(self.graph, self.importance, data, len(self._batches))
         self.model.set_weights(model.get_weights())
+        if revive:  # the removed channels' own order, then the scores of the model as it runs
+            stale = channel_scores(self.graph, self.importance, data, len(self._batches))
+            for name, zero in masks(self.model, Plan(self.removed), self.graph).items():
+                layer = self.model.get_layer(name)
+                layer.set_weights([w * m for w, m in zip(layer.get_weights(), zero)])
         kinds = ("l1", "mean_activation", "activation_taylor")
         scored = {m: channel_scores(self.graph, m, data, len(self._batches))
                   for m in dict.fromkeys((self.importance, *kinds))}  # each score once
         current = scored[self.importance]
-        if unmasked is None:
-            self.scores = {i: (-1.0 if i in self.removed else s) for i, s in current.items()}
-        else:
+        if revive:
             below, top = min(current.values()) - 1.0, max(stale.values())
             self.scores = {i: (below - (top - stale[i]) if i in self.removed else s) for i, s in current.items()}
-            self.model.set_weights(unmasked.get_weights())
+            self.model.set_weights(model.get_weights())
+        else:
+            self.scores = {i: (-1.0 if i in self.removed else s) for i, s in current.items()}
         self._clone.set_weights(self.model.get_weights())
         self._weights = {layer.name: layer.get_weights() for layer in self.model.layers}
         spreads = [scored[m] for m in kinds]
@@ -157,7 +158,7 @@ class PruningEnvironment:
         for t, key in enumerate(self.keys):
             ids = np.array([c.id for c in self.groups[key]])
             lost = float(np.isin(ids, list(self.removed)).mean())
-            self.floor[key] = 0.0 if unmasked is not None else lost
+            self.floor[key] = 0.0 if revive else lost
             layer = model.get_layer(key[0])
             kind = [float(isinstance(layer, k)) for k in _TYPES]
             kind.append(float(not any(kind)))

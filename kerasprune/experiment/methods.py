@@ -243,8 +243,9 @@ for _method in DYNAMIC_METHODS:
 
 #: the settings an ``rl`` run takes from RLPruning and its environment (its budget is ``macs``)
 _RL_SETTINGS = ("intervals", "every", "episodes", "eval_batches")
+_RL_CALLBACK = (*_RL_SETTINGS, "revise")
 _RL_ENV = ("max_ratio", "macs_weight", "importance", "confirm_batches")  # actions: by max_ratio
-_RL_DEFAULTS = {"macs": None, **_defaults_of(RLPruning.__init__, (*_RL_SETTINGS, "revise")),
+_RL_DEFAULTS = {"macs": None, **_defaults_of(RLPruning.__init__, _RL_CALLBACK),
                 **_defaults_of(PruningEnvironment.__init__, _RL_ENV)}
 
 
@@ -273,7 +274,7 @@ def rl(ctx: RunContext, params: dict[str, Any]) -> Outcome:
     p = {**_RL_DEFAULTS, **params}
     callback = RLPruning(ctx.data.val, budget=p["macs"], seed=ctx.seed, verbose=0,
                          state_path=ctx.run_dir / "backup" / "rl_agent.npz",
-                         **{k: p[k] for k in (*_RL_SETTINGS, "revise", *_RL_ENV)})
+                         **{k: p[k] for k in (*_RL_CALLBACK, *_RL_ENV)})
     pruned = prune(ctx.baseline(), track_scores=False)
     start = time.perf_counter()
     history = ctx.train(pruned, "finetune", callbacks=[callback])
