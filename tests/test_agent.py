@@ -62,10 +62,11 @@ def test_the_environment_counts_the_macs_that_metrics_count_on_the_shrunk_model(
     rng = np.random.default_rng(1)
     scores = {c.id: float(rng.random()) for c in graph.channels}
     top = 0.4 if name == "bilstm" else 0.8  # a direction must keep a unit: a plan keeps one per group
-    for _ in range(4):
-        ratios = {key: float(rng.uniform(0, top)) for key in graph.groups()}  # by group
-        plan = make_plan(graph, scores, ratios)
-        assert cost(plan) == count_macs(shrink(model, plan, graph)).dense
+    plans = [make_plan(graph, scores, {key: float(rng.uniform(0, top)) for key in graph.groups()})
+             for _ in range(4)]  # ratios by group
+    counted = [count_macs(shrink(model, plan, graph)).dense for plan in plans]
+    assert [cost(plan) for plan in plans] == counted
+    assert [cost(plan) for plan in reversed(plans)] == counted[::-1]  # asked again: the same count
     assert cost.dense == count_macs(model).dense
 
 

@@ -3,7 +3,9 @@
 A search that tries hundreds of plans (the RL agent, a budget's bisection) cannot clone
 the model for each; the rules' own ``weights`` slicing gives each kernel's size after the
 cut, and every kernel entry of a dense, convolutional or recurrent layer is used once per
-position, as :func:`kerasprune.metrics.count_macs` counts it.
+position, as :func:`kerasprune.metrics.count_macs` counts it.  A layer's count is kept per
+cut it has seen (slicing copies the kernel's shape; a search asks about the same few cuts
+of each layer hundreds of times).
 """
 from __future__ import annotations
 
@@ -65,6 +67,7 @@ class PlanCost:
         every = [c.id for c in graph.channels] + [int(i.max(initial=0)) for entry in self._layers
                                                    for i in (*entry.in_ids, entry.out_ids)]
         self._top = 1 + max(every, default=0)
+        self._entries: dict[tuple, float] = {}  # (layer, its cut) -> MACs it keeps
 
     def __call__(self, plan: Plan) -> int:
         keep = np.ones(self._top, bool)
@@ -85,11 +88,14 @@ class PlanCost:
 
     def _count(self, keep: np.ndarray) -> int:
         total = float(self._fixed)
-        for entry in self._layers:
+        for n, entry in enumerate(self._layers):
             cut = Cut([keep[i] for i in entry.in_ids], keep[entry.out_ids])
-            shells = [np.broadcast_to(np.zeros((), bool), s) for s in entry.shapes]  # shapes, no data
-            sliced = entry.rule.weights(entry.layer, shells, cut)
-            total += entry.per_entry * sum(sliced[i].size for i in entry.measured)
+            key = (n, cut.keep_out.tobytes(), *(k.tobytes() for k in cut.keep_in))
+            if key not in self._entries:
+                shells = [np.broadcast_to(np.zeros((), bool), s) for s in entry.shapes]  # shapes, no data
+                sliced = entry.rule.weights(entry.layer, shells, cut)
+                self._entries[key] = entry.per_entry * sum(sliced[i].size for i in entry.measured)
+            total += self._entries[key]
         return int(round(total))
 
 
