@@ -4,8 +4,8 @@ A search that tries hundreds of plans (the RL agent, a budget's bisection) canno
 the model for each; the rules' own ``weights`` slicing gives each kernel's size after the
 cut, and every kernel entry of a dense, convolutional or recurrent layer is used once per
 position, as :func:`kerasprune.metrics.count_macs` counts it.  A layer's count is kept per
-cut it has seen (slicing copies the kernel's shape; a search asks about the same few cuts
-of each layer hundreds of times).
+cut it has seen: slicing copies a kernel-sized array, and a search asks about the same few
+cuts of each layer hundreds of times.
 """
 from __future__ import annotations
 
