@@ -134,7 +134,8 @@ class PruningEnvironment:
         data = tf.data.Dataset.from_tensor_slices(
             (np.concatenate([x.numpy() for x, _ in self._batches]),
              np.concatenate([y for _, y in self._batches]))).batch(len(self._batches[0][1]))
-        self.model.set_weights(model.get_weights())
+        weights = model.get_weights()
+        self.model.set_weights(weights)
         if revive:  # the removed channels' own order, then the scores of the model as it runs
             stale = channel_scores(self.graph, self.importance, data, len(self._batches))
             for name, zero in masks(self.model, Plan(self.removed), self.graph).items():
@@ -147,10 +148,10 @@ class PruningEnvironment:
         if revive:
             below, top = min(current.values()) - 1.0, max(stale.values())
             self.scores = {i: (below - (top - stale[i]) if i in self.removed else s) for i, s in current.items()}
-            self.model.set_weights(model.get_weights())
+            self.model.set_weights(weights)
         else:
             self.scores = {i: (-1.0 if i in self.removed else s) for i, s in current.items()}
-        self._clone.set_weights(self.model.get_weights())
+        self._clone.set_weights(weights)
         self._weights = {layer.name: layer.get_weights() for layer in self.model.layers}
         spreads = [scored[m] for m in kinds]
         macs, params = self.cost.dense or 1, max(1, self.model.count_params())
