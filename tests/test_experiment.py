@@ -234,6 +234,20 @@ def test_the_report_compares_with_tfmots_best_run_chosen_on_validation_and_shows
     assert "| `ours` | `tfmot-recipe` | +2.00 |" in text  # validation chooses, never the test split
     assert "| 0.9 | `tfmot-lucky` | 0.002 | 0.9000 | 0.9600 |  |" in text
     assert "| 0.9 | `tfmot-recipe` | 0.001 | 0.9400 | 0.9500 | best |" in text
+    assert "Best against best" not in text  # ours tried one setting: its row above is its best
+
+
+def test_the_report_compares_a_methods_best_run_with_tfmots_best_both_chosen_on_validation(tmp_path):
+    text = _report(tmp_path, [
+        _report_run("dense", "dense", 0.99, 100),
+        _report_run("tfmot-a", "tfmot_gmp", 0.95, 10, val=0.94), _report_run("tfmot-b", "tfmot_gmp", 0.96, 10, val=0.93),
+        _report_run("ours-a", "rigl", 0.98, 10, val=0.92), _report_run("ours-b", "rigl", 0.97, 10, val=0.95),
+        _report_run("ours-c", "rigl", 0.99, 10, val=0.91),
+        {**_report_run("ours-longer", "rigl", 0.99, 10, val=0.99), "epochs": 20},  # another budget
+        {**_report_run("static-longer", "static", 0.99, 10, val=0.99), "epochs": 20},
+        _report_run("static", "static", 0.94, 10, val=0.90)])
+    assert "| `rigl` | 0.9 | `ours-b` (of 3) | `tfmot-a` (of 2) | +2.00 |" in text
+    assert "| `static` | 0.9 |" not in text  # one run at tfmot's length: nothing was chosen
 
 
 def _lenet_mnist(tmp_path, name: str, methods: str, finetune_epochs: int, keep_best: bool = False):

@@ -91,3 +91,37 @@ def test_the_cli_prints_or_writes_the_summary(tmp_path, capsys):
     assert main(["seeds", *paths, "--out", str(tmp_path / "seeds.md")]) == 0
     assert (tmp_path / "seeds.md").read_text().startswith("# exp (cpu) over 2 seeds")
     assert main(["seeds", paths[0]]) == 2  # one line, not a traceback
+
+
+def test_a_method_that_tried_several_settings_is_compared_by_its_best_run_chosen_on_validation(tmp_path):
+    paths = [_results(tmp_path, "exp", 0.99, 0.98, 0.985), _results(tmp_path, "exp.seed1", 0.97, 0.96, 0.955)]
+    for path, (val_plain, val_tuned, tuned_accuracy) in zip(paths, [(0.90, 0.95, 0.99), (0.96, 0.93, 0.99)]):
+        data = json.loads(path.read_text())
+        data["runs"][2]["history"] = {"val_accuracy": [val_plain]}
+        data["runs"].append({**_run("adaptive-tuned_sparsity-0.8", "adaptive", tuned_accuracy, 0.8),
+                             "history": {"val_accuracy": [val_tuned]}})
+        path.write_text(json.dumps(data))
+    summary = seed_summary(paths)
+    # seed 0 picks the tuned run (val 0.95 > 0.90), seed 1 the plain one (0.96 > 0.93), though
+    # the tuned run is better on the reported split in both: validation chooses, not the test.
+    assert _row(summary, "| `adaptive`'s best at 0.8") == (
+        "| `adaptive`'s best at 0.8 (of 2/2): `adaptive-tuned_sparsity-0.8`, `adaptive_sparsity-0.8` | "
+        "tfmot's best (of 1/1): `tfmot_gmp_sparsity-0.8` | +1.00 -0.50 | +0.25 | 1/2 |")
+
+
+def test_a_run_trained_longer_is_not_among_a_methods_settings(tmp_path):
+    paths = [_results(tmp_path, "exp", 0.99, 0.98, 0.985), _results(tmp_path, "exp.seed1", 0.97, 0.96, 0.955)]
+    for path in paths:
+        data = json.loads(path.read_text())
+        for run in data["runs"]:
+            run["epochs"] = 10
+        data["runs"].append({**_run("adaptive-2x_sparsity-0.8", "adaptive", 0.999, 0.8), "epochs": 20,
+                             "history": {"val_accuracy": [0.999]}})
+        path.write_text(json.dumps(data))
+    assert "'s best at" not in seed_summary(paths)
+
+
+def test_a_method_with_one_run_at_a_sparsity_gets_no_best_row(tmp_path):
+    summary = seed_summary([_results(tmp_path, "exp", 0.99, 0.98, 0.985),
+                            _results(tmp_path, "exp.seed1", 0.97, 0.96, 0.955)])
+    assert "'s best at" not in summary

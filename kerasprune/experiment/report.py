@@ -220,21 +220,44 @@ def chosen_on(run: dict) -> float:
     return val[-1] if val else float("-inf")
 
 
-def best_peers(runs: list[dict]) -> dict[float, dict]:
-    """tfmot's best run at each target sparsity: the highest :func:`chosen_on` (first wins ties)."""
+def best_runs(runs: list[dict], method: str) -> dict[float, dict]:
+    """``method``'s best run at each target sparsity: the highest :func:`chosen_on` (first wins ties)."""
     best: dict[float, dict] = {}
     for r in runs:
         target = r["settings"].get("sparsity")
-        if r["method"] == PEER and (target not in best or chosen_on(r) > chosen_on(best[target])):
+        if r["method"] == method and (target not in best or chosen_on(r) > chosen_on(best[target])):
             best[target] = r
     return best
 
 
+def tried(runs: list[dict], run: dict, same_length: bool = False) -> int:
+    """How many runs of ``run``'s method at its sparsity its choice was made among (with
+    ``same_length``, only those trained for as many epochs as ``run``)."""
+    return sum(r["method"] == run["method"] and r["settings"].get("sparsity") == run["settings"].get("sparsity")
+               and (not same_length or r.get("epochs") == run.get("epochs")) for r in runs)
+
+
 def peer_pairs(runs: list[dict]) -> list[tuple[dict, dict]]:
     """Each kerasprune run with tfmot's best run at the same target sparsity, where there is one."""
-    peers = best_peers(runs)
+    peers = best_runs(runs, PEER)
     return [(r, peers[r["settings"].get("sparsity")]) for r in runs
             if r["method"] not in (BASELINE, PEER) and r["settings"].get("sparsity") in peers]
+
+
+def best_pairs(runs: list[dict]) -> list[tuple[dict, dict]]:
+    """Each kerasprune method that tried several settings at a sparsity for as many epochs
+    as tfmot's best run there: its best of those, chosen the same way, against tfmot's best,
+    so that tuning is compared with tuning (its runs one by one against tfmot's best give
+    tfmot the only choice; a run trained longer is another budget, not a setting)."""
+    pairs = []
+    for target, peer in best_runs(runs, PEER).items():
+        same = [r for r in runs if r["method"] not in (BASELINE, PEER) and r.get("epochs") == peer.get("epochs")
+                and r["settings"].get("sparsity") == target]
+        for method in dict.fromkeys(r["method"] for r in same):
+            best = best_runs(same, method)[target]
+            if tried(same, best) > 1:
+                pairs.append((best, peer))
+    return pairs
 
 
 def _varying(runs: list[dict]) -> list[str]:
@@ -257,9 +280,20 @@ def _peer_table(runs: list[dict]) -> list[str]:
         lines.append(f"| `{r['run']}` | `{peer['run']}` | {100 * (r['accuracy'] - peer['accuracy']):+.2f} | "
                      f"{r['macs_effective'] / peer['macs_effective']:.2f} | "
                      f"{_step_ratio(r, peer)} |")
+    best_rows = best_pairs(runs)
+    if best_rows:
+        lines += ["", "### Best against best", "",
+                  "A method that tried several settings at a sparsity, for as many epochs as "
+                  "tfmot's best run there: its best of them (chosen the same way) against tfmot's best.", "",
+                  "| method | sparsity | its best run | tfmot's best run | accuracy change (points) |",
+                  "|---|---|---|---|---|"]
+        for r, peer in best_rows:
+            lines.append(f"| `{r['method']}` | {r['settings'].get('sparsity')} | `{r['run']}` "
+                         f"(of {tried(runs, r, same_length=True)}) | `{peer['run']}` (of {tried(runs, peer)}) | "
+                         f"{100 * (r['accuracy'] - peer['accuracy']):+.2f} |")
     peers = [r for r in runs if r["method"] == PEER]
     shown = _varying(peers)
-    best = {id(r) for r in best_peers(runs).values()}
+    best = {id(r) for r in best_runs(runs, PEER).values()}
     if len(peers) > len(best):
         lines += ["", "### tfmot's sweep", "",
                   "| sparsity | run | " + " | ".join(shown) + " | val accuracy | accuracy | |",

@@ -5,19 +5,21 @@ results JSONs of one experiment run with different seeds (``kerasprune experimen
 --seed N`` writes ``<name>.seed<N>.json``) and reports, per run, mean and spread of the
 accuracy, and per seed the difference to the dense baseline and to tfmot at the same
 sparsity (its best run there, chosen on validation accuracy within each seed): the paired
-comparison, since a seed shares its baseline and data order.
+comparison, since a seed shares its baseline and data order.  A method that tried several
+settings is also compared by its own best run, chosen the same way: tuning against tuning.
 Like the report, it only reads results; nothing is measured here.
 """
 from __future__ import annotations
 
 import re
 import statistics
+from collections.abc import Callable
 from pathlib import Path
 
 from ..errors import ConfigError
 from ..results import read_results
-from .report import peer_pairs
-from .spec import BASELINE, PEER
+from .report import best_pairs, peer_pairs, tried
+from .spec import BASELINE
 
 
 def _load(paths: list[str | Path]) -> list[tuple[str, dict]]:
@@ -70,18 +72,31 @@ def seed_summary(paths: list[str | Path]) -> str:
         if run_id != BASELINE and shared:
             diffs = [runs[n]["accuracy"] - dense[n]["accuracy"] for n in shared]
             lines.append(f"| `{run_id}` | `dense` | {_points(diffs)} |")
-    pairs: dict[str, list[float]] = {}
-    peers: dict[str, list[str]] = {}
-    tried: dict[str, list[int]] = {}  # how many tfmot runs each seed chose among
-    for _, results in loaded:
-        for run, peer in peer_pairs(results["runs"]):
-            pairs.setdefault(run["run"], []).append(run["accuracy"] - peer["accuracy"])
-            peers.setdefault(run["run"], []).append(peer["run"])
-            tried.setdefault(run["run"], []).append(sum(
-                r["method"] == PEER and r["settings"].get("sparsity") == peer["settings"]["sparsity"]
-                for r in results["runs"]))
-    for run_id, diffs in pairs.items():
-        chosen = ", ".join(f"`{p}`" for p in dict.fromkeys(peers[run_id]))
-        of = "/".join(map(str, tried[run_id]))
-        lines.append(f"| `{run_id}` | tfmot's best (of {of}): {chosen} | {_points(diffs)} |")
+    lines += _against_tfmot(loaded, peer_pairs, lambda r: f"`{r['run']}`", chosen=False)
+    lines += _against_tfmot(loaded, best_pairs, chosen=True, label=lambda r: (
+        f"`{r['method']}`'s best at {r['settings'].get('sparsity')}"))
     return "\n".join(lines) + "\n"
+
+
+def _against_tfmot(loaded: list[tuple[str, dict]], pairs: Callable[[list[dict]], list[tuple[dict, dict]]],
+                   label: Callable[[dict], str], chosen: bool) -> list[str]:
+    """Seed-by-seed differences to tfmot's best run at the same sparsity, one row per
+    ``label`` of the runs ``pairs`` picks in each seed. A row names the runs tfmot's side
+    picked over the seeds and, per seed, how many it chose among; with ``chosen`` (ours
+    were picked too) the same for our side."""
+    rows: dict[str, dict] = {}
+    for _, results in loaded:
+        runs = results["runs"]
+        for run, peer in pairs(runs):
+            row = rows.setdefault(label(run), {"diffs": [], "ours": {}, "theirs": {}, "of": ([], [])})
+            row["diffs"].append(run["accuracy"] - peer["accuracy"])
+            row["ours"][run["run"]] = row["theirs"][peer["run"]] = None
+            row["of"][0].append(str(tried(runs, run, same_length=chosen)))
+            row["of"][1].append(str(tried(runs, peer)))
+    lines = []
+    for name, row in rows.items():
+        ours = f" (of {'/'.join(row['of'][0])}): " + ", ".join(f"`{r}`" for r in row["ours"]) if chosen else ""
+        theirs = ", ".join(f"`{r}`" for r in row["theirs"])
+        lines.append(f"| {name}{ours} | tfmot's best (of {'/'.join(row['of'][1])}): {theirs} | "
+                     f"{_points(row['diffs'])} |")
+    return lines
