@@ -11,7 +11,7 @@ from kerasprune.experiment.seeds import seed_summary
 
 
 def _run(run_id, method, accuracy, sparsity=None):
-    return {"run": run_id, "method": method, "accuracy": accuracy,
+    return {"run": run_id, "method": method, "accuracy": accuracy, "history": {},
             "settings": {} if sparsity is None else {"sparsity": sparsity}}
 
 

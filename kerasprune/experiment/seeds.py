@@ -17,15 +17,15 @@ from collections.abc import Callable
 from pathlib import Path
 
 from ..errors import ConfigError
-from ..results import read_results
-from .report import best_pairs, peer_pairs, tried
+from .comparison import best_pairs, peer_pairs, tried
+from .report import read_experiment_results
 from .spec import BASELINE
 
 
 def _load(paths: list[str | Path]) -> list[tuple[str, dict]]:
     loaded = []
     for path in map(Path, paths):
-        loaded.append((path.stem, read_results(path)))
+        loaded.append((path.stem, read_experiment_results(path)))
     names = [str(r.get("experiment")) for _, r in loaded]
     if len(set(names)) < len(names):
         raise ConfigError(f"the same seed is passed twice ({', '.join(names)}); pass one file per seed.")
