@@ -61,6 +61,8 @@ def test_a_setting_added_later_counts_only_when_set(tmp_path):
     assert rigl("sparse_init: true") != rigl("")
     assert rigl("gradient_batches: 1") == rigl("")
     assert rigl("gradient_batches: 10") != rigl("")
+    assert rigl("per_row: false") == rigl("")
+    assert rigl("per_row: true") != rigl("")
 
     def rl(extra):
         settings = f"macs: 0.5\n    intervals: 1\n    {extra}"

@@ -107,6 +107,47 @@ def test_rigl_captures_dense_gradients_on_update_steps_only_and_grows_where_they
     assert moved.tolist() == [True, False, True, False, True, False]  # -0.1 out, the 0.7 gradient in
 
 
+def _embedding_model():
+    """Tokens 0-9 are frequent (in every sentence), 10-59 rare; the label is token 10-34's."""
+    keras.utils.set_random_seed(0)
+    rng = np.random.default_rng(0)
+    x = np.concatenate([rng.integers(0, 10, (256, 6)), rng.integers(10, 60, (256, 2))], axis=1)
+    y = (x[:, 6] < 35).astype("int32")
+    model = keras.Sequential([keras.Input((8,), dtype="int32"), keras.layers.Embedding(60, 16, name="emb"),
+                              keras.layers.GlobalAveragePooling1D(),
+                              keras.layers.Dense(2, activation="softmax", name="out")])
+    pruned = prune(model, track_scores=False, track_gradients=True)
+    pruned.compile(keras.optimizers.Adam(1e-2), "sparse_categorical_crossentropy", ["accuracy"])
+    return pruned, tf.data.Dataset.from_tensor_slices((x.astype("int32"), y)).batch(16)
+
+
+def _rows(model):
+    return next(m.numpy() != 0 for w in wrappers(model) if w.layer.name == "emb" for m in w.masks).sum(axis=1)
+
+
+@pytest.mark.parametrize("per_row", [False, True])
+def test_with_per_row_each_embedding_row_keeps_its_nonzeros_where_rigl_moves_them_to_frequent_tokens(per_row):
+    model, data = _embedding_model()
+    dst = DynamicSparsity(0.75, method="rigl", distribution="uniform", drop_fraction=0.5, update_every=4,
+                          per_row=per_row, verbose=0)
+
+    class First(keras.callbacks.Callback):  # the masks of the first step, before any update
+        rows = None
+
+        def on_train_batch_end(self, batch, logs=None):
+            if self.rows is None:
+                self.rows = _rows(self.model)
+
+    first = First()
+    model.fit(data, epochs=2, callbacks=[dst, first], verbose=0)
+    rows = _rows(model)
+    assert rows.sum() == first.rows.sum() and dst.updates
+    if per_row:
+        assert rows.tolist() == first.rows.tolist()
+    else:  # the gradient of every batch reaches the frequent tokens' rows
+        assert rows[:10].sum() > first.rows[:10].sum()
+
+
 def test_rigl_refuses_wrappers_that_do_not_capture_gradients():
     model = _model(track_gradients=False)
     with pytest.raises(ModelError, match="track_gradients=True"):
@@ -236,6 +277,8 @@ def test_bad_settings_are_refused_when_the_callback_is_made():
         DynamicSparsity(0.8, update_every=10, gradient_batches=11)
     with pytest.raises(ConfigError, match="method 'set' uses none"):
         DynamicSparsity(0.8, method="set", gradient_batches=4)
+    with pytest.raises(ConfigError, match="'static' never updates"):
+        DynamicSparsity(0.8, method="static", per_row=True)
 
 
 class Epochs(keras.callbacks.Callback):

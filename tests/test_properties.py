@@ -96,6 +96,23 @@ def test_regrowth_moves_weights_but_keeps_their_number(data, size, seed):
     assert (mask & ~moved).sum() <= k  # at most k dropped (a dropped one may grow back)
 
 
+@PURE
+@given(data=st.data(), rows=st.integers(1, 30), width=st.integers(1, 12), seed=st.integers(0, 10 ** 6))
+def test_row_regrowth_keeps_every_rows_number_and_grows_each_rows_largest(data, rows, width, seed):
+    rng = np.random.default_rng(seed)
+    mask = rng.random((rows, width)) < data.draw(st.floats(0.05, 0.95))
+    k = data.draw(st.integers(0, int(mask.sum())))
+    grow = rng.standard_normal((rows, width)) * (rng.random((rows, 1)) < 0.7)  # some rows unreached
+    moved = _moved(mask, rng.standard_normal((rows, width)), grow, k, rng, rows=True)
+    assert moved.sum(axis=1).tolist() == mask.sum(axis=1).tolist()
+    unreached = ~grow.any(axis=1)
+    assert (moved[unreached] == mask[unreached]).all()  # nothing to judge them by: they stay
+    for r in range(rows):  # nothing left dead in a row has a larger gradient than what grew there
+        grown, dead = moved[r] & ~mask[r], ~moved[r]
+        if grown.any() and dead.any():
+            assert grow[r][grown].min() >= grow[r][dead].max()
+
+
 @MODEL
 @given(kind=st.sampled_from(["mlp", "cnn"]), sizes=widths, ratio=st.floats(0.0, 0.9),
        importance=st.sampled_from(["l1", "l2"]), seed=st.integers(0, 3))

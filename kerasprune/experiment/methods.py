@@ -200,7 +200,7 @@ def structured(ctx: RunContext, params: dict[str, Any]) -> Outcome:
 
 #: the settings a dynamic sparse run takes from DynamicSparsity (its sparsity is the run's)
 _DYNAMIC_SETTINGS = ("distribution", "drop_fraction", "update_every", "end_fraction", "min_density",
-                     "max_density", "sparse_init", "gradient_batches")
+                     "max_density", "sparse_init", "gradient_batches", "per_row")
 
 
 def _dynamic_parts(p: dict[str, Any], method: str, seed: int = 0) -> DynamicSparsity:

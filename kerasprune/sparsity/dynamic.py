@@ -14,6 +14,15 @@ smallest in magnitude, and regrows as many among the dead ones:
   than one batch: an embedding's gradient reaches only the rows its batch looked up
   (rigl-torch's gradient accumulation).
 
+An embedding's gradient reaches only the rows its batch looked up, largest for the most
+frequent tokens, so RigL's regrowth drifts the layer's nonzeros toward them and away from
+the rarer tokens that carry the meaning.  With ``per_row`` an embedding row (one token's
+vector) regrows as many weights as it dropped, within itself, by gradient (RigL) or at
+random (SET): each token keeps its number of nonzeros.  RigL then drops only in the rows
+its gradient reached: the others were not looked up, so neither their magnitudes (still
+as initialised, or as last trained) nor a zero gradient say where they should grow.
+Other kernels move as before.
+
 With ``sparse_init`` the first step's live weights are scaled by ``1/sqrt(density)`` per
 kernel, so a layer's output starts with the variance a dense initializer meant for it
 (the layer-scaled init of Evci et al. 2022, "Gradient Flow in Sparse Neural Networks",
@@ -68,7 +77,8 @@ class DynamicSparsity(keras.callbacks.Callback):
     def __init__(self, sparsity: float = 0.5, *, method: str = "rigl", distribution: str = "erk",
                  drop_fraction: float = 0.2, update_every: int = 100, end_fraction: float = 0.75,
                  min_density: float = 0.02, max_density: float = 1.0, sparse_init: bool = False,
-                 gradient_batches: int = 1, seed: int = 0, verbose: int = 1) -> None:
+                 gradient_batches: int = 1, per_row: bool = False, seed: int = 0,
+                 verbose: int = 1) -> None:
         super().__init__()
         where = "DynamicSparsity"
         self.sparsity = number(sparsity, f"{where}(sparsity=)", low=0.0, high=1.0, low_open=True,
@@ -93,6 +103,10 @@ class DynamicSparsity(keras.callbacks.Callback):
         if self.gradient_batches > 1 and self.method != "rigl":
             raise ConfigError(f"{where}: gradient_batches sums the dense gradients RigL regrows by; "
                               f"method {self.method!r} uses none, so leave it at 1.")
+        self.per_row = flag(per_row, f"{where}(per_row=)")
+        if self.per_row and self.method == "static":
+            raise ConfigError(f"{where}: per_row chooses where an update regrows; method 'static' "
+                              "never updates, so leave it off.")
         self.seed, self.verbose = int(seed), verbose
         self.updates: list[dict] = []
         self.state = DynamicState()
@@ -204,7 +218,8 @@ class DynamicSparsity(keras.callbacks.Callback):
                 mask = wrapper.masks[i].numpy() != 0
                 values = weight.variable.numpy()
                 grow = grads[i] if grads is not None else rng.random(mask.shape)
-                new = _moved(mask, values, grow, int(fraction * mask.sum()), rng)
+                rows = self.per_row and isinstance(weight.owner, keras.layers.Embedding)
+                new = _moved(mask, values, grow, int(fraction * mask.sum()), rng, rows=rows)
                 born = new & ~mask
                 if born.any():
                     weight.variable.assign(np.where(born, 0.0, values).astype(values.dtype))
@@ -222,19 +237,30 @@ class DynamicSparsity(keras.callbacks.Callback):
 
 
 def _moved(mask: np.ndarray, values: np.ndarray, grow: np.ndarray, k: int,
-           rng: np.random.Generator) -> np.ndarray:
+           rng: np.random.Generator, rows: bool = False) -> np.ndarray:
     """``mask`` with its ``k`` smallest live weights dropped and the ``k`` dead (or just
-    dropped) entries of largest ``grow`` alive; ties broken at random."""
+    dropped) entries of largest ``grow`` alive; ties broken at random.  With ``rows``, only
+    rows (along the first axis) with some nonzero ``grow`` drop, and each regrows as many as
+    it dropped, its own largest."""
     if k <= 0:
         return mask
     flat, tie = mask.ravel(), rng.random(mask.size)
     live = np.flatnonzero(flat)
+    width = mask.size // mask.shape[0]  # a row's entries
+    if rows:
+        live = live[np.asarray(grow).reshape(mask.shape[0], width).any(axis=1)[live // width]]
     dropped = live[np.lexsort((tie[live], np.abs(values.ravel()[live])))[:k]]
     after = flat.copy()
     after[dropped] = False
     dead = np.flatnonzero(~after)
     score = np.asarray(grow, dtype=np.float64).ravel()[dead]
-    grown = dead[np.lexsort((tie[dead], -score))[:k]]
+    if rows:  # sorted by row, then score: each row's first entries, as many as it dropped
+        order = np.lexsort((tie[dead], -score, dead // width))
+        row = dead[order] // width
+        rank = np.arange(order.size) - np.searchsorted(row, row)  # place within its row
+        grown = dead[order[rank < np.bincount(dropped // width, minlength=mask.shape[0])[row]]]
+    else:
+        grown = dead[np.lexsort((tie[dead], -score))[:k]]
     after[grown] = True
     return after.reshape(mask.shape)
 
