@@ -166,6 +166,49 @@ def test_a_search_under_a_budget_starts_from_the_uniform_plan_unless_told_not_to
     assert not any(e["uniform"] for e in lagrangian)  # its MACs are its own to choose
 
 
+@pytest.mark.parametrize("importance", ["l1", "activation_taylor"])
+def test_a_global_rankings_plan_is_its_cut_on_the_action_grid_within_the_budget(importance):
+    model = _cnn()
+    fc1 = model.get_layer("fc1")  # two thirds of fc1's neurons barely matter to any ranking
+    kernel, bias = fc1.get_weights()
+    kernel[:, 8:] *= 1e-3
+    fc1.set_weights([kernel, bias])
+    env = PruningEnvironment(model, _data(), budget=0.5)
+    chosen = env.ranked(importance)
+    ratios = env.ratios(chosen)
+    assert env.cost.fraction(env.plan(ratios)) <= 0.5
+    exact = plan_channels(model, importance=importance, data=_data(), scope="global", macs=0.5, batches=4)
+    shares = {k: np.isin([c.id for c in env.groups[k]], list(exact.removed)).mean() for k in env.keys}
+    assert shares[("fc1",)] >= 0.6 and ratios[("fc1",)] >= 0.6 > env.ratios(env.uniform())[("fc1",)]
+    step = float(env.actions[1] - env.actions[0])
+    # on the grid, each group within a step of the exact cut, or at the largest action
+    assert all(abs(ratios[k] - shares[k]) < step + 1e-9 or ratios[k] == env.actions[-1] for k in env.keys), \
+        (ratios, shares)
+
+
+def test_with_start_rankings_a_search_plays_the_global_rankings_plans_after_the_uniform_one():
+    model = _cnn()
+    env = PruningEnvironment(model, _data(), budget=0.5)
+    result = search(model, _data(), budget=0.5, episodes=6, seed=3, start_rankings=True)
+    first = result.episodes[:3]
+    assert first[0]["uniform"] and [e["ranking"] for e in first] == [None, "l1", "activation_taylor"]
+    for e in first[1:]:
+        assert e["ratios"] == {", ".join(k): r for k, r in env.ratios(env.ranked(e["ranking"])).items()}
+    assert len(result.episodes) == 7  # in place of the agent's own episodes, not added to them
+    assert not any(e["ranking"] for e in search(model, _data(), budget=0.5, episodes=6, seed=3).episodes)
+
+
+def test_a_rankings_plan_ahead_on_both_batches_is_kept_and_named():
+    env = PruningEnvironment(_cnn(), _data(), budget=0.5)
+    env.evaluate = lambda ratios, confirm=False: _episode(env, 0.0, {0.1: 0.80, 0.3: 0.85}[
+        next(iter(ratios.values()))])
+    uniform, ranking = _episode(env, 0.1, 0.60), _episode(env, 0.3, 0.65)
+    best, finalists = Search(env, seed=0)._choose([uniform, ranking], uniform, named={
+        tuple(sorted(ranking.ratios.items())): "l1"})
+    assert best is ranking
+    assert [(f["ranking"], f["kept"]) for f in finalists] == [("l1", True), (None, False)]
+
+
 def test_the_lagrangian_reward_chooses_its_own_macs_below_the_budget():
     model = _cnn()
     env = PruningEnvironment(model, _data(), budget=0.9, macs_weight=1.0)
@@ -355,7 +398,8 @@ def test_rl_pruning_needs_pruning_wrappers():
 
 
 @pytest.mark.parametrize("other", [{"budget": 0.5}, {"eval_batches": 1}, {"confirm_batches": 1},
-                                   {"importance": "activation_taylor"}, {"gamma": 0.5}, {"revise": True}])
+                                   {"importance": "activation_taylor"}, {"gamma": 0.5}, {"revise": True},
+                                   {"start_rankings": True}])
 def test_a_state_file_of_another_run_is_refused(tmp_path, other):
     """Another budget, evaluation, environment or agent setting: resuming would mix searches."""
     with pytest.raises(KeyboardInterrupt):

@@ -74,6 +74,10 @@ def test_a_setting_added_later_counts_only_when_set(tmp_path):
     assert rl("revise: true") != rl("")
     with pytest.raises(ConfigError, match="revise must be true or false"):
         rl("revise: 1")
+    assert rl("start_rankings: false") == rl("")
+    assert rl("start_rankings: true") != rl("")
+    with pytest.raises(ConfigError, match="start_rankings must be true or false"):
+        rl("start_rankings: 1")
 
 
 def test_a_phase_setting_added_later_counts_only_when_set(tmp_path):

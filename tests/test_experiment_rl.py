@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 
 from kerasprune import ConfigError
+from kerasprune.experiment import agent_report
 
 from test_experiment import _run, _write_config
 
@@ -63,3 +64,19 @@ def test_rl_refuses_a_finetune_phase_that_keeps_its_best_epoch(tmp_path, mock_tf
                                                             "finetune: {epochs: 2, keep_best: true}"))
     with pytest.raises(ConfigError, match="keep_best could hand back an epoch before the last cut"):
         _run(config, tmp_path)
+
+
+def test_the_report_says_when_a_search_kept_a_global_rankings_plan():
+    def finalist(ranking, confirmed, kept, uniform=False):
+        return {"ratios": {"a": 0.5}, "reward": 0.9, "confirmed": confirmed, "uniform": uniform,
+                "previous": False, "ranking": ranking, "kept": kept}
+
+    plan = {"interval": 0, "epoch": 0, "budget": 0.5, "macs": 0.49, "accuracy": 0.9, "seconds": 1.0,
+            "ratios": {"a": 0.5}}
+    run = {"run": "rl", "agent_seconds": 1.0, "agent_share": 0.1, "rl_episodes": [], "rl_plans": [
+        {**plan, "finalists": [finalist("activation_taylor", 0.95, True), finalist(None, 0.93, False),
+                               finalist(None, 0.90, False, uniform=True)]},
+        {**plan, "interval": 1, "finalists": [finalist(None, 0.96, True), finalist(None, 0.90, False, True)]}]}
+    rows = [line for line in agent_report.markdown([run]) if line.startswith("| `rl` |")]
+    assert "0.9500 vs 0.9000 (2; kept the global activation_taylor ranking's plan)" in rows[0]
+    assert "0.9600 vs 0.9000 (1) |" in rows[1]

@@ -45,8 +45,9 @@ class RLPruning(keras.callbacks.Callback):
     episodes each, judged on ``eval_batches`` batches of ``data`` (held-out, not the
     training data), the finalists again on ``confirm_batches`` more.  ``options`` go to the
     environment (``actions``, ``max_ratio``, ``macs_weight``, ``importance``,
-    ``confirm_batches``) and the DQN (``gamma``, ``learning_rate``, ...).  ``revise``: the
-    target from the first interval on, later intervals revising the plan (see the module).
+    ``confirm_batches``), the search (``start_uniform``, ``start_rankings``) and the DQN
+    (``gamma``, ``learning_rate``, ...).  ``revise``: the target from the first interval
+    on, later intervals revising the plan (see the module).
     """
 
     def __init__(self, data: tf.data.Dataset, *, budget: float, intervals: int = 3, every: int = 1,

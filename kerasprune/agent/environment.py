@@ -30,7 +30,7 @@ from ..checks import number
 from ..batches import labeled
 from ..errors import ConfigError, TrainingError
 from ..metrics.quality import hits
-from ..structured import PlanCost, analyze, channel_scores, make_plan, masks
+from ..structured import PlanCost, analyze, channel_scores, make_plan, masks, ratio_for_macs
 from ..structured.plan import Plan, removed_count
 
 _TYPES = (keras.layers.Conv1D, keras.layers.Conv2D, keras.layers.Conv3D, keras.layers.Dense,
@@ -40,6 +40,10 @@ _TYPES = (keras.layers.Conv1D, keras.layers.Conv2D, keras.layers.Conv3D, keras.l
 #: MACs still ahead, the previous ratio
 STATE_SIZE = len(_TYPES) + 12
 
+
+#: the global rankings the experiments compare the agent with (``structured`` with ``scope:
+#: global``), which a search may play as its own episodes (:meth:`PruningEnvironment.ranked`)
+RANKINGS = ("l1", "activation_taylor")
 
 #: the settings of PruningEnvironment that RLPruning and search() pass through
 ENV_OPTIONS = ("actions", "max_ratio", "macs_weight", "importance", "confirm_batches")
@@ -141,9 +145,10 @@ class PruningEnvironment:
             for name, zero in masks(self.model, Plan(self.removed), self.graph).items():
                 layer = self.model.get_layer(name)
                 layer.set_weights([w * m for w, m in zip(layer.get_weights(), zero)])
-        kinds = ("l1", "mean_activation", "activation_taylor")
+        kinds = ("l1", "mean_activation", "activation_taylor")  # RANKINGS among them
         scored = {m: channel_scores(self.graph, m, data, len(self._batches))
                   for m in dict.fromkeys((self.importance, *kinds))}  # each score once
+        self._rankings = {m: scored[m] for m in RANKINGS}
         current = scored[self.importance]
         if revive:
             below, top = min(current.values()) - 1.0, max(stale.values())
@@ -223,6 +228,30 @@ class PruningEnvironment:
                 return self.fill(chosen)
         raise TrainingError(f"RL: not even the largest action on every group meets {self.budget:g} of "
                             "dense MACs; this is a bug in the budget check, please report it.")
+
+    def ranked(self, importance: str) -> dict[tuple[str, ...], int]:
+        """The plan of the global ranking by ``importance`` (one of :data:`RANKINGS`, scored
+        on the weights :meth:`observe` took): every channel ranked together, each group's
+        scores over their mean, as ``structured`` with ``scope: global`` does, cut to the
+        budget; as the agent's actions: each group's removed share to the nearest action
+        (none below what it already lost), then, while the plan is above the budget, one
+        step more for the group furthest below its share.  Not filled: :meth:`fill` would
+        hand the rounding's slack to the last group and undo the ranking's shape.  Only the
+        ratios are the ranking's: which channels of a group go is, as in every plan, the
+        environment's ``importance`` order."""
+        scores = self._rankings[importance]
+        ratio = ratio_for_macs(self.budget, self.graph, scores, self.cost, scope="global")
+        removed = list(make_plan(self.graph, scores, ratio, scope="global").removed)
+        share = {k: float(np.isin([c.id for c in self.groups[k]], removed).mean()) for k in self.keys}
+        chosen = {}
+        for t, key in enumerate(self.keys):
+            allowed = np.flatnonzero(self.allowed(t))
+            chosen[key] = int(allowed[np.argmin(np.abs(self.actions[allowed] - share[key]))])
+        top = len(self.actions) - 1
+        while not self._fits(self.ratios(chosen)):  # the largest action on every group fits
+            key = max((k for k in self.keys if chosen[k] < top), key=lambda k: share[k] - self.actions[chosen[k]])
+            chosen[key] += 1
+        return chosen
 
     def fill(self, chosen: dict[tuple[str, ...], int]) -> dict[tuple[str, ...], int]:
         """``chosen`` (an action per group, within the budget) with each group's action

@@ -9,7 +9,10 @@ baseline), times ``reward_scale``, so small accuracy differences move Q-values.
 Under a budget (and no ``macs_weight``) a search's first episode plays the uniform plan,
 the same ratio for every group (:meth:`PruningEnvironment.uniform`), instead of a random
 one: the agent learns from the heuristic it is judged against, and keeps it when nothing
-it finds is better on the held-out batches.  ``start_uniform=False`` leaves it out.
+it finds is better on the held-out batches.  ``start_uniform=False`` leaves it out.  With
+``start_rankings`` the next episodes play the global rankings' plans
+(:meth:`PruningEnvironment.ranked`, by L1 norm and by activation x gradient): the other
+heuristics it is judged against, learned from and kept on the same terms as its own plans.
 
 With the environment's confirmation batches, the best plan is not taken on the word of the
 batches it was picked on (:meth:`Search._choose`): the ``FINALISTS`` best plans, and the
@@ -28,7 +31,7 @@ from ..backend import keras, tf
 from ..checks import flag, number
 from ..errors import TrainingError
 from .dqn import DQN
-from .environment import ENV_OPTIONS, STATE_SIZE, Episode, PruningEnvironment
+from .environment import ENV_OPTIONS, RANKINGS, STATE_SIZE, Episode, PruningEnvironment
 
 
 #: how many of a search's best plans are judged again on the confirmation batches
@@ -50,11 +53,14 @@ class Search:
     """An environment and the DQN that learns on it, carried from one search to the next."""
 
     def __init__(self, env: PruningEnvironment, *, seed: int = 0, epsilon_episodes: int = 100,
-                 reward_scale: float = 10.0, start_uniform: bool = True, **dqn) -> None:
+                 reward_scale: float = 10.0, start_uniform: bool = True, start_rankings: bool = False,
+                 **dqn) -> None:
         self.env = env
         self.agent = DQN(STATE_SIZE, len(env.actions), seed=seed, epsilon_episodes=epsilon_episodes, **dqn)
         self.reward_scale = number(reward_scale, "RL reward_scale", low=0.0, low_open=True)
-        self.start_uniform = flag(start_uniform, "RL start_uniform") and env.budget < 1.0 and not env.macs_weight
+        constrained = env.budget < 1.0 and not env.macs_weight
+        self.start_uniform = flag(start_uniform, "RL start_uniform") and constrained
+        self.start_rankings = flag(start_rankings, "RL start_rankings") and constrained
         self.baseline: float | None = None
         self.episodes = 0  # over every search of this agent
 
@@ -62,32 +68,41 @@ class Search:
             **log_fields) -> SearchResult:
         """``episodes`` episodes and then one greedy one; the plan kept is :meth:`_choose`'s.
         ``previous`` (an action per group: the plan in place) is played first instead of the
-        uniform plan, and is the plan to beat."""
+        uniform plan, and is the plan to beat; the rankings' plans (``start_rankings``) come
+        next, in place of as many of the agent's own exploring episodes."""
         episodes = number(episodes, "RL episodes", low=1, integer=True)
         first = previous if previous is not None else self.env.uniform() if self.start_uniform else None
+        starts = [(None, first)] if first is not None else []
+        if self.start_rankings:
+            starts += [(m, self.env.ranked(m)) for m in RANKINGS]
+        starts = starts[:episodes]
         start, log, played = time.perf_counter(), [], []
         for e in range(episodes + 1):
-            episode = self._episode(explore=e < episodes, chosen=first if e == 0 else None)
+            ranking, chosen = starts[e] if e < len(starts) else (None, None)
+            episode = self._episode(explore=e < episodes, chosen=chosen)
             log.append({**log_fields, "episode": self.episodes, "greedy": e == episodes,
                         "uniform": e == 0 and first is not None and previous is None,
-                        "previous": e == 0 and previous is not None,
+                        "previous": e == 0 and previous is not None, "ranking": ranking,
                         "epsilon": round(self.agent.epsilon, 4), "ratios": episode.ratios,
                         "accuracy": episode.accuracy, "macs": episode.macs,
                         "reward": episode.reward, "seconds": round(episode.seconds, 4)})
             played.append(episode)
-        best, finalists = self._choose(played, played[0] if first is not None else None, previous is not None)
+        named = {_plan_key(played[e]): ranking for e, (ranking, _) in enumerate(starts) if ranking}
+        best, finalists = self._choose(played, played[0] if first is not None else None, previous is not None,
+                                       named)
         return SearchResult(best, log, time.perf_counter() - start, finalists)
 
-    def _choose(self, played: list[Episode], incumbent: Episode | None,
-                previous: bool = False) -> tuple[Episode, list[dict]]:
+    def _choose(self, played: list[Episode], incumbent: Episode | None, previous: bool = False,
+                named: dict[tuple, str] | None = None) -> tuple[Episode, list[dict]]:
         """The highest reward (the earliest of equals) without confirmation batches.  With
         them: the ``FINALISTS`` best distinct plans ahead of the incumbent (the uniform plan,
         or the ``previous`` one) are judged again there, and the one ahead of it there too by
         the most is kept (ties to the higher first reward); if none is, the incumbent.
-        Without an incumbent, the finalist best on the confirmation batches."""
+        Without an incumbent, the finalist best on the confirmation batches.  ``named``: the
+        rankings' plans, which the record names."""
         distinct: dict[tuple, Episode] = {}
         for episode in played:
-            distinct.setdefault(tuple(sorted(episode.ratios.items())), episode)
+            distinct.setdefault(_plan_key(episode), episode)
         ranked = sorted(distinct.values(), key=lambda ep: -ep.reward)  # stable: the earliest first
         if not self.env.confirms:
             return ranked[0], []
@@ -104,10 +119,12 @@ class Search:
         ahead = [(ep, r) for ep, r in judged if r > floor]
         best = max(ahead, key=lambda item: item[1])[0] if ahead else incumbent  # max keeps the first
         record = [{"ratios": ep.ratios, "reward": ep.reward, "confirmed": r, "uniform": False,
-                   "previous": False, "kept": ep is best} for ep, r in judged]
+                   "previous": False, "ranking": (named or {}).get(_plan_key(ep)), "kept": ep is best}
+                  for ep, r in judged]
         if incumbent is not None:
             record.append({"ratios": incumbent.ratios, "reward": incumbent.reward, "confirmed": floor,
-                           "uniform": not previous, "previous": previous, "kept": best is incumbent})
+                           "uniform": not previous, "previous": previous, "ranking": None,
+                           "kept": best is incumbent})
         return best, record
 
     def _episode(self, explore: bool, chosen: dict[tuple[str, ...], int] | None = None) -> Episode:
@@ -156,12 +173,17 @@ class Search:
         self.episodes, self.baseline = int(episodes), None if np.isnan(baseline) else float(baseline)
 
 
+def _plan_key(episode: Episode) -> tuple:
+    return tuple(sorted(episode.ratios.items()))
+
+
 def search(model: keras.Model, data: tf.data.Dataset, *, budget: float, episodes: int = 100,
            seed: int = 0, eval_batches: int = 4, **options) -> SearchResult:
     """Search per-group ratios for a trained ``model`` within ``budget`` (fraction of dense
     MACs), judged on ``eval_batches`` of ``data`` (and ``confirm_batches`` more).
     ``options`` go to the environment (``actions``, ``max_ratio``, ``macs_weight``,
-    ``importance``, ``confirm_batches``) or the DQN."""
+    ``importance``, ``confirm_batches``), the search (``start_uniform``, ``start_rankings``)
+    or the DQN."""
     env = PruningEnvironment(model, data, budget=budget, eval_batches=eval_batches,
                              **{k: options.pop(k) for k in ENV_OPTIONS if k in options})
     return Search(env, seed=seed, epsilon_episodes=episodes, **options).run(episodes)

@@ -18,7 +18,8 @@ def _confirmed(finalists: list[dict]) -> str:
     kept = next(f for f in finalists if f["kept"])
     start = next((f for f in finalists if _starts(f)), None)
     against = "" if start is None else f" vs {start['confirmed']:.4f}"
-    return f"{kept['confirmed']:.4f}{against} ({sum(not _starts(f) for f in finalists)})"
+    whose = f"; kept the global {kept['ranking']} ranking's plan" if kept.get("ranking") else ""
+    return f"{kept['confirmed']:.4f}{against} ({sum(not _starts(f) for f in finalists)}{whose})"
 
 
 def _starts(entry: dict) -> bool:
@@ -38,7 +39,8 @@ def markdown(runs: list[dict]) -> list[str]:
              "`start`: the held-out accuracy of the search's first episode, the uniform plan (with "
              "`revise`, after the first interval, the plan in place).  `confirmed`: on the "
              "confirmation batches, the kept plan's accuracy against the starting plan's and the "
-             "number of finalists judged there (`-`: no plan was ahead of the start).", "",
+             "number of finalists judged there (`-`: no plan was ahead of the start), and whether "
+             "the plan kept was a global ranking's (with `start_rankings`).", "",
              "| run | interval | epoch | budget (MACs) | plan's MACs | held-out accuracy | start "
              "| confirmed | search s | ratios |",
              "|---|---|---|---|---|---|---|---|---|---|"]

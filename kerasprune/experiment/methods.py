@@ -17,7 +17,7 @@ from typing import Any, Callable
 
 import tensorflow_model_optimization as tfmot
 
-from ..agent import PruningEnvironment, RLPruning
+from ..agent import PruningEnvironment, RLPruning, Search
 from ..backend import keras
 from ..checks import flag, number
 from ..errors import ConfigError
@@ -245,8 +245,10 @@ for _method in DYNAMIC_METHODS:
 _RL_SETTINGS = ("intervals", "every", "episodes", "eval_batches")
 _RL_CALLBACK = (*_RL_SETTINGS, "revise")
 _RL_ENV = ("max_ratio", "macs_weight", "importance", "confirm_batches")  # actions: by max_ratio
+_RL_SEARCH = ("start_rankings",)
 _RL_DEFAULTS = {"macs": None, **_defaults_of(RLPruning.__init__, _RL_CALLBACK),
-                **_defaults_of(PruningEnvironment.__init__, _RL_ENV)}
+                **_defaults_of(PruningEnvironment.__init__, _RL_ENV),
+                **_defaults_of(Search.__init__, _RL_SEARCH)}
 
 
 def _check_rl(p: dict[str, Any], phase: TrainSpec | None = None) -> None:
@@ -260,6 +262,7 @@ def _check_rl(p: dict[str, Any], phase: TrainSpec | None = None) -> None:
     for key in _RL_SETTINGS:
         number(p[key], key, low=1, integer=True)
     flag(p["revise"], "revise")
+    flag(p["start_rankings"], "start_rankings")
     number(p["max_ratio"], "max_ratio", low=0.0, high=1.0, low_open=True, high_open=True)
     number(p["macs_weight"], "macs_weight", low=0.0)
     number(p["confirm_batches"], "confirm_batches", low=0, integer=True)
@@ -274,7 +277,7 @@ def rl(ctx: RunContext, params: dict[str, Any]) -> Outcome:
     p = {**_RL_DEFAULTS, **params}
     callback = RLPruning(ctx.data.val, budget=p["macs"], seed=ctx.seed, verbose=0,
                          state_path=ctx.run_dir / "backup" / "rl_agent.npz",
-                         **{k: p[k] for k in (*_RL_CALLBACK, *_RL_ENV)})
+                         **{k: p[k] for k in (*_RL_CALLBACK, *_RL_ENV, *_RL_SEARCH)})
     pruned = prune(ctx.baseline(), track_scores=False)
     start = time.perf_counter()
     history = ctx.train(pruned, "finetune", callbacks=[callback])

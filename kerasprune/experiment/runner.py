@@ -206,7 +206,8 @@ def _default_command(config: ExperimentConfig, budget: str) -> str:
 #: settings added after results were saved, at the value that changes nothing: they count
 #: only when set otherwise, so the saved results of the runs without them stay valid.
 #: Method settings count unless at this value of this type (``gradient_batches: 1.0`` counts);
-_LATER_SETTINGS = {"sparse_init": False, "gradient_batches": 1, "revise": False, "per_row": False}
+_LATER_SETTINGS = {"sparse_init": False, "gradient_batches": 1, "revise": False, "per_row": False,
+                   "start_rankings": False}
 #: phase settings are off at zero (int or float) and count when not zero
 _LATER_PHASE_SETTINGS = ("clipnorm", "distill")
 
