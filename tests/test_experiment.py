@@ -234,7 +234,7 @@ def test_the_report_compares_with_tfmots_best_run_chosen_on_validation_and_shows
     assert "| `ours` | `tfmot-recipe` | +2.00 |" in text  # validation chooses, never the test split
     assert "| 0.9 | `tfmot-lucky` | 0.002 | 0.9000 | 0.9600 |  |" in text
     assert "| 0.9 | `tfmot-recipe` | 0.001 | 0.9400 | 0.9500 | best |" in text
-    assert "Best against best" not in text  # ours tried one setting: its row above is its best
+    assert "### Best against" not in text  # ours tried one setting: its row above is its best
 
 
 def test_the_report_compares_a_methods_best_run_with_tfmots_best_both_chosen_on_validation(tmp_path):
@@ -248,6 +248,18 @@ def test_the_report_compares_a_methods_best_run_with_tfmots_best_both_chosen_on_
         _report_run("static", "static", 0.94, 10, val=0.90)])
     assert "| `rigl` | 0.9 | `ours-b` (of 3) | `tfmot-a` (of 2) | +2.00 |" in text
     assert "| `static` | 0.9 |" not in text  # one run at tfmot's length: nothing was chosen
+
+
+def test_the_report_compares_a_methods_best_run_with_dense_chosen_on_validation(tmp_path):
+    text = _report(tmp_path, [
+        {**_report_run("dense", "dense", 0.99, 100), "epochs": 3},
+        {**_report_run("rigl", "rigl", 0.985, 10, val=0.90), "epochs": 3},
+        {**_report_run("rigl-a1", "rigl", 0.97, 10, val=0.93), "epochs": 3},  # validation picks it
+        {**_report_run("rigl-2x", "rigl", 0.995, 10, val=0.99), "epochs": 6},  # another budget
+        {**_report_run("static", "static", 0.98, 10, val=0.95), "epochs": 3}])
+    assert "### Best against dense" in text
+    assert "| `rigl` | 0.9 | `rigl-a1` (of 2) | `dense` | -2.00 |" in text
+    assert "| `static` | 0.9 |" not in text  # one setting: its row against dense above is all there is
 
 
 def _lenet_mnist(tmp_path, name: str, methods: str, finetune_epochs: int, keep_best: bool = False):

@@ -42,17 +42,25 @@ def peer_pairs(runs: list[dict]) -> list[tuple[dict, dict]]:
             if r["method"] not in (BASELINE, PEER) and r["settings"].get("sparsity") in peers]
 
 
+def swept_bests(runs: list[dict], epochs: int | None) -> list[dict]:
+    """Each kerasprune method's best run (chosen as in :func:`best_runs`) at each sparsity
+    where it tried several settings for ``epochs`` epochs (a run trained longer is another
+    budget, not a setting)."""
+    same = [r for r in runs if r["method"] not in (BASELINE, PEER) and r.get("epochs") == epochs]
+    return [best for method in dict.fromkeys(r["method"] for r in same)
+            for best in best_runs(same, method).values() if tried(same, best) > 1]
+
+
 def best_pairs(runs: list[dict]) -> list[tuple[dict, dict]]:
-    """Each kerasprune method that tried several settings at a sparsity for as many epochs
-    as tfmot's best run there: its best of those, chosen the same way, against tfmot's best,
-    so that tuning is compared with tuning (its runs one by one against tfmot's best give
-    tfmot the only choice; a run trained longer is another budget, not a setting)."""
-    pairs = []
-    for target, peer in best_runs(runs, PEER).items():
-        same = [r for r in runs if r["method"] not in (BASELINE, PEER) and r.get("epochs") == peer.get("epochs")
-                and r["settings"].get("sparsity") == target]
-        for method in dict.fromkeys(r["method"] for r in same):
-            best = best_runs(same, method)[target]
-            if tried(same, best) > 1:
-                pairs.append((best, peer))
-    return pairs
+    """Each method's :func:`swept_bests` at tfmot's best run's length against that run, so
+    that tuning is compared with tuning (its runs one by one against tfmot's best give
+    tfmot the only choice)."""
+    return [(best, peer) for target, peer in best_runs(runs, PEER).items()
+            for best in swept_bests(runs, peer.get("epochs")) if best["settings"].get("sparsity") == target]
+
+
+def dense_pairs(runs: list[dict]) -> list[tuple[dict, dict]]:
+    """Each method's :func:`swept_bests` at the dense baseline's length against it: whether
+    a tuned method reaches dense, its choice made without the reported split."""
+    dense = next((r for r in runs if r["method"] == BASELINE), None)
+    return [] if dense is None else [(best, dense) for best in swept_bests(runs, dense.get("epochs"))]

@@ -12,7 +12,7 @@ from .. import files
 from ..errors import ConfigError
 from ..results import read_results
 from . import agent_report, traffic_report
-from .comparison import best_pairs, best_runs, chosen_on, peer_pairs, tried
+from .comparison import best_pairs, best_runs, chosen_on, dense_pairs, peer_pairs, tried
 from .spec import BASELINE, PEER
 
 
@@ -133,6 +133,9 @@ def write_report(results: dict, path: Path) -> Path:
                 f"{_latency_ratio(r, dense)} | {'-' if two is None else f'{two:.3f}'} | "
                 f"{'-' if energy is None else f'{energy:.2f}'} | {_step_ratio(r, dense)} |"
             )
+        lines += _best_table(runs, dense_pairs(runs), "dense", (
+            "A method that tried several settings at a sparsity, for as many epochs as dense: "
+            "its best of them on validation accuracy against dense."))
         lines.append("")
     lines += _peer_table(runs)
     lines += _quantized_tables(runs)
@@ -230,6 +233,22 @@ def _varying(runs: list[dict]) -> list[str]:
     return [k for k in keys if len({repr(r["settings"].get(k)) for r in runs}) > 1]
 
 
+def _best_table(runs: list[dict], pairs: list[tuple[dict, dict]], against: str, caption: str) -> list[str]:
+    """A "best against" subsection: each swept method's best run against its partner, and
+    how many runs each side was chosen among."""
+    if not pairs:
+        return []
+    lines = ["", f"### Best against {against}", "", caption, "",
+             f"| method | sparsity | its best run | {against} run | accuracy change (points) |",
+             "|---|---|---|---|---|"]
+    for r, partner in pairs:
+        among = "" if partner["method"] == BASELINE else f" (of {tried(runs, partner)})"
+        lines.append(f"| `{r['method']}` | {r['settings'].get('sparsity')} | `{r['run']}` "
+                     f"(of {tried(runs, r, same_length=True)}) | `{partner['run']}`{among} | "
+                     f"{100 * (r['accuracy'] - partner['accuracy']):+.2f} |")
+    return lines
+
+
 def _peer_table(runs: list[dict]) -> list[str]:
     """Each kerasprune run against tfmot's best run at its sparsity, then tfmot's sweep."""
     rows = peer_pairs(runs)
@@ -244,17 +263,9 @@ def _peer_table(runs: list[dict]) -> list[str]:
         lines.append(f"| `{r['run']}` | `{peer['run']}` | {100 * (r['accuracy'] - peer['accuracy']):+.2f} | "
                      f"{r['macs_effective'] / peer['macs_effective']:.2f} | "
                      f"{_step_ratio(r, peer)} |")
-    best_rows = best_pairs(runs)
-    if best_rows:
-        lines += ["", "### Best against best", "",
-                  "A method that tried several settings at a sparsity, for as many epochs as "
-                  "tfmot's best run there: its best of them (chosen the same way) against tfmot's best.", "",
-                  "| method | sparsity | its best run | tfmot's best run | accuracy change (points) |",
-                  "|---|---|---|---|---|"]
-        for r, peer in best_rows:
-            lines.append(f"| `{r['method']}` | {r['settings'].get('sparsity')} | `{r['run']}` "
-                         f"(of {tried(runs, r, same_length=True)}) | `{peer['run']}` (of {tried(runs, peer)}) | "
-                         f"{100 * (r['accuracy'] - peer['accuracy']):+.2f} |")
+    lines += _best_table(runs, best_pairs(runs), "tfmot's best", (
+        "A method that tried several settings at a sparsity, for as many epochs as "
+        "tfmot's best run there: its best of them (chosen the same way) against tfmot's best."))
     peers = [r for r in runs if r["method"] == PEER]
     shown = _varying(peers)
     best = {id(r) for r in best_runs(runs, PEER).values()}

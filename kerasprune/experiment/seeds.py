@@ -6,7 +6,8 @@ results JSONs of one experiment run with different seeds (``kerasprune experimen
 accuracy, and per seed the difference to the dense baseline and to tfmot at the same
 sparsity (its best run there, chosen on validation accuracy within each seed): the paired
 comparison, since a seed shares its baseline and data order.  A method that tried several
-settings is also compared by its own best run, chosen the same way: tuning against tuning.
+settings is also compared by its own best run, chosen the same way, with dense and with
+tfmot's best: tuning against tuning.
 Like the report, it only reads results; nothing is measured here.
 """
 from __future__ import annotations
@@ -17,7 +18,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from ..errors import ConfigError
-from .comparison import best_pairs, peer_pairs, tried
+from .comparison import best_pairs, dense_pairs, peer_pairs, tried
 from .report import read_experiment_results
 from .spec import BASELINE
 
@@ -72,31 +73,36 @@ def seed_summary(paths: list[str | Path]) -> str:
         if run_id != BASELINE and shared:
             diffs = [runs[n]["accuracy"] - dense[n]["accuracy"] for n in shared]
             lines.append(f"| `{run_id}` | `dense` | {_points(diffs)} |")
-    lines += _against_tfmot(loaded, peer_pairs, lambda r: f"`{r['run']}`", chosen=False)
-    lines += _against_tfmot(loaded, best_pairs, chosen=True, label=lambda r: (
-        f"`{r['method']}`'s best at {r['settings'].get('sparsity')}"))
+    lines += _against_chosen(loaded, dense_pairs, _best_label, chosen=True)
+    lines += _against_chosen(loaded, peer_pairs, lambda r: f"`{r['run']}`", chosen=False)
+    lines += _against_chosen(loaded, best_pairs, _best_label, chosen=True)
     return "\n".join(lines) + "\n"
 
 
-def _against_tfmot(loaded: list[tuple[str, dict]], pairs: Callable[[list[dict]], list[tuple[dict, dict]]],
-                   label: Callable[[dict], str], chosen: bool) -> list[str]:
-    """Seed-by-seed differences to tfmot's best run at the same sparsity, one row per
-    ``label`` of the runs ``pairs`` picks in each seed. A row names the runs tfmot's side
-    picked over the seeds and, per seed, how many it chose among; with ``chosen`` (ours
-    were picked too) the same for our side."""
+def _best_label(run: dict) -> str:
+    return f"`{run['method']}`'s best at {run['settings'].get('sparsity')}"
+
+
+def _against_chosen(loaded: list[tuple[str, dict]], pairs: Callable[[list[dict]], list[tuple[dict, dict]]],
+                    label: Callable[[dict], str], chosen: bool) -> list[str]:
+    """Seed-by-seed differences of the runs ``pairs`` picks in each seed to their partner
+    there (dense, or tfmot's best run at the same sparsity), one row per ``label``. With
+    ``chosen`` (ours were picked among several) a row names the runs picked over the seeds
+    and, per seed, how many the choice was among; the same for tfmot's side."""
     rows: dict[str, dict] = {}
     for _, results in loaded:
         runs = results["runs"]
-        for run, peer in pairs(runs):
-            row = rows.setdefault(label(run), {"diffs": [], "ours": {}, "theirs": {}, "of": ([], [])})
-            row["diffs"].append(run["accuracy"] - peer["accuracy"])
-            row["ours"][run["run"]] = row["theirs"][peer["run"]] = None
+        for run, partner in pairs(runs):
+            row = rows.setdefault(label(run), {"diffs": [], "ours": {}, "theirs": {}, "of": ([], []),
+                                               "dense": partner["method"] == BASELINE})
+            row["diffs"].append(run["accuracy"] - partner["accuracy"])
+            row["ours"][run["run"]] = row["theirs"][partner["run"]] = None
             row["of"][0].append(str(tried(runs, run, same_length=chosen)))
-            row["of"][1].append(str(tried(runs, peer)))
+            row["of"][1].append(str(tried(runs, partner)))
     lines = []
     for name, row in rows.items():
         ours = f" (of {'/'.join(row['of'][0])}): " + ", ".join(f"`{r}`" for r in row["ours"]) if chosen else ""
-        theirs = ", ".join(f"`{r}`" for r in row["theirs"])
-        lines.append(f"| {name}{ours} | tfmot's best (of {'/'.join(row['of'][1])}): {theirs} | "
-                     f"{_points(row['diffs'])} |")
+        theirs = ("`dense`" if row["dense"] else
+                  f"tfmot's best (of {'/'.join(row['of'][1])}): " + ", ".join(f"`{r}`" for r in row["theirs"]))
+        lines.append(f"| {name}{ours} | {theirs} | {_points(row['diffs'])} |")
     return lines
