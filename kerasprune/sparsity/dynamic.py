@@ -16,13 +16,13 @@ smallest in magnitude, and regrows as many among the dead ones:
 
 An embedding's gradient reaches only the rows its batch looked up, largest for the most
 frequent tokens, so RigL's regrowth drifts the layer's nonzeros toward them and away from
-the rarer ones.  With ``per_row`` an embedding row (one token's
-vector) regrows as many weights as it dropped, within itself, by gradient (RigL) or at
-random (SET): each token keeps its number of nonzeros.  RigL then drops only in the rows
-its gradient reached: the others were not looked up, so neither their magnitudes (still
-as initialised, or as last trained) nor a zero gradient say where they should grow.
-Other kernels move as before.  Off by default: on SST-2 it cost RigL two points at 80%
-and gained nothing beyond the noise at 90% (the README's dynamic sparse results).
+the rarer ones.  With ``per_row`` an embedding row (one token's vector) regrows as many
+weights as it dropped, within itself, by gradient (RigL) or at random (SET): each token
+keeps its number of nonzeros.  RigL then drops only in the rows its gradient reached: the
+others were not looked up, so neither their magnitudes (still as initialised, or as last
+trained) nor a zero gradient say where they should grow.  Other kernels move as before.
+Off by default: on SST-2 it cost RigL two points at 80% and gained nothing beyond the
+noise at 90% (the README's dynamic sparse results).
 
 With ``sparse_init`` the first step's live weights are scaled by ``1/sqrt(density)`` per
 kernel, so a layer's output starts with the variance a dense initializer meant for it
