@@ -13,7 +13,7 @@ PACKAGE = Path(__file__).resolve().parent.parent / "kerasprune"
 #: top-level parts of the package, lowest first; a part may import its own layer and below
 LAYERS = [
     {"backend", "errors", "checks", "files", "environment", "results", "loading", "data", "importance",
-     "interop", "models", "metrics", "distribute", "batches", "distillation"},
+     "interop", "models", "metrics", "distribute", "batches", "distillation", "random_state"},
     {"sparsity", "structured", "quantization", "inference", "agent"},
     {"export"},
     {"benchmark"},

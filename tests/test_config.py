@@ -90,6 +90,19 @@ def test_a_phase_setting_added_later_counts_only_when_set(tmp_path):
     assert train(", clipnorm: 1.0") != train("")
 
 
+def test_exact_resume_changes_every_runs_fingerprint_only_when_set(tmp_path):
+    def prints(extra):
+        config = load_config(_write(tmp_path, BASE.replace("model: lenet5", f"model: lenet5{extra}")))
+        return [fingerprint(config, run) for run in config.runs]
+
+    plain = prints("")
+    assert prints("\nexact_resume: false") == plain  # the results saved before it stay valid
+    exact = prints("\nexact_resume: true")
+    assert all(a != b for a, b in zip(exact, plain))  # dropout draws another stream
+    with pytest.raises(ConfigError, match="exact_resume must be true or false"):
+        prints("\nexact_resume: yes please")
+
+
 @pytest.mark.parametrize("edit, message", [
     (("model: lenet5", "model: lenet5\nmodle_args: {}"), "unknown key 'modle_args'. Did you mean 'model_args'"),
     (("epochs: 2,", "epoch: 2,"), "budgets.cpu.train: unknown key 'epoch'"),

@@ -1,7 +1,8 @@
 """A real process killed mid-run (SIGKILL, or SIGINT as Ctrl-C sends it) and started
 again ends where an uninterrupted run ends, bit for bit: adaptive pruning (masks,
 schedule, feedback), RigL (masks, regrowth counters) and the RL agent (its networks,
-memory, generator and plans), each with its optimizer state.
+memory, generator and plans), each with its optimizer state, on a model with Dropout
+(``exact_resume``: its random state too).
 
 The experiment runs in a subprocess on tfds' mock data with deterministic ops, so the
 data order is controlled; the in-process variants of these tests raise inside ``fit``."""
@@ -21,8 +22,9 @@ import pytest
 CONFIG = """
 experiment: killed
 dataset: mnist
-model: lenet_300_100
+model: mnist_cnn
 model_args: {width: 0.1}
+exact_resume: true
 methods:
   - method: dense
   - {method: adaptive, sparsity: 0.5, every: 1}

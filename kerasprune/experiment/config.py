@@ -21,6 +21,9 @@ method parameters expand into one run per value::
 
 A method entry may also train its own way (``learning_rate``, ``schedule``, ``batch_size``,
 ...; never its epochs) under a ``tag`` that names those runs: the peer's own tuning.
+``exact_resume: true`` makes a killed run of a model with ``Dropout`` resume bit for bit
+(:mod:`kerasprune.random_state`); its dropout draws another stream, so it is off by default
+and the results saved without it stay valid.
 """
 from __future__ import annotations
 
@@ -62,7 +65,7 @@ def _name_runs(runs: list[RunSpec]) -> list[RunSpec]:
 
 
 _TOP_KEYS = {"experiment", "description", "dataset", "model", "model_args", "seed", "methods", "budgets",
-             "traffic", "tune"}  # tune: read by `kerasprune tune` (kerasprune.tuner.run)
+             "traffic", "tune", "exact_resume"}  # tune: read by `kerasprune tune` (kerasprune.tuner.run)
 _BUDGET_KEYS = {"model", "model_args", "data", "train", "finetune", "method_args"}
 _DATA_KEYS = {"batch_size", "eval_batch_size", "val_fraction", "max_train_examples",
               "seq_len", "vocab_size", "augment", "padding"}
@@ -125,6 +128,7 @@ def load_config(path: str | os.PathLike, budget: str = "cpu") -> ExperimentConfi
         path=path,
         description=str(raw.get("description", "")).strip(),
         raw=raw,
+        exact_resume=flag(raw.get("exact_resume", False), f"{where}: exact_resume"),
     )
 
 

@@ -25,6 +25,7 @@ from ..benchmark import footprint
 from ..data import Data, arrays, load
 from ..environment import environment
 from ..errors import ConfigError
+from ..random_state import layer_generators
 from ..results import complete_results, complete_run
 from . import quantize, traffic
 from .config import load_config
@@ -231,6 +232,8 @@ def fingerprint(config: ExperimentConfig, run: RunSpec) -> str:
            "params": params, "kerasprune": __version__}
     if run.training:  # only when set, so the runs without any keep their saved results
         key["training"] = run.training
+    if config.exact_resume:  # another random stream for dropout (likewise only when set)
+        key["exact_resume"] = True
     if method.from_baseline:
         key["baseline"] = fingerprint(config, RunSpec(BASELINE, {}, BASELINE))
     else:
@@ -280,7 +283,7 @@ def _run_one(config: ExperimentConfig, run: RunSpec, data: Data, run_dir: Path,
         data = data.rebatched(run.training["batch_size"])
     ctx = RunContext(data, config.budget.for_run(run.training), config.seed, run_dir, label, baseline)
     started = time.perf_counter()
-    with footprint.PeakMemory() as memory:
+    with footprint.PeakMemory() as memory, layer_generators(config.exact_resume):
         outcome = method.run(ctx, run.params)
         if "quantize" in run.params:
             outcome = quantize.apply(ctx, outcome, run.params["quantize"])

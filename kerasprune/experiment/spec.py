@@ -95,6 +95,9 @@ class ExperimentConfig:
     path: Path
     description: str = ""
     raw: dict[str, Any] = field(default_factory=dict, repr=False, compare=False)
+    #: random layers draw from a generator whose state is kept, so a killed run resumes
+    #: exactly (:mod:`kerasprune.random_state`); another stream than without it
+    exact_resume: bool = False
 
 #: the phases of a traffic scenario (:mod:`.traffic`), in the order they are served
 TRAFFIC_PHASES = ("all", "narrowed", "restored")

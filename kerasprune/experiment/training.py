@@ -10,6 +10,7 @@ from ..backend import keras, tf
 from ..data import Data
 from ..distillation import DistillationLoss, LabelAccuracy, with_teacher
 from ..errors import ModelError, TrainingError
+from ..random_state import RandomState
 from ..sparsity.callbacks import KeepBest, SparsityHistory
 from .progress import EpochProgress, StepTimer
 from .spec import TrainSpec
@@ -49,9 +50,10 @@ def fit(model: keras.Model, data: Data, spec: TrainSpec, *, label: str, run_dir:
     ``run_dir/backup``), and the history is appended to ``run_dir/history.csv`` so the
     epochs before the kill are kept.  The resumed epochs see the data in the order the
     uninterrupted run would have (BackupAndRestore alone restarts the shuffle), so with
-    deterministic ops a resumed run ends on the same weights, unless the model has
-    ``Dropout``: its random state is in no checkpoint, so the resumed epochs drop other
-    units.  The backup is removed once training completes.
+    deterministic ops a resumed run ends on the same weights; a model with ``Dropout`` does
+    so when built inside :func:`~kerasprune.random_state.layer_generators` (the experiment's
+    ``exact_resume``), whose random state :class:`~kerasprune.random_state.RandomState`
+    keeps in ``run_dir/random_state.json``.  Backup and state go once training completes.
     The history's ``step_ms`` holds the median training step time of this phase; with
     ``spec.keep_best`` the model ends on its best validation epoch at ``sparsity``
     (:class:`~kerasprune.sparsity.callbacks.KeepBest`), recorded as ``kept_epoch`` (1-based).
@@ -62,13 +64,16 @@ def fit(model: keras.Model, data: Data, spec: TrainSpec, *, label: str, run_dir:
         return {}
     timer = StepTimer()
     backup, log, best = run_dir / "backup", run_dir / "history.csv", run_dir / "best"
+    random_state = run_dir / "random_state.json"
     if not backup.exists():  # a fresh start: drop what an abandoned run left
         log.unlink(missing_ok=True)
+        random_state.unlink(missing_ok=True)
         shutil.rmtree(best, ignore_errors=True)
     keep = [KeepBest(best, min_sparsity=sparsity)] if spec.keep_best else []
     cbs = [
         SparsityHistory(), *keep, *(callbacks or []),
         keras.callbacks.CSVLogger(str(log), append=True),
+        RandomState(random_state),  # before the backup: see RandomState
         keras.callbacks.BackupAndRestore(str(backup), delete_checkpoint=True),
         EpochProgress(label), timer,
     ]
@@ -85,6 +90,7 @@ def fit(model: keras.Model, data: Data, spec: TrainSpec, *, label: str, run_dir:
         raise ModelError(f"{backup} holds a checkpoint of another model, which cannot resume "
                          f"this one ({exc}). Delete that folder, or rerun with --fresh.") from None
     shutil.rmtree(backup, ignore_errors=True)
+    random_state.unlink(missing_ok=True)
     history = read_history(log)
     _check_finite(label, cbs, history, spec)
     kept = {"kept_epoch": [keep[0].best_epoch + 1]} if keep and keep[0].best_epoch is not None else {}

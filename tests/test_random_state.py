@@ -1,0 +1,73 @@
+"""A model with Dropout, killed and resumed, ends on the unbroken run's weights when its
+random layers draw from a generator whose state ``RandomState`` keeps beside the backup."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from kerasprune.backend import keras, tf
+from kerasprune.random_state import RandomState, generators, layer_generators
+
+RNG = np.random.default_rng(0)
+X = RNG.standard_normal((96, 12)).astype("float32")
+Y = (X[:, :3].sum(axis=1) > 0).astype("int32")
+
+
+class _Crash(keras.callbacks.Callback):
+    def on_epoch_end(self, epoch, logs=None):
+        if epoch == 1:
+            raise KeyboardInterrupt
+
+
+def _model(rnn_dropout: float = 0.0):
+    keras.utils.set_random_seed(0)
+    inputs = keras.Input((12,))
+    x = keras.layers.Dense(32, activation="relu")(inputs)
+    x = keras.layers.Dropout(0.5, name="drop")(x)
+    x = keras.layers.Reshape((4, 8))(x)
+    x = keras.layers.LSTM(4, dropout=rnn_dropout, name="lstm")(x)
+    model = keras.Model(inputs, keras.layers.Dense(2, activation="softmax")(x))
+    model.compile(keras.optimizers.Adam(0.01), "sparse_categorical_crossentropy")
+    return model
+
+
+def _run(directory, *, exact: bool, crash: bool = False, rnn_dropout: float = 0.0):
+    with layer_generators(exact):
+        model = _model(rnn_dropout)
+    callbacks = [RandomState(directory / "random_state.json"),
+                 keras.callbacks.BackupAndRestore(str(directory / "backup")), *([_Crash()] if crash else [])]
+    model.fit(X, Y, epochs=4, batch_size=16, shuffle=False, verbose=0, callbacks=callbacks)
+    return model
+
+
+def _killed_and_resumed(directory, **kwargs):
+    with pytest.raises(KeyboardInterrupt):
+        _run(directory, crash=True, **kwargs)
+    return _run(directory, **kwargs)
+
+
+def test_a_killed_dropout_model_built_with_layer_generators_resumes_bit_for_bit(tmp_path):
+    tf.config.experimental.enable_op_determinism()
+    unbroken = _run(tmp_path / "a", exact=True)
+    resumed = _killed_and_resumed(tmp_path / "b", exact=True)
+    assert set(generators(resumed)) == {"drop", "lstm", "lstm_cell"}  # unused without dropout
+    for a, b in zip(unbroken.get_weights(), resumed.get_weights(), strict=True):
+        np.testing.assert_array_equal(a, b)
+    # the generator is a config setting of the layer, so the saved model keeps drawing from one
+    assert resumed.get_layer("drop").get_config()["rng_type"] == "stateful"
+    assert not keras.backend.experimental.is_tf_random_generator_enabled()  # switched back
+
+
+def test_a_resume_that_cannot_be_exact_says_why_and_trains_on(tmp_path):
+    tf.config.experimental.enable_op_determinism()
+    with pytest.raises(KeyboardInterrupt):
+        _run(tmp_path, exact=True, crash=True)
+    (tmp_path / "random_state.json").unlink()  # the state lost
+    with pytest.warns(UserWarning, match=r"resuming at epoch 3 without the random layers' state.*drop, lstm, lstm_cell"):
+        _run(tmp_path, exact=True)
+
+    with pytest.warns(UserWarning, match=r"resuming at epoch 3: drop draw from TensorFlow's global random "
+                                         r"state.*layer_generators\(\).*exact_resume: true"):
+        _killed_and_resumed(tmp_path / "legacy", exact=False)  # an LSTM without dropout is not named
+    with pytest.warns(UserWarning, match="resuming at epoch 3: drop, lstm, lstm_cell draw"):
+        _killed_and_resumed(tmp_path / "legacy_rnn", exact=False, rnn_dropout=0.2)
