@@ -36,9 +36,9 @@ def test_each_run_gets_its_spread_and_each_pair_its_seed_by_seed_difference(tmp_
     assert _row(summary, "| `dense` | 3 |") == "| `dense` | 3 | 0.9800 | 0.0100 | 0.9700 | 0.9900 |"
     # Paired: seed 1 is the worst for every method, which the pooled means would hide.
     assert _row(summary, "| `adaptive_sparsity-0.8` | tfmot's best") == (
-        "| `adaptive_sparsity-0.8` | tfmot's best (of 1/1/1): `tfmot_gmp_sparsity-0.8` | +0.50 -0.50 +0.50 | +0.17 | 2/3 |")
+        "| `adaptive_sparsity-0.8` | tfmot's best (of 1/1/1): `tfmot_gmp_sparsity-0.8` | +0.50 -0.50 +0.50 | +0.17 | [-1.27, +1.60] | 2/3 |")
     assert _row(summary, "| `adaptive_sparsity-0.8` | `dense` |") == (
-        "| `adaptive_sparsity-0.8` | `dense` | -0.50 -1.50 -0.50 | -0.83 | 0/3 |")
+        "| `adaptive_sparsity-0.8` | `dense` | -0.50 -1.50 -0.50 | -0.83 | [-2.27, +0.60] | 0/3 |")
 
 
 def test_each_seed_is_compared_with_tfmots_best_run_there_chosen_on_validation(tmp_path):
@@ -54,7 +54,7 @@ def test_each_seed_is_compared_with_tfmots_best_run_there_chosen_on_validation(t
     # seed 0: the recipe validates higher (0.95 > 0.90), seed 1 the plain run (0.96 > 0.93)
     assert _row(summary := seed_summary(paths), "| `adaptive_sparsity-0.8` | tfmot's best") == (
         "| `adaptive_sparsity-0.8` | tfmot's best (of 2/2): `tfmot_gmp-recipe_sparsity-0.8`, "
-        "`tfmot_gmp_sparsity-0.8` | +1.50 -0.50 | +0.50 | 1/2 |")
+        "`tfmot_gmp_sparsity-0.8` | +1.50 -0.50 | +0.50 | [-12.21, +13.21] | 1/2 |")
     assert "| `tfmot_gmp-recipe_sparsity-0.8` | 2 | 0.9700 |" in summary
 
 
@@ -66,7 +66,7 @@ def test_a_run_missing_from_a_seed_is_compared_only_where_it_exists(tmp_path):
     second.write_text(json.dumps(data))
     summary = seed_summary([first, second])
     assert _row(summary, "| `adaptive_sparsity-0.8` | 1 |").endswith("| 0.9850 | - | 0.9850 | 0.9850 |")
-    assert _row(summary, "| `adaptive_sparsity-0.8` | `dense` |").endswith("| -0.50 | -0.50 | 0/1 |")
+    assert _row(summary, "| `adaptive_sparsity-0.8` | `dense` |").endswith("| -0.50 | -0.50 | - | 0/1 |")
 
 
 def test_files_that_are_not_seeds_of_one_experiment_are_refused(tmp_path):
@@ -107,9 +107,29 @@ def test_a_method_that_tried_several_settings_is_compared_with_tfmot_and_dense_b
     assert _row(summary, "| `adaptive`'s best at 0.8 (of 2/2): `adaptive-tuned_sparsity-0.8`, "
                 "`adaptive_sparsity-0.8` | tfmot's best") == (
         "| `adaptive`'s best at 0.8 (of 2/2): `adaptive-tuned_sparsity-0.8`, `adaptive_sparsity-0.8` | "
-        "tfmot's best (of 1/1): `tfmot_gmp_sparsity-0.8` | +1.00 -0.50 | +0.25 | 1/2 |")
+        "tfmot's best (of 1/1): `tfmot_gmp_sparsity-0.8` | +1.00 -0.50 | +0.25 | [-9.28, +9.78] | 1/2 |")
     assert _row(summary, "| `adaptive`'s best at 0.8 (of 2/2): `adaptive-tuned_sparsity-0.8`, "
-                "`adaptive_sparsity-0.8` | `dense` |").endswith("| `dense` | +0.00 -1.50 | -0.75 | 1/2 |")
+                "`adaptive_sparsity-0.8` | `dense` |").endswith("| `dense` | +0.00 -1.50 | -0.75 | [-10.28, +8.78] | 1/2 |")
+
+
+def test_runs_sized_by_their_share_of_dense_macs_compete_only_at_the_same_share(tmp_path):
+    paths = []
+    for name, high_val in (("exp", 0.95), ("exp.seed1", 0.90)):
+        runs = [_run("dense", "dense", 0.99)]
+        for macs, (a, b) in ((0.5, (0.985, 0.980)), (0.25, (0.970, 0.975))):
+            for tag, accuracy, val in (("a", a, high_val), ("b", b, 0.925)):
+                run = _run(f"structured-{tag}_macs-{macs}", "structured", accuracy)
+                runs.append({**run, "settings": {"macs": macs, "ratio": 0.3},
+                             "history": {"val_accuracy": [val]}})
+        (path := tmp_path / f"{name}.json").write_text(json.dumps({"experiment": name, "budget": "cpu", "runs": runs}))
+        paths.append(path)
+    summary = seed_summary(paths)
+    # seed 0 picks `a` (val 0.95 > 0.925), seed 1 `b` (0.90 < 0.925): at 50% of the MACs and
+    # at 25% apart, never the best of both budgets together
+    assert _row(summary, "| `structured`'s best at macs 0.5 (of 2/2)") == (
+        "| `structured`'s best at macs 0.5 (of 2/2): `structured-a_macs-0.5`, `structured-b_macs-0.5` | "
+        "`dense` | -0.50 -1.00 | -0.75 | [-3.93, +2.43] | 0/2 |")
+    assert _row(summary, "| `structured`'s best at macs 0.25 (of 2/2)").endswith("| -2.00 -1.50 | -1.75 | [-4.93, +1.43] | 0/2 |")
 
 
 def test_a_run_trained_longer_is_not_among_a_methods_settings(tmp_path):

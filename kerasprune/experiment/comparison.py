@@ -6,6 +6,20 @@ from __future__ import annotations
 
 from .spec import BASELINE, PEER
 
+#: what sizes a run, first found first: its sparsity, its share of dense MACs, its width ratio
+_TARGETS = ("sparsity", "macs", "ratio")
+
+
+def target(run: dict) -> tuple[str, float] | None:
+    """What ``run`` was sized to, as (setting, value); runs compete only at the same target."""
+    return next(((k, run["settings"][k]) for k in _TARGETS if run["settings"].get(k) is not None), None)
+
+
+def target_label(run: dict) -> str:
+    """A target as shown: ``0.9`` for a sparsity, ``macs 0.5`` otherwise, ``-`` without one."""
+    at = target(run)
+    return "-" if at is None else str(at[1]) if at[0] == "sparsity" else f"{at[0]} {at[1]}"
+
 
 def chosen_on(run: dict) -> float:
     """What a run is chosen by among its method's sweep: the validation accuracy of the
@@ -18,32 +32,32 @@ def chosen_on(run: dict) -> float:
     return val[-1] if val else float("-inf")
 
 
-def best_runs(runs: list[dict], method: str) -> dict[float, dict]:
-    """``method``'s best run at each target sparsity: the highest :func:`chosen_on` (first wins ties)."""
-    best: dict[float, dict] = {}
+def best_runs(runs: list[dict], method: str) -> dict[tuple[str, float] | None, dict]:
+    """``method``'s best run at each :func:`target`: the highest :func:`chosen_on` (first wins ties)."""
+    best: dict[tuple[str, float] | None, dict] = {}
     for r in runs:
-        target = r["settings"].get("sparsity")
-        if r["method"] == method and (target not in best or chosen_on(r) > chosen_on(best[target])):
-            best[target] = r
+        at = target(r)
+        if r["method"] == method and (at not in best or chosen_on(r) > chosen_on(best[at])):
+            best[at] = r
     return best
 
 
 def tried(runs: list[dict], run: dict, same_length: bool = False) -> int:
-    """How many runs of ``run``'s method at its sparsity its choice was made among (with
+    """How many runs of ``run``'s method at its target its choice was made among (with
     ``same_length``, only those trained for as many epochs as ``run``)."""
-    return sum(r["method"] == run["method"] and r["settings"].get("sparsity") == run["settings"].get("sparsity")
+    return sum(r["method"] == run["method"] and target(r) == target(run)
                and (not same_length or r.get("epochs") == run.get("epochs")) for r in runs)
 
 
 def peer_pairs(runs: list[dict]) -> list[tuple[dict, dict]]:
     """Each kerasprune run with tfmot's best run at the same target sparsity, where there is one."""
     peers = best_runs(runs, PEER)
-    return [(r, peers[r["settings"].get("sparsity")]) for r in runs
-            if r["method"] not in (BASELINE, PEER) and r["settings"].get("sparsity") in peers]
+    return [(r, peers[target(r)]) for r in runs
+            if r["method"] not in (BASELINE, PEER) and target(r) in peers]
 
 
 def swept_bests(runs: list[dict], epochs: int | None) -> list[dict]:
-    """Each kerasprune method's best run (chosen as in :func:`best_runs`) at each sparsity
+    """Each kerasprune method's best run (chosen as in :func:`best_runs`) at each target
     where it tried several settings for ``epochs`` epochs (a run trained longer is another
     budget, not a setting)."""
     same = [r for r in runs if r["method"] not in (BASELINE, PEER) and r.get("epochs") == epochs]
@@ -55,8 +69,8 @@ def best_pairs(runs: list[dict]) -> list[tuple[dict, dict]]:
     """Each method's :func:`swept_bests` at tfmot's best run's length against that run, so
     that tuning is compared with tuning (its runs one by one against tfmot's best give
     tfmot the only choice)."""
-    return [(best, peer) for target, peer in best_runs(runs, PEER).items()
-            for best in swept_bests(runs, peer.get("epochs")) if best["settings"].get("sparsity") == target]
+    return [(best, peer) for at, peer in best_runs(runs, PEER).items()
+            for best in swept_bests(runs, peer.get("epochs")) if target(best) == at]
 
 
 def dense_pairs(runs: list[dict]) -> list[tuple[dict, dict]]:

@@ -12,7 +12,7 @@ from .. import files
 from ..errors import ConfigError
 from ..results import read_results
 from . import agent_report, traffic_report
-from .comparison import best_pairs, best_runs, chosen_on, dense_pairs, peer_pairs, tried
+from .comparison import best_pairs, best_runs, chosen_on, dense_pairs, peer_pairs, target_label, tried
 from .spec import BASELINE, PEER
 
 
@@ -239,11 +239,11 @@ def _best_table(runs: list[dict], pairs: list[tuple[dict, dict]], against: str, 
     if not pairs:
         return []
     lines = ["", f"### Best against {against}", "", caption, "",
-             f"| method | sparsity | its best run | {against} run | accuracy change (points) |",
+             f"| method | target | its best run | {against} run | accuracy change (points) |",
              "|---|---|---|---|---|"]
     for r, partner in pairs:
         among = "" if partner["method"] == BASELINE else f" (of {tried(runs, partner)})"
-        lines.append(f"| `{r['method']}` | {r['settings'].get('sparsity')} | `{r['run']}` "
+        lines.append(f"| `{r['method']}` | {target_label(r)} | `{r['run']}` "
                      f"(of {tried(runs, r, same_length=True)}) | `{partner['run']}`{among} | "
                      f"{100 * (r['accuracy'] - partner['accuracy']):+.2f} |")
     return lines

@@ -5,20 +5,22 @@ results JSONs of one experiment run with different seeds (``kerasprune experimen
 --seed N`` writes ``<name>.seed<N>.json``) and reports, per run, mean and spread of the
 accuracy, and per seed the difference to the dense baseline and to tfmot at the same
 sparsity (its best run there, chosen on validation accuracy within each seed): the paired
-comparison, since a seed shares its baseline and data order.  A method that tried several
+comparison, since a seed shares its baseline and data order, with the 95% interval of
+its mean: a claim that two methods differ needs an interval that leaves out zero.  A method that tried several
 settings is also compared by its own best run, chosen the same way, with dense and with
 tfmot's best: tuning against tuning.
 Like the report, it only reads results; nothing is measured here.
 """
 from __future__ import annotations
 
+import math
 import re
 import statistics
 from collections.abc import Callable
 from pathlib import Path
 
 from ..errors import ConfigError
-from .comparison import best_pairs, dense_pairs, peer_pairs, tried
+from .comparison import best_pairs, dense_pairs, peer_pairs, target_label, tried
 from .report import read_experiment_results
 from .spec import BASELINE
 
@@ -40,10 +42,23 @@ def _load(paths: list[str | Path]) -> list[tuple[str, dict]]:
     return loaded
 
 
+def _interval(values: list[float]) -> str:
+    """The 95% t interval of the mean difference, in points ("-" from one seed)."""
+    if len(values) < 2:
+        return "-"
+    from scipy.stats import t  # keras-tuner[bayesian] brings scipy; only this command needs it
+
+    mean = statistics.fmean(values)
+    half = t.ppf(0.975, len(values) - 1) * statistics.stdev(values) / math.sqrt(len(values))
+    return f"[{100 * (mean - half):+.2f}, {100 * (mean + half):+.2f}]"
+
+
 def _points(values: list[float]) -> str:
-    """Differences in accuracy points: each seed, their mean, and how many are >= 0."""
+    """Differences in accuracy points: each seed, their mean and its 95% interval, and how
+    many are >= 0."""
     each = " ".join(f"{100 * v:+.2f}" for v in values)
-    return f"{each} | {100 * statistics.fmean(values):+.2f} | {sum(v >= 0 for v in values)}/{len(values)}"
+    return (f"{each} | {100 * statistics.fmean(values):+.2f} | {_interval(values)} | "
+            f"{sum(v >= 0 for v in values)}/{len(values)}")
 
 
 def seed_summary(paths: list[str | Path]) -> str:
@@ -66,8 +81,10 @@ def seed_summary(paths: list[str | Path]) -> str:
     dense = by_run.get(BASELINE, {})
     lines += ["", "## Paired, seed by seed (accuracy points)", "",
               ("A difference is taken only within a seed, where both runs share the baseline "
-               "and the data order; `>= 0` counts the seeds where the run is not behind."), "",
-              "| run | against | each seed | mean | >= 0 |", "|---|---|---|---|---|"]
+               "and the data order; `95%` is the t interval of the mean difference (where it spans "
+               "zero, these seeds do not tell the two runs apart); `>= 0` counts the seeds where "
+               "the run is not behind."), "",
+              "| run | against | each seed | mean | 95% | >= 0 |", "|---|---|---|---|---|---|"]
     for run_id, runs in by_run.items():
         shared = [name for name in runs if name in dense]
         if run_id != BASELINE and shared:
@@ -80,7 +97,7 @@ def seed_summary(paths: list[str | Path]) -> str:
 
 
 def _best_label(run: dict) -> str:
-    return f"`{run['method']}`'s best at {run['settings'].get('sparsity')}"
+    return f"`{run['method']}`'s best at {target_label(run)}"
 
 
 def _against_chosen(loaded: list[tuple[str, dict]], pairs: Callable[[list[dict]], list[tuple[dict, dict]]],
