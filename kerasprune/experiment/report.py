@@ -134,8 +134,8 @@ def write_report(results: dict, path: Path) -> Path:
                 f"{'-' if energy is None else f'{energy:.2f}'} | {_step_ratio(r, dense)} |"
             )
         lines += _best_table(runs, dense_pairs(runs), "dense", (
-            "A method that tried several settings at a sparsity, for as many epochs as dense: "
-            "its best of them on validation accuracy against dense."))
+            "A method that tried several settings at a target (a sparsity or a share of the dense "
+            "MACs), for as many epochs as dense: its best of them on validation accuracy against dense."))
         lines.append("")
     lines += _peer_table(runs)
     lines += _quantized_tables(runs)
