@@ -6,9 +6,9 @@ results JSONs of one experiment run with different seeds (``kerasprune experimen
 accuracy, and per seed the difference to the dense baseline and to tfmot at the same
 sparsity (its best run there, chosen on validation accuracy within each seed): the paired
 comparison, since a seed shares its baseline and data order, with the 95% interval of
-its mean: a claim that two methods differ needs an interval that leaves out zero.  A method that tried several
-settings is also compared by its own best run, chosen the same way, with dense and with
-tfmot's best: tuning against tuning.
+its mean: a claim that two methods differ needs an interval that leaves out zero.  A
+method that tried several settings is also compared by its own best run, chosen the same
+way, with dense and with tfmot's best: tuning against tuning.
 Like the report, it only reads results; nothing is measured here.
 """
 from __future__ import annotations
