@@ -31,8 +31,8 @@ def _model(rnn_dropout: float = 0.0):
     return model
 
 
-def _run(directory, *, exact: bool, crash: bool = False, rnn_dropout: float = 0.0):
-    with layer_generators(exact):
+def _run(directory, *, exact: bool, crash: bool = False, rnn_dropout: float = 0.0, strategy=None):
+    with (strategy or tf.distribute.get_strategy()).scope(), layer_generators(exact):
         model = _model(rnn_dropout)
     callbacks = [RandomState(directory / "random_state.json"),
                  keras.callbacks.BackupAndRestore(str(directory / "backup")), *([_Crash()] if crash else [])]
@@ -46,10 +46,12 @@ def _killed_and_resumed(directory, **kwargs):
     return _run(directory, **kwargs)
 
 
-def test_a_killed_dropout_model_built_with_layer_generators_resumes_bit_for_bit(tmp_path):
+@pytest.mark.parametrize("mirrored", [False, True])
+def test_a_killed_dropout_model_built_with_layer_generators_resumes_bit_for_bit(tmp_path, mirrored):
     tf.config.experimental.enable_op_determinism()
-    unbroken = _run(tmp_path / "a", exact=True)
-    resumed = _killed_and_resumed(tmp_path / "b", exact=True)
+    strategy = tf.distribute.MirroredStrategy(["/cpu:0"]) if mirrored else None  # a distributed state
+    unbroken = _run(tmp_path / "a", exact=True, strategy=strategy)
+    resumed = _killed_and_resumed(tmp_path / "b", exact=True, strategy=strategy)
     assert set(generators(resumed)) == {"drop", "lstm", "lstm_cell"}  # unused without dropout
     for a, b in zip(unbroken.get_weights(), resumed.get_weights(), strict=True):
         np.testing.assert_array_equal(a, b)
