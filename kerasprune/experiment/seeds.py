@@ -46,7 +46,7 @@ def _interval(values: list[float]) -> str:
     """The 95% t interval of the mean difference, in points ("-" from one seed)."""
     if len(values) < 2:
         return "-"
-    from scipy.stats import t  # keras-tuner[bayesian] brings scipy; only this command needs it
+    from scipy.stats import t  # only this command needs it: not imported with the package
 
     mean = statistics.fmean(values)
     half = t.ppf(0.975, len(values) - 1) * statistics.stdev(values) / math.sqrt(len(values))
