@@ -31,7 +31,8 @@ _KEPT_EPOCHS = 2  # the backup may hold either of the last two epochs when a kil
 @contextlib.contextmanager
 def layer_generators(enabled: bool = True) -> Iterator[None]:
     """Random layers built (or loaded) inside draw from a generator whose state
-    :class:`RandomState` can keep (with ``enabled=False``: from the global ops, as by default)."""
+    :class:`RandomState` can keep; with ``enabled=False`` from the global ops, as by default
+    (a model saved with a generator keeps it when loaded: its layers' config says so)."""
     switch = keras.backend.experimental
     before = switch.is_tf_random_generator_enabled()
 
@@ -46,15 +47,11 @@ def layer_generators(enabled: bool = True) -> Iterator[None]:
 
 
 def _random_layers(model: keras.Model) -> dict[str, keras.layers.Layer]:
-    """``model``'s random layers (nested models included) by name, a repeated name numbered."""
-    found: dict[str, keras.layers.Layer] = {}
-    for layer in model._flatten_layers(include_self=False):
-        if getattr(layer, "_random_generator", None) is not None:  # tf_keras keeps it private
-            name, k = layer.name, 1
-            while name in found:
-                name, k = f"{layer.name}#{k}", k + 1
-            found[name] = layer
-    return found
+    """``model``'s random layers (nested models included), keyed by their place and class:
+    Keras' automatic names (``lstm_1``) depend on what the process built before."""
+    found = [layer for layer in model._flatten_layers(include_self=False)
+             if getattr(layer, "_random_generator", None) is not None]  # tf_keras keeps it private
+    return {f"{i}:{type(layer).__name__}": layer for i, layer in enumerate(found)}
 
 
 def _draws(layer: keras.layers.Layer) -> bool:
@@ -64,64 +61,65 @@ def _draws(layer: keras.layers.Layer) -> bool:
 
 
 def generators(model: keras.Model) -> dict[str, tf.random.Generator]:
-    """The built generators of ``model``'s random layers, by layer name."""
-    found = {name: getattr(layer._random_generator, "_generator", None)
-             for name, layer in _random_layers(model).items()}
-    return {name: g for name, g in found.items() if isinstance(g, tf.random.Generator)}
+    """The built generators of ``model``'s random layers, keyed as :func:`_random_layers`."""
+    found = {key: getattr(layer._random_generator, "_generator", None)
+             for key, layer in _random_layers(model).items()}
+    return {key: g for key, g in found.items() if isinstance(g, tf.random.Generator)}
 
 
 class RandomState(keras.callbacks.Callback):
     """Save the random layers' generator states in ``path`` after every epoch; put them back
-    on a resumed run's first epoch.
+    when a run starts past its first epoch (a run resumed by ``BackupAndRestore``).
 
-    List it before ``BackupAndRestore``: its state for an epoch is then written first, and
-    whichever of the last two epochs the backup holds, the matching state is here.  A
-    resumed run without it (the file lost, or the model built outside
-    :func:`layer_generators`) trains on, with a warning that it is no longer exact.
+    One file per run, as ``BackupAndRestore`` has one folder; a run that starts at epoch 0
+    starts it afresh.  List it before ``BackupAndRestore``: its state for an epoch is then
+    written first, and whichever of the last two epochs the backup holds, the matching state
+    is here.  Epoch-granular, like the harness' backups: a backup saved every few steps
+    resumes mid-epoch on the state of the epoch's start.  A resumed run without the state
+    (the file lost, or the model built outside :func:`layer_generators`) trains on, with a
+    warning that it is not reproduced exactly.
     """
 
     def __init__(self, path: str | Path) -> None:
         super().__init__()
         self.path = Path(path)
-        self._first = True
+        self._kept: dict[str, dict[str, list[int]]] | None = None  # epoch -> layer key -> state
 
     def on_train_begin(self, logs: dict | None = None) -> None:
-        self._first = True
+        self._kept = None
 
     def on_epoch_begin(self, epoch: int, logs: dict | None = None) -> None:
-        if not self._first:
+        if self._kept is not None:
             return
-        self._first = False
-        if epoch == 0:
-            return
-        layers, random = generators(self.model), _random_layers(self.model)
-        legacy = sorted(name for name, layer in random.items() if name not in layers and _draws(layer))
+        saved = json.loads(self.path.read_text())["epochs"] if epoch and self.path.is_file() else {}
+        self._kept = {k: v for k, v in saved.items() if int(k) <= epoch}  # not a later run's
+        if epoch:
+            self._restore(epoch, self._kept.get(str(epoch), {}))
+
+    def _restore(self, epoch: int, state: dict[str, list[int]]) -> None:
+        random, live = _random_layers(self.model), generators(self.model)
+        legacy = [layer.name for key, layer in random.items() if key not in live and _draws(layer)]
+        missing = [random[key].name for key in live if key not in state and _draws(random[key])]
         if legacy:
-            warnings.warn(f"resuming at epoch {epoch + 1}: {', '.join(legacy)} "
-                          "draw from TensorFlow's global random state, which no checkpoint holds, so "
-                          "they drop other units than an unbroken run would have. Build the model "
-                          "inside kerasprune.random_state.layer_generators() (in an experiment: "
-                          "`exact_resume: true`) to resume exactly.", stacklevel=2)
-        saved = self._saved().get(str(epoch))
-        if layers and (saved is None or set(saved) != set(layers)):
-            warnings.warn(f"resuming at epoch {epoch + 1} without the random layers' state for it "
-                          f"({self.path} holds epochs {sorted(self._saved(), key=int) or 'none'}): "
-                          f"{', '.join(sorted(layers))} drop other units than an unbroken run "
-                          "would have, so the run is not reproduced exactly.", stacklevel=2)
-            return
-        for name, generator in layers.items():
-            generator.reset(np.asarray(saved[name], dtype=generator.state.dtype.as_numpy_dtype))
+            warnings.warn(f"training starts at epoch {epoch + 1}, and {', '.join(legacy)} draw from "
+                          "TensorFlow's global random state, which no checkpoint holds: if this run "
+                          "resumes a killed one, they drop other units than it would have. "
+                          "Build the model inside kerasprune.random_state.layer_generators() (in an "
+                          "experiment: `exact_resume: true`) to resume exactly.")
+        if missing:
+            warnings.warn(f"training starts at epoch {epoch + 1} without the random state of {', '.join(missing)} "
+                          f"in {self.path} (it holds epochs {', '.join(sorted(self._kept, key=int)) or 'none'}): "
+                          "if this run resumes a killed one, they drop other units than it would have, "
+                          "so it is not reproduced exactly.")
+        for key, generator in live.items():
+            if key in state:
+                generator.reset(np.asarray(state[key], dtype=generator.state.dtype.as_numpy_dtype))
 
     def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
-        layers = generators(self.model)
-        if not layers:
+        live = generators(self.model)
+        if not live:
             return
-        kept = self._saved()
-        kept[str(epoch + 1)] = {name: g.state.numpy().tolist() for name, g in layers.items()}
-        newest = sorted(kept, key=int)[-_KEPT_EPOCHS:]
-        write_json(self.path, {"epochs": {k: kept[k] for k in newest}})
-
-    def _saved(self) -> dict[str, dict[str, list[int]]]:
-        if not self.path.is_file():
-            return {}
-        return json.loads(self.path.read_text())["epochs"]
+        self._kept[str(epoch + 1)] = {key: g.state.numpy().tolist() for key, g in live.items()}
+        newest = sorted(self._kept, key=int)[-_KEPT_EPOCHS:]
+        self._kept = {k: self._kept[k] for k in newest}
+        write_json(self.path, {"epochs": self._kept})

@@ -130,6 +130,12 @@ def test_runs_sized_by_their_share_of_dense_macs_compete_only_at_the_same_share(
         "| `structured`'s best at macs 0.5 (of 2/2): `structured-a_macs-0.5`, `structured-b_macs-0.5` | "
         "`dense` | -0.50 -1.00 | -0.75 | [-3.93, +2.43] | 0/2 |")
     assert _row(summary, "| `structured`'s best at macs 0.25 (of 2/2)").endswith("| -2.00 -1.50 | -1.75 | [-4.93, +1.43] | 0/2 |")
+    for path in paths:  # a ratio per layer is a target too (a mapping, which no dict may key)
+        data = json.loads(path.read_text())
+        data["runs"] += [{**_run(f"structured-{tag}", "structured", 0.98), "history": {"val_accuracy": [val]},
+                          "settings": {"ratio": {"fc2": 0.5, "fc1": 0.25}}} for tag, val in (("c", 0.9), ("d", 0.8))]
+        path.write_text(json.dumps(data))
+    assert "| `structured`'s best at ratio fc1 0.25, fc2 0.5 (of 2/2): `structured-c` | `dense` |" in seed_summary(paths)
 
 
 def test_a_run_trained_longer_is_not_among_a_methods_settings(tmp_path):

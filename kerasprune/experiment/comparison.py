@@ -4,21 +4,32 @@ the seed summary both compare through here, so they always pick the same runs.
 """
 from __future__ import annotations
 
+from typing import Any
+
 from .spec import BASELINE, PEER
 
 #: what sizes a run, first found first: its sparsity, its share of dense MACs, its width ratio
 _TARGETS = ("sparsity", "macs", "ratio")
 
 
-def target(run: dict) -> tuple[str, float] | None:
-    """What ``run`` was sized to, as (setting, value); runs compete only at the same target."""
-    return next(((k, run["settings"][k]) for k in _TARGETS if run["settings"].get(k) is not None), None)
+def target(run: dict) -> tuple[str, Any] | None:
+    """What ``run`` was sized to, as (setting, value); runs compete only at the same target.
+    A per-layer ratio (a mapping) is one target, as its sorted items."""
+    key = next((k for k in _TARGETS if run["settings"].get(k) is not None), None)
+    if key is None:
+        return None
+    value = run["settings"][key]
+    return key, tuple(sorted(value.items())) if isinstance(value, dict) else value
 
 
 def target_label(run: dict) -> str:
     """A target as shown: ``0.9`` for a sparsity, ``macs 0.5`` otherwise, ``-`` without one."""
     at = target(run)
-    return "-" if at is None else str(at[1]) if at[0] == "sparsity" else f"{at[0]} {at[1]}"
+    if at is None:
+        return "-"
+    key, value = at
+    shown = ", ".join(f"{k} {v}" for k, v in value) if isinstance(value, tuple) else value
+    return str(shown) if key == "sparsity" else f"{key} {shown}"
 
 
 def chosen_on(run: dict) -> float:
@@ -32,9 +43,9 @@ def chosen_on(run: dict) -> float:
     return val[-1] if val else float("-inf")
 
 
-def best_runs(runs: list[dict], method: str) -> dict[tuple[str, float] | None, dict]:
+def best_runs(runs: list[dict], method: str) -> dict[tuple[str, Any] | None, dict]:
     """``method``'s best run at each :func:`target`: the highest :func:`chosen_on` (first wins ties)."""
-    best: dict[tuple[str, float] | None, dict] = {}
+    best: dict[tuple[str, Any] | None, dict] = {}
     for r in runs:
         at = target(r)
         if r["method"] == method and (at not in best or chosen_on(r) > chosen_on(best[at])):

@@ -232,7 +232,9 @@ def fingerprint(config: ExperimentConfig, run: RunSpec) -> str:
            "params": params, "kerasprune": __version__}
     if run.training:  # only when set, so the runs without any keep their saved results
         key["training"] = run.training
-    if config.exact_resume:  # another random stream for dropout (likewise only when set)
+    # another random stream for dropout (likewise only when set); also for a model without
+    # random layers, which then retrains to the same figures: the fingerprint builds no model
+    if config.exact_resume:
         key["exact_resume"] = True
     if method.from_baseline:
         key["baseline"] = fingerprint(config, RunSpec(BASELINE, {}, BASELINE))
