@@ -107,10 +107,11 @@ class RandomState(keras.callbacks.Callback):
                           "Build the model inside kerasprune.random_state.layer_generators() (in an "
                           "experiment: `exact_resume: true`) to resume exactly.")
         if missing:
-            warnings.warn(f"training starts at epoch {epoch + 1} without the random state of {', '.join(missing)} "
-                          f"in {self.path} (it holds epochs {', '.join(sorted(self._kept, key=int)) or 'none'}): "
-                          "if this run resumes a killed one, they drop other units than it would have, "
-                          "so it is not reproduced exactly.")
+            held = ", ".join(sorted(self._kept, key=int)) or "none"
+            warnings.warn(f"training starts at epoch {epoch + 1} without the random state of "
+                          f"{', '.join(missing)} in {self.path} (it holds epochs {held}): if this run "
+                          "resumes a killed one, they drop other units than it would have, so it is "
+                          "not reproduced exactly.")
         for key, generator in live.items():
             if key in state:
                 generator.reset(np.asarray(state[key], dtype=generator.state.dtype.as_numpy_dtype))
