@@ -23,6 +23,9 @@ from .errors import ModelError
 _BASE_KWARGS = {"name", "trainable", "dtype", "input_shape", "batch_input_shape", "batch_size",
                 "weights", "activity_regularizer", "autocast", "input_dim"}
 _HARMLESS = (None, False, 0, "auto", (), [], {})  # Keras 3-only settings left at their default
+#: tf_keras settings of how a layer draws in training (kerasprune.random_state), not of what it
+#: computes: they go where the other Keras has no such setting
+_DRAWING = {"rng_type"}
 
 
 def _keras3():
@@ -60,7 +63,8 @@ def _translate(value: Any, target=tf_keras) -> Any:
         cls = _class_in(target, value["class_name"])
         if cls is not None and isinstance(config, dict):
             accepted = _accepted(cls)
-            config = {k: v for k, v in config.items() if k in accepted or v not in _HARMLESS}
+            config = {k: v for k, v in config.items()
+                      if k in accepted or (v not in _HARMLESS and k not in _DRAWING)}
         return {**{k: _translate(v, target) for k, v in value.items() if k != "config"}, "config": config}
     if isinstance(value, dict):
         return {k: _translate(v, target) for k, v in value.items()}

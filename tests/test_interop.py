@@ -56,6 +56,16 @@ def test_the_optimized_form_exports_to_tflite_and_goes_back_to_keras_3(tmp_path)
     np.testing.assert_allclose(to_keras3(small).predict(x, verbose=0), small.predict(x, verbose=0), atol=1e-5)
 
 
+def test_a_model_whose_dropout_draws_from_a_generator_goes_to_keras_3():
+    from kerasprune.random_state import layer_generators
+
+    with layer_generators():  # an `exact_resume` model: its Dropout's config says rng_type="stateful"
+        model = tf_keras.Sequential([tf_keras.Input((8,)), tf_keras.layers.Dense(4),
+                                     tf_keras.layers.Dropout(0.5), tf_keras.layers.Dense(2)])
+    x = np.random.default_rng(3).standard_normal((4, 8)).astype("float32")
+    np.testing.assert_allclose(to_keras3(model).predict(x, verbose=0), model.predict(x, verbose=0), atol=1e-5)
+
+
 def test_a_custom_keras_3_layer_is_named_in_the_error():
     import keras
 
