@@ -70,6 +70,8 @@ def _parser() -> argparse.ArgumentParser:
     seeds = sub.add_parser("seeds", help="one experiment over seeds: spread and paired differences")
     seeds.add_argument("results", nargs="+", help="the results JSONs of one experiment, one per seed")
     seeds.add_argument("--out", help="write the Markdown here (default: print it)")
+    seeds.add_argument("--pair", nargs=2, action="append", default=[], metavar=("RUN", "AGAINST"),
+                       help="also compare RUN with AGAINST seed by seed (repeatable)")
 
     bench = sub.add_parser("bench", help="time models side by side (Keras, SavedModel, .tflite)")
     bench.add_argument("models", nargs="+", metavar="MODEL",
@@ -208,7 +210,7 @@ def _dispatch(args: argparse.Namespace, argv: list[str]) -> int:
     if args.command == "seeds":
         from .experiment.seeds import seed_summary
 
-        summary = seed_summary(args.results)
+        summary = seed_summary(args.results, [tuple(p) for p in args.pair])
         if args.out:
             from . import files
 

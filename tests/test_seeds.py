@@ -91,6 +91,13 @@ def test_the_cli_prints_or_writes_the_summary(tmp_path, capsys):
     assert main(["seeds", *paths, "--out", str(tmp_path / "seeds.md")]) == 0
     assert (tmp_path / "seeds.md").read_text().startswith("# exp (cpu) over 2 seeds")
     assert main(["seeds", paths[0]]) == 2  # one line, not a traceback
+    capsys.readouterr()
+    # any two runs, paired seed by seed: a method against a heuristic, as an issue's bar asks
+    assert main(["seeds", *paths, "--pair", "adaptive_sparsity-0.8", "tfmot_gmp_sparsity-0.8"]) == 0
+    assert ("| `adaptive_sparsity-0.8` | `tfmot_gmp_sparsity-0.8` | +0.50 -0.50 | +0.00 | [-6.35, +6.35] | 1/2 |"
+            in capsys.readouterr().out)
+    assert main(["seeds", *paths, "--pair", "adaptive", "dense"]) == 2
+    assert "--pair: no run(s) adaptive in these results; the runs are dense, " in capsys.readouterr().err
 
 
 def test_a_method_that_tried_several_settings_is_compared_with_tfmot_and_dense_by_its_best_run(tmp_path):

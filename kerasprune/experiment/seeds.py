@@ -61,8 +61,16 @@ def _points(values: list[float]) -> str:
             f"{sum(v >= 0 for v in values)}/{len(values)}")
 
 
-def seed_summary(paths: list[str | Path]) -> str:
-    """The Markdown summary of one experiment's results over seeds (files in the given order)."""
+def _paired(by_run: dict[str, dict[str, dict]], run_id: str, partner_id: str) -> list[str]:
+    """The row of ``run_id`` against ``partner_id`` in the seeds that ran both (none if none did)."""
+    runs, partner = by_run[run_id], by_run[partner_id]
+    diffs = [runs[n]["accuracy"] - partner[n]["accuracy"] for n in runs if n in partner]
+    return [f"| `{run_id}` | `{partner_id}` | {_points(diffs)} |"] if diffs else []
+
+
+def seed_summary(paths: list[str | Path], pairs: list[tuple[str, str]] = ()) -> str:
+    """The Markdown summary of one experiment's results over seeds (files in the given order);
+    ``pairs`` of run names add their own paired rows (say, a method against a heuristic)."""
     loaded = _load(paths)
     by_run: dict[str, dict[str, dict]] = {}
     for name, results in loaded:
@@ -78,18 +86,19 @@ def seed_summary(paths: list[str | Path]) -> str:
         spread = f"{statistics.stdev(acc):.4f}" if len(acc) > 1 else "-"
         lines.append(f"| `{run_id}` | {len(acc)} | {statistics.fmean(acc):.4f} | {spread} | "
                      f"{min(acc):.4f} | {max(acc):.4f} |")
-    dense = by_run.get(BASELINE, {})
+    unknown = sorted({r for pair in pairs for r in pair} - set(by_run))
+    if unknown:
+        raise ConfigError(f"--pair: no run(s) {', '.join(unknown)} in these results; the runs are "
+                          f"{', '.join(by_run)}.")
     lines += ["", "## Paired, seed by seed (accuracy points)", "",
               ("A difference is taken only within a seed, where both runs share the baseline "
                "and the data order; `95%` is the t interval of the mean difference (where it spans "
                "zero, these seeds do not tell the two runs apart); `>= 0` counts the seeds where "
                "the run is not behind."), "",
               "| run | against | each seed | mean | 95% | >= 0 |", "|---|---|---|---|---|---|"]
-    for run_id, runs in by_run.items():
-        shared = [name for name in runs if name in dense]
-        if run_id != BASELINE and shared:
-            diffs = [runs[n]["accuracy"] - dense[n]["accuracy"] for n in shared]
-            lines.append(f"| `{run_id}` | `dense` | {_points(diffs)} |")
+    if BASELINE in by_run:
+        lines += [row for run_id in by_run if run_id != BASELINE for row in _paired(by_run, run_id, BASELINE)]
+    lines += [row for run_id, partner_id in pairs for row in _paired(by_run, run_id, partner_id)]
     lines += _against_chosen(loaded, dense_pairs, _best_label, chosen=True)
     lines += _against_chosen(loaded, peer_pairs, lambda r: f"`{r['run']}`", chosen=False)
     lines += _against_chosen(loaded, best_pairs, _best_label, chosen=True)
