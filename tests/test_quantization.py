@@ -6,8 +6,9 @@ import pytest
 
 from kerasprune import quantization as Q
 from kerasprune.backend import keras, tf
-from kerasprune.errors import ConfigError
+from kerasprune.errors import ConfigError, ModelError
 from kerasprune.importance import lookup
+from kerasprune.loading import load_model
 from kerasprune.quantization.sensitivity import LayerSensitivity
 
 
@@ -69,6 +70,67 @@ def test_quantizable_weights_are_listed_with_the_widths_tflite_can_hold():
     assert {q.layer: q.channel_axes for q in Q.quantizable(text_model())}["emb"] == (0,)
 
 
+def test_a_transposed_convolution_is_not_listed():
+    """Its kernel holds the output channels second to last, and TFLite's TRANSPOSE_CONV has
+    no INT4/INT8 recipe: listed, it would be trained on the wrong grid and stay float32."""
+    inputs = keras.Input((6, 4))
+    x = keras.layers.Conv1DTranspose(3, 3, name="deconv1d")(inputs)
+    x = keras.layers.Reshape((8, 3, 1))(x)
+    x = keras.layers.Conv2DTranspose(2, 3, name="deconv2d")(x)
+    model = keras.Model(inputs, keras.layers.Dense(2, name="fc")(keras.layers.Flatten()(x)))
+    assert [q.layer for q in Q.quantizable(model)] == ["fc"]
+
+
+def nested_model() -> keras.Model:
+    inputs = keras.Input((6,))
+    backbone = keras.Sequential([keras.Input((6,)), keras.layers.Dense(5, name="inner")], name="backbone")
+    return keras.Model(inputs, keras.layers.Dense(3, name="head")(backbone(inputs)))
+
+
+def test_layers_out_of_reach_of_the_quantize_wrappers_are_refused_by_name():
+    from kerasprune import prune
+
+    with pytest.raises(ModelError, match="'inner' is inside a nested model.*build the model flat"):
+        Q.quantize_aware(nested_model(), {"inner": 4, "head": 4})
+    with pytest.raises(ModelError, match="'fc' is inside the wrapper 'prune_fc'.*kerasprune.strip"):
+        Q.quantize_aware(prune(text_model()), {"fc": 4})
+
+
+def test_sensitivity_reaches_into_nested_models_but_not_into_wrappers():
+    from kerasprune import prune
+
+    model, *_, data = trained(nested_model())
+    assert {row.layer for row in Q.measure(model, data, batches=2)} == {"inner", "head"}
+    text, *_, text_data = trained(text_model())
+    with pytest.raises(ModelError, match="'emb' is inside the wrapper 'prune_emb'"):
+        Q.measure(prune(text), text_data, batches=1)
+
+
+def test_sensitivity_reads_a_loss_compiled_by_name_and_any_kind_of_label():
+    """``compile(loss="...")`` gives Keras a per-example function: the table takes its batch
+    mean.  A single sigmoid unit's class is a threshold, not an argmax."""
+    rng = np.random.default_rng(0)
+    x, y = rng.standard_normal((2048, 6)).astype("float32"), rng.integers(0, 2, 2048)
+    keras.utils.set_random_seed(0)
+    inputs = keras.Input((6,))
+    hidden = keras.layers.Dense(16, activation="tanh", name="hidden")(inputs)
+    model = keras.Model(inputs, keras.layers.Dense(1, activation="sigmoid", name="out")(hidden))
+    model.compile("adam", "binary_crossentropy")
+    data = tf.data.Dataset.from_tensor_slices((x, y)).batch(256)  # untrained: outputs near 0.5 flip
+    row = {r.layer: r for r in Q.measure(model, data, batches=8)}["hidden"]
+
+    def scores() -> tuple[float, float]:
+        out = model.predict(x, verbose=0)
+        loss = float(keras.losses.BinaryCrossentropy()(y[:, None], out))
+        return loss, float(np.mean((out[:, 0] > 0.5) == y))
+
+    (loss, accuracy), kernel = scores(), model.get_layer("hidden").kernel
+    kernel.assign(Q.quantize(kernel.numpy(), 4, (1,)))
+    loss4, accuracy4 = scores()
+    assert row.loss_change == pytest.approx(loss4 - loss, abs=1e-5)
+    assert row.accuracy_change == pytest.approx(accuracy4 - accuracy) and accuracy4 != accuracy
+
+
 def test_quantization_aware_training_keeps_pruned_zeros_and_bakes_to_the_same_outputs(tmp_path):
     model, x, y, _ = trained(text_model())
     kernel = model.get_layer("conv").kernel
@@ -92,6 +154,9 @@ def test_quantization_aware_training_keeps_pruned_zeros_and_bakes_to_the_same_ou
     baked.save(tmp_path / "baked.keras")
     loaded = keras.models.load_model(tmp_path / "baked.keras")
     np.testing.assert_allclose(loaded.predict(x, verbose=0), qat.predict(x, verbose=0), atol=1e-5)
+    qat.save(tmp_path / "qat.keras")  # tfmot's wrappers do not load again: the loader says what does
+    with pytest.raises(ModelError, match="holds a quantization-aware model .*save kerasprune.quantization.bake"):
+        load_model(tmp_path / "qat.keras")
 
 
 def test_bits_for_an_unknown_layer_or_width_are_refused_by_name():

@@ -84,6 +84,13 @@ def apply_bits(content: bytes, bits: Mapping[str, int], compute: str = "float") 
     if missing:
         raise ExportError(f"mixed export: no TFLite op reads the weights of {', '.join(missing)}; "
                           "their bits cannot be applied (the converter renamed or fused them).")
+    unquantizable = {layer: sorted({op.op for op in layer_ops}) for layer, layer_ops in found.items()
+                     if not any(op.op in OP_BITS for op in layer_ops)}
+    if unquantizable:
+        ops = "; ".join(f"{layer} by {', '.join(names)}" for layer, names in unquantizable.items())
+        raise ExportError(f"mixed export: the weights of {ops} cannot be stored in 4 or 8 bits "
+                          f"(ai-edge-quantizer quantizes {', '.join(OP_BITS)}); leave those layers "
+                          "out of the bits.")
     q = quantizer.Quantizer(bytearray(content))
     for layer, layer_ops in found.items():
         for op in layer_ops:

@@ -74,10 +74,30 @@ def takes_class_ids(model: keras.Model) -> bool:
     return "sparse_categorical" in str(getattr(loss, "name", None) or getattr(loss, "__name__", ""))
 
 
+class _BatchMean(keras.losses.Loss):
+    """A loss function (what Keras makes of ``compile(loss="...")`` or a user's callable)
+    as a ``Loss``: one number, the batch mean, as ``fit`` reports it."""
+
+    def __init__(self, fn) -> None:
+        super().__init__(name=getattr(fn, "__name__", "loss"))
+        self.fn = fn
+
+    def call(self, y_true, y_pred):
+        y_true, y_pred = tf.convert_to_tensor(y_true), tf.convert_to_tensor(y_pred)
+        if y_true.shape.rank == y_pred.shape.rank - 1 and y_pred.shape[-1] == 1:
+            y_true = tf.expand_dims(y_true, -1)  # labels (n,) against one unit (n, 1), as fit lines them up
+        return self.fn(y_true, y_pred)
+
+
 def loss_of(model: keras.Model) -> keras.losses.Loss:
     """The model's compiled loss, else cross-entropy on its probabilities or logits."""
-    if isinstance(getattr(model, "loss", None), (str, keras.losses.Loss)):
-        return keras.losses.get(model.loss)
+    compiled = getattr(model, "loss", None)
+    if isinstance(compiled, str):
+        compiled = keras.losses.get(compiled)
+    if isinstance(compiled, keras.losses.Loss):
+        return compiled
+    if callable(compiled):
+        return _BatchMean(compiled)
     last = model.layers[-1]
     probabilities = getattr(getattr(last, "activation", None), "__name__", "") == "softmax" \
         or isinstance(last, keras.layers.Softmax)

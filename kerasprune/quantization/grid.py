@@ -13,6 +13,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..backend import keras, tf
+from ..errors import ModelError
 from ..metrics import leaf_layers, unwrap
 
 BITS = (4, 8)
@@ -67,13 +68,31 @@ def quantizable(model: keras.Model) -> list[Quantizable]:
     return found
 
 
+def plain_layer(model: keras.Model, name: str, where: str) -> keras.layers.Layer:
+    """The quantizable layer ``name`` of ``model``, nested models searched.  One inside a
+    pruning or quantization wrapper is refused: the forward pass reads the wrapper's
+    (masked) weights, not the layer's."""
+    for layer in leaf_layers(model):
+        inner = unwrap(layer)
+        if inner.name != name:
+            continue
+        if inner is not layer:
+            raise ModelError(f"{where}: layer '{name}' is inside the wrapper '{layer.name}'; take the "
+                             "wrappers off first (kerasprune.strip(model) for pruning wrappers).")
+        return layer
+    raise ModelError(f"{where}: '{model.name}' has no layer '{name}'.")
+
+
 def _weights_of(layer: keras.layers.Layer) -> list[tuple[str, tuple[int, ...], tuple[int, ...]]]:
     L = keras.layers
     if isinstance(layer, (L.SeparableConv1D, L.SeparableConv2D)):
         return [("depthwise_kernel", (-2, -1), (8,)), ("pointwise_kernel", (-1,), BITS)]
     if isinstance(layer, L.DepthwiseConv2D):
         return [("depthwise_kernel", (-2, -1), (8,))]
-    if isinstance(layer, (L.Dense, L.Conv1D, L.Conv2D)) and not isinstance(layer, L.Conv2DTranspose):
+    # transposed convolutions subclass Conv1D/Conv2D, but their kernels put the output
+    # channels second to last, and TFLite's TRANSPOSE_CONV has no INT4/INT8 recipe
+    transposed = (L.Conv1DTranspose, L.Conv2DTranspose)
+    if isinstance(layer, (L.Dense, L.Conv1D, L.Conv2D)) and not isinstance(layer, transposed):
         return [("kernel", (-1,), BITS)]
     if isinstance(layer, L.Embedding):
         return [("embeddings", (0,), BITS)]

@@ -22,7 +22,7 @@ import tensorflow_model_optimization as tfmot
 from ..backend import keras, require_graph_model
 from ..errors import ConfigError, ModelError
 from ..metrics import unwrap
-from .grid import Quantizable, fake_quantize, quantizable, quantize
+from .grid import Quantizable, fake_quantize, plain_layer, quantizable, quantize
 
 Q = tfmot.quantization.keras
 
@@ -137,6 +137,12 @@ def quantize_aware(model: keras.Model, bits: Mapping[str, int]) -> keras.Model:
     """
     model = require_graph_model(model, "quantize_aware", "quantization-aware training")
     bits = check_bits(model, bits, "quantize_aware")
+    top_level = {layer.name for layer in model.layers}
+    for name in bits:
+        if plain_layer(model, name, "quantize_aware").name not in top_level:
+            raise ModelError(f"quantize_aware: layer '{name}' is inside a nested model, which tfmot's "
+                             "quantize wrappers cannot reach; build the model flat (its layers "
+                             "called on the outer model's tensors).")
     by_layer: dict[str, list[Quantizable]] = {}
     for q in quantizable(model):
         by_layer.setdefault(q.layer, []).append(q)

@@ -23,8 +23,8 @@ from ..batches import labeled
 from ..errors import ConfigError
 from ..importance import register
 from ..metrics import loss_of
-from ..metrics.quality import takes_class_ids
-from .grid import Quantizable, quantizable, quantize
+from ..metrics.quality import hits, takes_class_ids
+from .grid import Quantizable, plain_layer, quantizable, quantize
 
 SCORES = ("quantization_loss", "fisher")
 
@@ -57,11 +57,13 @@ def _layers(model: keras.Model) -> dict[str, list[Quantizable]]:
     if not by_layer:
         raise ConfigError(f"'{model.name}' has no layer the mixed export can quantize (Dense, "
                           "Conv1D/2D, depthwise or separable convolutions, Embedding).")
+    for name in by_layer:  # refused before any evaluation: a wrapped layer reads other weights
+        plain_layer(model, name, "sensitivity")
     return by_layer
 
 
 def _variable(model: keras.Model, q: Quantizable) -> tf.Variable:
-    return getattr(model.get_layer(q.layer), q.attr)
+    return getattr(plain_layer(model, q.layer, "sensitivity"), q.attr)
 
 
 def _at4(q: Quantizable) -> int:
@@ -107,10 +109,9 @@ def _quantization_loss(model, by_layer, sample) -> dict[str, tuple[float, float]
         loss = correct = count = 0.0
         for x, y in sample:
             out = forward(x)
-            labels = tf.reshape(y, [-1]).numpy()
-            loss += float(loss_fn(y, out)) * len(labels)
-            correct += float(np.sum(np.argmax(out.numpy().reshape(len(labels), -1), -1) == labels))
-            count += len(labels)
+            right = hits(out.numpy(), y.numpy())
+            loss += float(loss_fn(y, out)) * len(right)
+            correct, count = correct + float(np.sum(right)), count + len(right)
         return loss / count, correct / count
 
     base_loss, base_accuracy = evaluate()
