@@ -16,6 +16,7 @@ def test_export_matches_keras_and_writes_the_file(tmp_path):
     assert result.path.read_bytes() == result.content
     assert result.max_abs_diff <= 1e-4 and result.checked_examples == 5
     np.testing.assert_allclose(export.run_tflite(result.path, x), model.predict(x, verbose=0), atol=1e-5)
+    assert "m.tflite" in repr(result) and len(repr(result)) < 300  # echoed in a notebook: not the file
 
 
 def test_recurrent_models_export_with_builtin_ops():

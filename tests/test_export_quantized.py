@@ -5,6 +5,7 @@ import pytest
 
 from kerasprune import export
 from kerasprune import quantization as Q
+from kerasprune.backend import keras
 from kerasprune.errors import ConfigError, ExportError
 from test_quantization import text_model, trained, vision_model
 
@@ -106,6 +107,32 @@ def test_bad_export_requests_say_what_to_change(kwargs, message):
 def test_full_int8_asks_for_real_calibration_examples():
     with pytest.raises(ConfigError, match="calibrates its activations on real examples"):
         export.to_tflite(vision_model(), mode="int8")
+
+
+def test_calibration_examples_that_do_not_fit_are_named_as_such():
+    model, x, *_ = trained(vision_model())
+    with pytest.raises(ExportError, match="representative has shape .*or leave representative out"):
+        export.to_tflite(model, check_inputs=x, mode="int8", representative=x[:, :7])
+    # the other modes calibrate nothing, so they never read it
+    export.to_tflite(model, check_inputs=x, mode="dynamic", representative=x[:, :7], min_agreement=0.5)
+
+
+def test_bits_for_weights_only_an_op_without_a_recipe_reads_are_refused():
+    inputs = keras.Input((6, 4))
+    x = keras.layers.Flatten()(keras.layers.Conv1DTranspose(3, 3, name="deconv")(inputs))
+    content = export.to_tflite(keras.Model(inputs, keras.layers.Dense(2, name="fc")(x))).content
+    with pytest.raises(ExportError, match="weights of deconv by TRANSPOSE_CONV cannot be stored in 4 or 8"):
+        export.recipe.apply_bits(content, {"deconv": 4, "fc": 4})
+
+
+def test_an_int4_tensor_of_odd_size_counts_its_values_not_its_padding():
+    inputs = keras.Input((5,))
+    model = keras.Model(inputs, keras.layers.Dense(3, name="fc", kernel_initializer="ones")(inputs))
+    content = export.to_tflite(model, mode="mixed", bits={"fc": 4}).content
+    (fc,) = export.weighted_ops(content)
+    assert (fc.type, fc.params, fc.bytes) == ("int4", 15, 8)
+    stats = export.graph_stats(content)
+    assert (stats.params, stats.nonzero_params, stats.sparsity) == (15, 15, 0.0)
 
 
 def test_a_model_the_default_delegate_rejects_runs_on_the_builtin_kernels(monkeypatch, caplog):

@@ -170,9 +170,9 @@ def _constant_weights(graph, buffers) -> dict[int, _Weight]:
         if data is None or len(data) == 0 or t.type not in _WEIGHT_TYPES:
             continue
         raw = np.asarray(data, dtype=np.uint8).tobytes()
-        if t.type == 17:  # int4: two values per byte
+        if t.type == 17:  # int4: two values per byte, the last byte's high half padding
             packed = np.frombuffer(raw, np.uint8)
-            values = np.concatenate([packed & 0x0F, packed >> 4])
+            values = np.stack([packed & 0x0F, packed >> 4], -1).ravel()[:_elements(t.shape)]
         else:
             values = np.frombuffer(raw, dtype=_DTYPES[t.type])
         count = _elements(t.shape) if t.sparsity is not None else values.size

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import logging
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Mapping
 
@@ -40,13 +40,13 @@ QUANTIZED_CHECK_EXAMPLES = 256  # top-1 agreement needs more examples than a max
 class TFLiteExport:
     """A converted model: its flatbuffer, where it was written and how closely it agrees."""
 
-    content: bytes
+    content: bytes = field(repr=False)  # a notebook echoing the result shows the figures, not the file
     path: Path | None
     max_abs_diff: float
     checked_examples: int
     mode: str = "fp32"
     agreement: float | None = None  # top-1 agreement with Keras, for the quantized modes
-    named: bytes | None = None  # the file before its names were stripped, if they were
+    named: bytes | None = field(default=None, repr=False)  # the file before its names were stripped
 
     @property
     def bytes(self) -> int:
@@ -162,16 +162,18 @@ def to_tflite(
         )
     model = bake(_stripped(model))
     _check_mode_args(model, mode, bits, compute, sparse)
-    inputs = (_checked_inputs(model, check_inputs) if check_inputs is not None
-              else _random_check_inputs(model))
-    inputs = inputs[:32 if mode == "fp32" else QUANTIZED_CHECK_EXAMPLES]
+    given = _checked_inputs(model, check_inputs) if check_inputs is not None else None
+    inputs = (given if given is not None else _random_check_inputs(model))[
+        :32 if mode == "fp32" else QUANTIZED_CHECK_EXAMPLES]
     recurrent = _has_recurrent_layers(model)
     if mode == "mixed":
         content = apply_bits(_convert(with_lookup_embeddings(model), recurrent), bits, compute)
     else:
-        calibration = representative if representative is not None else check_inputs
-        content = _convert(model, recurrent, sparse, mode,
-                           None if calibration is None else _checked_inputs(model, calibration))
+        calibration = None  # only int8 calibrates; the other modes leave representative unread
+        if mode == "int8":
+            calibration = (given if representative is None
+                           else _checked_inputs(model, representative, "representative"))
+        content = _convert(model, recurrent, sparse, mode, calibration)
     named, content = (None, content) if names else (content, without_names(content))
 
     expected = model.predict(inputs, verbose=0, batch_size=len(inputs))
@@ -342,33 +344,36 @@ def _stripped(model: keras.Model) -> keras.Model:
     return model
 
 
-def _checked_inputs(model: keras.Model, check_inputs: np.ndarray) -> np.ndarray:
-    """``check_inputs`` in the model's input dtype, or an ExportError saying what does not
-    fit, instead of a traceback from ``predict`` or the interpreter."""
+def _checked_inputs(model: keras.Model, examples: np.ndarray,
+                    argument: str = "check_inputs") -> np.ndarray:
+    """``examples`` (given as ``argument``) in the model's input dtype,
+    or an ExportError saying what does not fit, instead of a traceback from ``predict``, the
+    converter or the interpreter."""
     spec = model.inputs[0]
     shape, dtype = tuple(spec.shape[1:]), np.dtype(spec.dtype.as_numpy_dtype)
     batch = ", ".join(["n", *map(str, shape)])
+    otherwise = ("leave check_inputs out to check on random inputs" if argument == "check_inputs"
+                 else f"leave {argument} out to use check_inputs")
     fix = (f"'{model.name}' takes examples of shape {shape} and dtype {dtype}: pass an array "
-           f"of shape ({batch}), e.g. Data.sample_inputs(), or leave check_inputs out to "
-           "check on random inputs")
+           f"of shape ({batch}), e.g. Data.sample_inputs(), or {otherwise}")
 
     def fits(example_shape: tuple) -> bool:
         return len(example_shape) == len(shape) and all(
             want in (None, got) for want, got in zip(shape, example_shape))
 
     try:
-        inputs = np.asarray(check_inputs)
+        inputs = np.asarray(examples)
     except ValueError as exc:  # ragged nested lists
-        raise ExportError(f"to_tflite: check_inputs is not a rectangular array; {fix}.") from exc
+        raise ExportError(f"to_tflite: {argument} is not a rectangular array; {fix}.") from exc
     if inputs.size == 0:
-        raise ExportError(f"to_tflite: check_inputs (shape {inputs.shape}) has no examples; {fix}.")
+        raise ExportError(f"to_tflite: {argument} (shape {inputs.shape}) has no examples; {fix}.")
     if inputs.ndim == 0 or not fits(inputs.shape[1:]):
         single = " It looks like one example: add a batch axis (x[None])." if fits(inputs.shape) else ""
-        raise ExportError(f"to_tflite: check_inputs has shape {inputs.shape}, examples of shape "
+        raise ExportError(f"to_tflite: {argument} has shape {inputs.shape}, examples of shape "
                           f"{inputs.shape[1:]}; {fix}.{single}")
     if not np.can_cast(inputs.dtype, dtype, casting="same_kind"):
         ids = " (token ids, not embeddings or scaled values)" if dtype.kind in "iu" else ""
-        raise ExportError(f"to_tflite: check_inputs has dtype {inputs.dtype}, which does not "
+        raise ExportError(f"to_tflite: {argument} has dtype {inputs.dtype}, which does not "
                           f"cast to {dtype} without changing values{ids}; {fix}.")
     return inputs.astype(dtype)
 
