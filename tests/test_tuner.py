@@ -29,6 +29,7 @@ def test_a_random_search_compresses_exports_and_times_every_trial(tmp_path, mnis
     assert len(trials) == 3
     for trial in trials:
         assert 0 <= trial["val_accuracy"] <= 1 and trial["tflite_bytes"] > 0 and trial["latency_ms"] > 0
+        assert 0 <= trial["sparsity"] <= trial["hyperparameters"]["sparsity"] + 0.02  # reached, measured
         over = trial["tflite_bytes"] > 20_000
         assert trial[SCORE] == pytest.approx(trial["val_accuracy"] - (1 + trial["tflite_bytes"] / 20_000 - 1
                                                                         if over else 0))
@@ -37,6 +38,14 @@ def test_a_random_search_compresses_exports_and_times_every_trial(tmp_path, mnis
                          for f in front for o in trials)
     best = tuner.get_best_models(1)[0]
     assert isinstance(best, tf_keras.Model)
+
+
+def test_the_report_shows_the_sparsity_a_trial_fell_short_of():
+    from kerasprune.tuner.report import _sparsity
+
+    assert _sparsity({"sparsity": 0.8}, {"sparsity": 0.795}) == "0.8"
+    assert _sparsity({"sparsity": 0.8}, {"sparsity": 0.0}) == "0.8 (reached 0.00)"  # one epoch: no step
+    assert _sparsity({"sparsity": 0.5}, {}) == "0.5"  # a search saved before it was measured
 
 
 def test_keras_3_works_beside_the_tuner_in_one_process(tmp_path, mnist):
@@ -63,6 +72,23 @@ def test_bad_search_settings_are_refused(tmp_path, mnist):
         compression_space(kt.HyperParameters(), precisions=("int3",))
     with pytest.raises(ConfigError, match=r"ratio\[1\]"):
         compression_space(kt.HyperParameters(), ratio=(0.5, 0.2))
+    with pytest.raises(ConfigError, match="data must be the Data of kerasprune.data.load.*module kerasprune.data"):
+        CompressionTuner(model, data, finetune=TrainSpec(epochs=1), directory=tmp_path)
+
+
+def test_pinned_values_are_recorded_and_hyperband_keeps_to_max_trials(tmp_path, mnist):
+    import keras_tuner as kt
+
+    from kerasprune.tuner import CompressionTuner, compression_space
+
+    hp = kt.HyperParameters()
+    choice = compression_space(hp, ratio=(0.3, 0.3), precisions=("mixed",), eight_bit_fraction=(0.5, 0.5))
+    assert (choice.ratio, choice.eight_bit_fraction) == (0.3, 0.5)
+    assert hp.values["ratio"] == 0.3 and hp.values["eight_bit_fraction"] == 0.5  # the trial's record
+    model = models.build_for(mnist, "lenet_300_100", width=0.2)
+    tuner = CompressionTuner(model, mnist, finetune=TrainSpec(epochs=9), search="hyperband", max_trials=4,
+                             directory=tmp_path)
+    assert tuner.oracle.max_trials == 4  # its brackets alone would run more
 
 
 TUNE = """

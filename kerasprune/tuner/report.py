@@ -18,13 +18,19 @@ def dominated_by(section: dict, run: dict) -> list[dict]:
             and (t["test_accuracy"] > run["accuracy"] or t[key] < run[key])]
 
 
+def _sparsity(hp: dict, trial: dict) -> str:
+    """The sparsity a trial asked for, and what it reached where that fell short."""
+    asked, reached = hp.get("sparsity", 0), trial.get("sparsity")
+    return f"{asked:g}" if reached is None or reached >= asked - 0.01 else f"{asked:g} (reached {reached:.2f})"
+
+
 def markdown(section: dict, figure: Path) -> list[str]:
     settings = section["search"]
     budget = ", ".join(f"{k} {settings[k]:,}" for k in ("max_bytes", "max_latency_ms") if settings.get(k))
     lines = [f"# {section['experiment']}: compression search", "",
              f"- reproduce: `{section['command']}`",
              f"- {settings['search']} search, {len(section['trials'])} finished trials of "
-             f"{settings['max_trials']}; budget: {budget or 'none'} ({settings['size']} bytes); "
+             f"at most {settings['max_trials']}; budget: {budget or 'none'} ({settings['size']} bytes); "
              f"space {settings['space'] or 'the defaults'}",
              f"- machine: {section['environment'].get('cpu', '?')}", "",
              "Trials are chosen on the search's validation split (held out of training); the "
@@ -38,7 +44,7 @@ def markdown(section: dict, figure: Path) -> list[str]:
         fraction = hp.get("eight_bit_fraction", "-") if hp["precision"] == "mixed" else "-"
         reported = f"yes | {t['test_accuracy']:.4f}" if t.get("pareto") else " | -"
         lines.append(
-            f"| {t['trial']} | {hp.get('ratio', 0):g} | {hp.get('sparsity', 0):g} | {hp['precision']} | "
+            f"| {t['trial']} | {hp.get('ratio', 0):g} | {_sparsity(hp, t)} | {hp['precision']} | "
             f"{fraction} | {t['val_accuracy']:.4f} | {int(t['tflite_bytes']):,} | "
             f"{int(t['tflite_gzip_bytes']):,} | {t['latency_ms']:.3f} | {t['score']:.4f} | {reported} |")
     lines += ["", "| run | accuracy | bytes | gzip bytes | Pareto trials that dominate it |",

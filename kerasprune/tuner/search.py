@@ -27,6 +27,7 @@ from ..errors import ConfigError
 from ..experiment import training
 from ..experiment.runner import file_scores
 from ..experiment.spec import TrainSpec
+from ..metrics import global_sparsity
 from ..sparsity.callbacks import AdaptivePruning
 from ..sparsity.prune import prune, strip
 from ..sparsity.schedules import FeedbackSchedule
@@ -57,7 +58,8 @@ class CompressionTuner(kt.engine.base_tuner.BaseTuner):
 
     ``search`` is ``"random"``, ``"bayesian"`` or ``"hyperband"`` (or pass your own
     ``oracle`` with objective :data:`SCORE`).  Each trial fine-tunes for ``finetune``
-    (Hyperband sets its own epochs).  A trial over ``max_bytes`` (of the raw file, or its
+    (Hyperband sets its own epochs, and its brackets the number of trials, at most
+    ``max_trials``).  A trial over ``max_bytes`` (of the raw file, or its
     gzip with ``size="gzip"``) or ``max_latency_ms`` scores its accuracy minus one minus
     the overshoot, so the oracle prefers any trial within the budgets.  A quantized file
     that agrees with its Keras model on fewer than ``min_agreement`` of the check examples
@@ -74,6 +76,9 @@ class CompressionTuner(kt.engine.base_tuner.BaseTuner):
         if search not in SEARCHES and oracle is None:
             raise ConfigError(f"CompressionTuner: search must be one of {', '.join(SEARCHES)}, "
                               f"got {search!r}.")
+        if not isinstance(data, Data):  # each trial would fail on its own, and the search go on
+            raise ConfigError(f"CompressionTuner: data must be the Data of kerasprune.data.load(...), "
+                              f"got {type(data).__name__} {getattr(data, '__name__', '')}".rstrip() + ".")
         if size not in ("raw", "gzip"):
             raise ConfigError(f"CompressionTuner: size must be 'raw' or 'gzip', got {size!r}.")
         self.data, self.finetune, self.space = data, finetune, space
@@ -89,8 +94,9 @@ class CompressionTuner(kt.engine.base_tuner.BaseTuner):
         self.baseline = baseline
         if oracle is None:
             objective = kt.Objective(SCORE, "max")
-            if search == "hyperband":
+            if search == "hyperband":  # its brackets decide how many trials; max_trials caps them
                 oracle = SEARCHES[search](objective, max_epochs=max(2, finetune.epochs), seed=seed)
+                oracle.max_trials = max_trials
             else:
                 oracle = SEARCHES[search](objective, max_trials=max_trials, seed=seed)
         super().__init__(oracle, _Space(space, baseline), directory=str(directory),
@@ -136,9 +142,12 @@ class CompressionTuner(kt.engine.base_tuner.BaseTuner):
                                 progress=None, name="trial")
         latency = next(r["latency"]["median_ms"] for r in timed["results"] if r.get("latency"))
         scores = file_scores(out.content, self.data.val)
+        # what the trial reached, beside the sparsity it asked for: a short fine-tuning (one of
+        # Hyperband's first brackets) ends before the schedule gets there
         return {"val_accuracy": scores["accuracy"], "val_f1": scores["f1"],
                 "tflite_bytes": out.bytes, "tflite_gzip_bytes": gzip_bytes(out.path),
-                "latency_ms": latency, "params": model.count_params()}
+                "latency_ms": latency, "params": model.count_params(),
+                "sparsity": global_sparsity(model)}
 
     def _score(self, record: dict[str, float]) -> float:
         over = 0.0

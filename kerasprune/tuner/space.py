@@ -45,12 +45,14 @@ def compression_space(hp, *, ratio=(0.0, 0.5), sparsity=(0.0, 0.95),
     values = {}
     for name, span, step in (("ratio", ratio, 0.1), ("sparsity", sparsity, 0.05)):
         low, high = _range(span, name)
-        values[name] = low if low == high else hp.Float(name, low, high, step=step)
+        # a pinned value is registered too, so that trials and reports record it
+        values[name] = hp.Fixed(name, low) if low == high else hp.Float(name, low, high, step=step)
     precision = hp.Choice("precision", list(precisions))
     fraction = None
     if "mixed" in precisions:
         low, high = _range(eight_bit_fraction, "eight_bit_fraction", below_one=False)
         with hp.conditional_scope("precision", ["mixed"]):
-            fraction = hp.Float("eight_bit_fraction", low, high, step=0.25) if low < high else low
+            fraction = (hp.Float("eight_bit_fraction", low, high, step=0.25) if low < high
+                        else hp.Fixed("eight_bit_fraction", low))
     return Compression(float(values["ratio"]), float(values["sparsity"]), precision,
                        float(fraction) if precision == "mixed" and fraction is not None else None)
