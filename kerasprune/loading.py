@@ -40,7 +40,7 @@ def check_file(path: str | os.PathLike, *, safe_mode: bool = True) -> str:
     fmt = _format(path)
     if fmt == "tflite":
         return fmt  # holds no Python code; read_tflite checks the bytes when they are read
-    configs, version = {"keras": _keras_zip, "h5": _h5_file, "savedmodel": _saved_model}[fmt](path)
+    configs, version = _CONFIG_READERS[fmt](path)
     if version and version.split(".")[0].isdigit() and int(version.split(".")[0]) >= 3:
         raise ModelError(
             f"{path} was saved by Keras {version} (keras_version {version} in "
@@ -57,6 +57,12 @@ def check_file(path: str | os.PathLike, *, safe_mode: bool = True) -> str:
             f"in safe mode; {_OPT_IN} (or replace the Lambda by a custom layer registered with "
             "keras.utils.register_keras_serializable).")
     return fmt
+
+
+#: what tf_keras and TensorFlow raise on a truncated, corrupt or foreign file (a short
+#: variables shard ends in IndexError, a missing one in an OpError)
+_UNREADABLE = (OSError, ValueError, TypeError, KeyError, EOFError, IndexError, RuntimeError,
+               zipfile.BadZipFile, tf.errors.OpError)
 
 
 def load_model(path: str | os.PathLike, *, safe_mode: bool = True,
@@ -80,7 +86,13 @@ def load_model(path: str | os.PathLike, *, safe_mode: bool = True,
             "tf_keras model.save.")
     try:
         return keras.models.load_model(path, compile=compile, safe_mode=safe_mode)
-    except (OSError, ValueError, TypeError, KeyError, EOFError, zipfile.BadZipFile) as exc:
+    except _UNREADABLE as exc:
+        configs = _CONFIG_READERS[fmt](path)[0]
+        if "QuantizeWrapper" in json.dumps(configs, default=str):
+            raise ModelError(f"{path} holds a quantization-aware model (tfmot's QuantizeWrapperV2 "
+                             f"layers), which tf_keras does not load again ({_first_line(exc)}); "
+                             "save kerasprune.quantization.bake(model) instead: plain layers with "
+                             "the weights on the grid, which export the same file.") from exc
         raise ModelError(f"{path}: tf_keras cannot load it ({_first_line(exc)}); register custom "
                          "layers with keras.utils.register_keras_serializable before loading, "
                          "and copy or save a truncated or corrupt file again.") from exc
@@ -98,7 +110,7 @@ def load_saved_model(path: str | os.PathLike, *, safe_mode: bool = True):
         raise ConfigError(f"{path} is not a SavedModel directory (no saved_model.pb in it).")
     try:
         return tf.saved_model.load(str(path))
-    except (OSError, ValueError, RuntimeError, tf.errors.OpError) as exc:
+    except _UNREADABLE as exc:
         raise ModelError(f"{path}: TensorFlow cannot load this SavedModel ({_first_line(exc)}); "
                          "if it is truncated or corrupt, copy or export it again.") from exc
 
@@ -203,6 +215,9 @@ def _saved_model(path: Path) -> tuple[list[dict], str | None]:
         raise ModelError(f"{metadata_file} is corrupt ({_first_line(exc)}); save the model "
                          "again with model.save.") from exc
     return configs, next((c["keras_version"] for c in configs if "keras_version" in c), None)
+
+
+_CONFIG_READERS = {"keras": _keras_zip, "h5": _h5_file, "savedmodel": _saved_model}
 
 
 def _code_carriers(config: object, owner: str = "the model") -> list[str]:

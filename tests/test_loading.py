@@ -245,6 +245,16 @@ def test_a_broken_savedmodel_is_named(good, tmp_path, capsys):
     assert "TensorFlow cannot load this SavedModel" in one_line_error(capsys)
 
 
+def test_a_savedmodel_with_cut_variables_is_named_by_both_loaders(good, tmp_path):
+    cut_variables = tmp_path / "savedmodel"
+    shutil.copytree(good["savedmodel"], cut_variables)
+    for shard in cut_variables.glob("variables/variables.data-*"):  # a short read, not an OSError
+        shard.write_bytes(shard.read_bytes()[:8])
+    for load in (loading.load_model, loading.load_saved_model):
+        with pytest.raises(ModelError, match=r"cannot load .*(IndexError|Read less).* again"):
+            load(cut_variables)
+
+
 def test_a_tflite_file_is_not_a_keras_model(good, tmp_path):
     (tmp_path / "model.tflite").write_bytes(good["model.tflite"])
     with pytest.raises(ModelError, match=r"is a \.tflite file, not a Keras model"):
