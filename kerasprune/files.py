@@ -6,6 +6,7 @@ killed mid-write leaves no truncated artifact for a resume to trust.
 from __future__ import annotations
 
 import contextlib
+import glob
 import json
 import os
 import shutil
@@ -30,6 +31,8 @@ def atomic_path(path: str | os.PathLike, *, folder: bool = False) -> Iterator[Pa
     path = Path(path)
     if not folder:
         refuse_folder(path)
+    else:
+        recover_folder(path)
     if folder and path.exists() and not path.is_dir():
         raise FileError(f"{path} is a file, where a folder is to be written; move it away or "
                         "choose another folder. Nothing was written.")
@@ -42,14 +45,26 @@ def atomic_path(path: str | os.PathLike, *, folder: bool = False) -> Iterator[Pa
     try:
         yield tmp
         if path.is_dir() and not path.is_symlink():
-            # os.replace cannot replace a non-empty folder: move the old one aside first,
-            # so a kill between the two renames leaves the old folder, not nothing.
+            # os.replace cannot replace a non-empty folder: move the old one aside first;
+            # after a kill between the two renames, recover_folder puts it back
             os.replace(path, tmp_dir / ".old")
         os.replace(tmp, path)
     except OSError as exc:
         raise _unwritable(path, exc) from None
     finally:
         shutil.rmtree(tmp_dir, ignore_errors=True)
+
+
+def recover_folder(path: str | os.PathLike) -> Path:
+    """``path`` as the last complete :func:`atomic_path` write of a folder left it: a
+    process killed after moving the old folder aside and before moving the new one in
+    left the old one in a hidden sibling, which goes back; other leftovers go."""
+    path = Path(path)
+    for left in sorted(path.parent.glob(f".{glob.escape(path.name)}.*")):
+        if (left / ".old").is_dir() and not path.exists():
+            os.replace(left / ".old", path)
+        shutil.rmtree(left, ignore_errors=True)
+    return path
 
 
 def refuse_folder(path: str | os.PathLike) -> None:

@@ -52,7 +52,7 @@ class KeepBest(keras.callbacks.Callback):
         self.best: float = math.nan
 
     def on_train_begin(self, logs: dict | None = None) -> None:
-        meta = self.folder / "best.json"
+        meta = files.recover_folder(self.folder) / "best.json"
         if meta.is_file():  # a resumed run: the best so far survives the kill
             saved = json.loads(meta.read_text())
             self.best_epoch, self.best = saved["epoch"], saved["metric"]
