@@ -388,6 +388,32 @@ def test_only_refuses_to_rewrite_results_without_runs_it_cannot_keep(tiny, tmp_p
     _run(tiny, tmp_path, only=["tfmot_gmp_sparsity-0.5", "adaptive_sparsity-0.5"])  # all of them: fine
 
 
+def test_a_run_killed_midway_leaves_the_results_file_as_it_was(tiny, tmp_path, monkeypatch):
+    """The runs done so far go beside the models, not over a results file that records runs
+    this command has not redone yet (a committed one, on a fresh clone)."""
+    from kerasprune.experiment import runner
+
+    _run(tiny, tmp_path)
+    written = tiny.parent / "results" / "tiny.json"
+    before = written.read_text()
+    run_one = runner._run_one
+
+    def killed_at_adaptive(config, run, *args):
+        if run.method == "adaptive":
+            raise KeyboardInterrupt("killed")
+        return run_one(config, run, *args)
+
+    monkeypatch.setattr(runner, "_run_one", killed_at_adaptive)
+    with pytest.raises(KeyboardInterrupt):
+        _run(tiny, tmp_path, fresh=True)
+    assert written.read_text() == before
+    partial = tmp_path / "out" / "tiny" / "cpu" / runner.PARTIAL
+    assert [r["run"] for r in json.loads(partial.read_text())["runs"]] == ["dense", "tfmot_gmp_sparsity-0.5"]
+    monkeypatch.setattr(runner, "_run_one", run_one)
+    _run(tiny, tmp_path)
+    assert not partial.exists() and written.read_text() != before  # complete: written, and the rest gone
+
+
 def test_a_resumed_run_sees_the_shuffled_data_in_the_uninterrupted_order(tmp_path, mock_tfds):
     """BackupAndRestore alone restarts fit()'s shuffle; the harness puts it where it was."""
     import numpy as np

@@ -3,7 +3,8 @@
 Each run writes ``saved_models/<experiment>/<budget>/<run>/`` and its ``result.json`` last;
 a rerun of the same command skips runs whose result exists with the same config
 fingerprint, and a run killed mid-training resumes from its last epoch.  So a long
-experiment can be stopped and continued at any time.
+experiment can be stopped and continued at any time.  The results file is written once,
+complete: until then the runs done so far are in ``results.partial.json`` beside the models.
 """
 from __future__ import annotations
 
@@ -34,6 +35,8 @@ from .report import write_report
 from .spec import BASELINE, ExperimentConfig, RunSpec, phase_of
 
 Log = Callable[[str], None]
+#: the results of the runs finished so far, under the experiment's models folder
+PARTIAL = "results.partial.json"
 
 
 def _print(message: str) -> None:
@@ -112,7 +115,9 @@ def run_experiment(
         log(f"{label}: running")
         record = _run_one(config, run, data, run_dir, baseline_dir, label, log)
         results["runs"].append(record)
-        files.write_json(json_path, results)  # partial results survive a later failure
+        # partial results survive a later failure, beside the models: the results file
+        # (perhaps committed, with runs not yet redone) is written only complete
+        files.write_json(root / PARTIAL, results)
 
     _time_side_by_side(results, root, log)
     if "traffic" in config.raw and (baseline_dir / "model.keras").is_file():
@@ -120,6 +125,7 @@ def run_experiment(
     results["runs"] = [complete_run(r) for r in results["runs"]]
     results = complete_results(results)
     files.write_json(json_path, results)
+    (root / PARTIAL).unlink(missing_ok=True)
     write_report(results, report_path)
     log(f"kerasprune: finished in {time.perf_counter() - started:.0f}s; results {json_path}, "
         f"report {report_path}")
