@@ -81,7 +81,7 @@ def _parser() -> argparse.ArgumentParser:
                             "android[@threads] (default: tf-cpu tf-gpu tflite)")
     bench.add_argument("--baseline", help="model the ratios are taken to (default: the first)")
     bench.add_argument("--json", help="write OUT.json, OUT.md and OUT.png (default: print Markdown)")
-    bench.add_argument("--rounds", type=int, default=7, help="interleaved rounds (default: 7)")
+    bench.add_argument("--rounds", type=int, default=7, help="interleaved rounds, >= 2 (default: 7)")
     bench.add_argument("--block-seconds", type=float, default=0.25,
                        help="minimum seconds per model per round (default: 0.25)")
     bench.add_argument("--throughput-batch", type=int, default=32,
@@ -97,10 +97,10 @@ def _parser() -> argparse.ArgumentParser:
     train = sub.add_parser("bench-train",
                            help="training-step time: dense vs tfmot vs kerasprune, side by side")
     train.add_argument("config", help="experiment config whose data, model and optimizer are used")
-    train.add_argument("--budget", default="cpu")
-    train.add_argument("--sparsity", type=float, default=0.8)
-    train.add_argument("--rounds", type=int, default=5)
-    train.add_argument("--steps", type=int, default=40, help="steps per block (default: 40)")
+    train.add_argument("--budget", default="cpu", help="budget section of the config (default: cpu)")
+    train.add_argument("--sparsity", type=float, default=0.8, help="in (0, 1) (default: 0.8)")
+    train.add_argument("--rounds", type=int, default=5, help="interleaved rounds, >= 2 (default: 5)")
+    train.add_argument("--steps", type=int, default=40, help="steps per block, >= 5 (default: 40)")
     train.add_argument("--results-dir", default="experiments/results")
     train.add_argument("--data-dir", help="tfds data dir (default: $TFDS_DATA_DIR, else tfds' own)")
 

@@ -54,6 +54,15 @@ def test_every_artifact_kind_is_measured_with_ratios_to_the_baseline(artifacts):
     assert on_tf["dense.keras"]["ratio"] is None  # the baseline did not run on tf-cpu
 
 
+def test_the_sparse_conversion_target_says_why_it_leaves_a_tflite_file_out(artifacts):
+    from kerasprune.benchmark import artifact
+    from kerasprune.benchmark.targets import TFLiteTarget
+
+    reason = TFLiteTarget(sparse=True).unavailable(artifact(artifacts / "dense" / "model.tflite"), 1)
+    assert "runs as it was converted" in reason
+    assert TFLiteTarget(sparse=True).unavailable(artifact(artifacts / "dense" / "model.keras"), 1) is None
+
+
 def test_a_models_accuracy_comes_from_the_experiment_run_that_wrote_it(artifacts, tmp_path):
     run = tmp_path / "adaptive_sparsity-0.8"
     run.mkdir()

@@ -75,6 +75,9 @@ class TFLiteTarget(Target):
         return f"tflite{'-sparse' if self.sparse else ''}@{self.threads}"
 
     def unavailable(self, artifact: Artifact, batch: int) -> str | None:
+        if self.sparse and artifact.kind == "tflite":  # its rows would time the same file again
+            return ("a .tflite file runs as it was converted (the tflite rows time it); "
+                    "tflite-sparse converts Keras and SavedModel inputs")
         if batch > 1 and _static_batch(artifact.tflite(self.sparse)):
             return "the TFLite model has a fixed batch of 1 (recurrent models convert so)"
         return None
