@@ -70,6 +70,32 @@ def test_training_leaves_pruned_weights_alone_and_records_taylor_scores():
     assert wrapper.taylor_scores() == [None]
 
 
+def test_under_mixed_precision_masks_hold_and_scores_are_recorded():
+    """A mixed_float16 model with the usual float32 output layer: each wrapper keeps its
+    layer's policy, and the float16 gradients are masked and scored."""
+    keras.mixed_precision.set_global_policy("mixed_float16")
+    try:
+        inputs = keras.Input((8,), dtype="int32")
+        x = L.Flatten()(L.Embedding(20, 4, name="emb")(inputs))
+        hidden = L.Dense(16, activation="relu", name="h")(x)
+        model = prune(keras.Model(inputs, L.Dense(3, name="out", dtype="float32")(hidden)))
+    finally:
+        keras.mixed_precision.set_global_policy("float32")
+    assert model.get_layer("prune_out").compute_dtype == "float32"
+    assert model.get_layer("prune_h").compute_dtype == "float16"
+    set_sparsity(model, 0.5)
+    before = {w.name: w.prunable[0].variable.numpy().copy() for w in wrappers(model)}
+    model.compile("adam", keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+    x = np.random.default_rng(0).integers(0, 20, (64, 8))
+    model.fit(x, np.arange(64) % 3, epochs=1, batch_size=16, verbose=0)
+    for wrapper in wrappers(model):
+        kernel, mask = wrapper.prunable[0].variable.numpy(), wrapper.masks[0].numpy()
+        assert kernel.dtype == np.float32 and mask.dtype == np.float32
+        np.testing.assert_array_equal(kernel[mask == 0], before[wrapper.name][mask == 0])
+        (taylor,) = wrapper.taylor_scores()
+        assert np.isfinite(taylor).all() and taylor.sum() > 0, wrapper.name
+
+
 @pytest.mark.parametrize("suffix", [".keras", ".h5", ""])
 def test_pruned_models_save_and_load_without_custom_objects(tmp_path, suffix):
     _, model, x = next(_models())

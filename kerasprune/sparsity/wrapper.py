@@ -45,6 +45,9 @@ class PruningWrapper(keras.layers.Wrapper):
         if not registry.supports(layer):
             registry.prunable_weights(layer)  # raises the specific ModelError
         kwargs.setdefault("name", f"prune_{layer.name}")
+        # the layer's own policy, not the global one: a float32 output layer of a
+        # mixed_float16 model stays float32, and so do its masks and scores
+        kwargs.setdefault("dtype", layer.dtype_policy)
         super().__init__(layer, **kwargs)
         self.track_scores, self.track_gradients = track_scores, track_gradients
         self.prunable: list[registry.PrunableWeight] = []
@@ -105,13 +108,16 @@ class PruningWrapper(keras.layers.Wrapper):
             def grad(upstream):
                 if isinstance(upstream, tf.IndexedSlices):  # an embedding's looked-up rows
                     rows = upstream.indices
-                    masked_grad = tf.IndexedSlices(upstream.values * tf.gather(mask, rows), rows,
-                                                   upstream.dense_shape)
-                    taylor = tf.IndexedSlices(tf.abs(tf.gather(w, rows) * upstream.values), rows)
+                    values = upstream.values
+                    masked_grad = tf.IndexedSlices(values * tf.cast(tf.gather(mask, rows), values.dtype),
+                                                   rows, upstream.dense_shape)
+                    taylor = tf.IndexedSlices(tf.abs(tf.cast(tf.gather(w, rows), score.dtype)
+                                                     * tf.cast(values, score.dtype)), rows)
                     updates = [score.scatter_add(taylor), count.assign_add(1.0)] if track else []
-                else:
-                    masked_grad = upstream * mask
-                    updates = [score.assign_add(tf.abs(w * upstream)), count.assign_add(1.0)] if track else []
+                else:  # under mixed precision the gradient may arrive in the compute dtype
+                    masked_grad = upstream * tf.cast(mask, upstream.dtype)
+                    taylor = tf.abs(tf.cast(w, score.dtype) * tf.cast(upstream, score.dtype))
+                    updates = [score.assign_add(taylor), count.assign_add(1.0)] if track else []
                 if gradient is not None:
                     updates.append(self._captured(i, gradient, upstream))
                 if not updates:
@@ -119,7 +125,7 @@ class PruningWrapper(keras.layers.Wrapper):
                 with tf.control_dependencies(updates):
                     return tf.nest.map_structure(tf.identity, masked_grad, expand_composites=True)
 
-            return w * mask, grad
+            return w * tf.cast(mask, w.dtype), grad
 
         value = masked(weight)
         compute_dtype = self.prunable[i].owner.compute_dtype
