@@ -35,6 +35,14 @@ def with_teacher(dataset: tf.data.Dataset, teacher: keras.Model) -> tf.data.Data
     if outputs is None or outputs.rank != 2 or len(teacher.outputs) != 1:
         raise ConfigError(f"with_teacher: teacher '{teacher.name}' must have one output of class "
                           f"probabilities per example (batch, classes), got {outputs}.")
+    spec = dataset.element_spec
+    if not isinstance(spec, tuple) or len(spec) != 2:
+        raise ConfigError(f"with_teacher: the dataset's elements must be (inputs, labels) pairs, got "
+                          f"{len(spec) if isinstance(spec, tuple) else 1} part(s); drop sample "
+                          "weights (dataset.map(lambda x, y, w: (x, y))), which distillation does not take.")
+    if spec[1].shape.rank == 0:
+        raise ConfigError("with_teacher: the dataset yields single examples; batch it first "
+                          "(dataset.batch(n)), so the teacher sees batches as it was trained on.")
     if tuple(dataset.element_spec[1].shape)[1:] not in ((), (1,)):
         raise ConfigError(f"with_teacher: the labels must be class ids of shape (batch,) or "
                           f"(batch, 1), got {dataset.element_spec[1].shape}.")

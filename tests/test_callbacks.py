@@ -69,9 +69,12 @@ def test_feedback_holds_then_rolls_back_the_masks_on_a_forced_drop():
         np.testing.assert_array_equal(w.masks[0].numpy(), before)
 
 
-@pytest.mark.parametrize("rewire", [False, True])
-def test_kill_and_resume_reproduces_the_masks(tmp_path, rewire):
+@pytest.mark.parametrize("rewire, unknown_length", [(False, False), (True, False), (False, True)])
+def test_kill_and_resume_reproduces_the_masks(tmp_path, rewire, unknown_length):
+    """Also where Keras does not know the epoch's length: the resumed run ramps its first
+    epoch over the length the killed run counted, not all at once after validation."""
     tf.config.experimental.enable_op_determinism()
+    unknown = tf.data.Dataset.from_tensor_slices((X, Y)).filter(lambda x, y: True).batch(16)
 
     def run(directory, crash_at=None):
         class Crash(keras.callbacks.Callback):
@@ -84,6 +87,9 @@ def test_kill_and_resume_reproduces_the_masks(tmp_path, rewire):
         callbacks = [AdaptivePruning(initial=0.3, final=0.8, step=0.3, every=1, frequency=2,
                                      rewire=rewire, verbose=0),
                      keras.callbacks.BackupAndRestore(str(directory)), Crash()]
+        if unknown_length:
+            return model, model.fit(unknown, validation_data=(X, Y), epochs=6, verbose=0,
+                                    callbacks=callbacks).history
         return model, _fit(model, callbacks, epochs=6).history
 
     uninterrupted, logs = run(tmp_path / "a")
@@ -100,6 +106,20 @@ def test_the_stripped_model_computes_what_the_masked_model_does():
     model = _model()
     _fit(model, [AdaptivePruning(initial=0.5, final=0.8, every=1, verbose=0)], epochs=3)
     np.testing.assert_allclose(strip(model).predict(X, verbose=0), model.predict(X, verbose=0), atol=1e-6)
+
+
+def test_settings_the_feedback_loop_cannot_honour_are_refused_and_valid_ones_are_not():
+    from kerasprune.sparsity.schedules import FeedbackSchedule
+
+    with pytest.raises(ConfigError, match="monitors 'val_loss', which is better lower.*higher_is_better=False"):
+        AdaptivePruning(FeedbackSchedule(final=0.5), monitor="val_loss")
+    model = _model()
+    model.compile("sgd", "sparse_categorical_crossentropy", metrics=["accuracy"], steps_per_execution=4)
+    with pytest.raises(ConfigError, match="AdaptivePruning counts single batches.*steps_per_execution=1"):
+        _fit(model, [AdaptivePruning(verbose=0)], epochs=1)
+    for metrics in ({"weighted_metrics": ["accuracy"]}, {"metrics": {"prune_c": ["accuracy"]}}):
+        model.compile("sgd", "sparse_categorical_crossentropy", **metrics)  # val_accuracy is logged
+        assert "val_accuracy" in _fit(model, [AdaptivePruning(verbose=0)], epochs=1).history
 
 
 def test_a_missing_monitor_and_an_unpruned_model_get_specific_errors():
@@ -225,6 +245,13 @@ def test_keep_best_never_hands_back_an_epoch_short_of_the_sparsity(tmp_path):
     _fit(_model(), [_ForceMetric([0.99, 0.95, 0.9]), Sparsity(), keep], epochs=3)
     # 0.976 keeps 20% more weights than 0.98 asks: not eligible; 0.9799 is rounding
     assert keep.best_epoch == 1 and keep.best == 0.95
+
+
+def test_keep_best_says_so_when_no_epoch_reached_the_sparsity(tmp_path, capsys):
+    keep = KeepBest(tmp_path / "best", min_sparsity=0.5)
+    _fit(_model(), [keep], epochs=2)  # never pruned
+    assert keep.best_epoch is None
+    assert "no epoch ended at sparsity 0.5 (the whole model's; the highest was 0.000)" in capsys.readouterr().err
 
 
 def test_keep_best_remembers_the_best_epoch_across_a_kill(tmp_path):

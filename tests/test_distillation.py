@@ -76,3 +76,8 @@ def test_mistakes_are_named():
     onehot = tf.data.Dataset.from_tensor_slices((np.zeros((4, 4), "float32"), np.eye(4)[:, :3])).batch(2)
     with pytest.raises(ConfigError, match="labels must be class ids"):
         with_teacher(onehot, _mlp(1))
+    weighted = _data().map(lambda x, y: (x, y, tf.ones_like(y, tf.float32)))
+    with pytest.raises(ConfigError, match="must be \\(inputs, labels\\) pairs, got 3 part.*drop sample weights"):
+        with_teacher(weighted, _mlp(1))
+    with pytest.raises(ConfigError, match="yields single examples; batch it first"):
+        with_teacher(_data().unbatch(), _mlp(1))

@@ -79,3 +79,22 @@ def test_a_model_with_nothing_to_prune_is_refused_naming_its_layer_types():
     model = keras.Sequential([keras.Input((4, 4, 1)), keras.layers.MaxPooling2D(), keras.layers.Flatten()])
     with pytest.raises(ModelError, match="no prunable layer.*Flatten, MaxPooling2D"):
         prune(model)
+
+
+def test_a_nested_model_is_named_rather_than_left_dense():
+    """Its layers are not the outer model's, so no wrapper, mask or schedule would reach them."""
+    inputs = keras.Input((6,))
+    backbone = keras.Sequential([keras.Input((6,)), keras.layers.Dense(5, name="inner")], name="backbone")
+    model = keras.Model(inputs, keras.layers.Dense(3, name="head")(backbone(inputs)))
+    with pytest.raises(ModelError, match="holds the nested model.* backbone.*build the model flat"):
+        prune(model)
+    assert [w.layer.name for w in wrappers(prune(model, layers=["head"]))] == ["head"]  # asked for
+
+
+def test_a_layer_with_an_activity_regularizer_is_refused_by_name():
+    inputs = keras.Input((6,))
+    hidden = keras.layers.Dense(4, activity_regularizer=keras.regularizers.L2(1.0), name="act")(inputs)
+    model = keras.Model(inputs, keras.layers.Dense(2, name="out")(hidden))
+    with pytest.raises(ModelError, match="layer 'act' has an activity_regularizer.*layers="):
+        prune(model)
+    assert [w.layer.name for w in wrappers(prune(model, layers=["out"]))] == ["out"]

@@ -14,7 +14,7 @@ from .. import files, metrics
 from ..backend import keras
 from ..checks import number, path
 from ..errors import ConfigError
-from .masks import MaskMover
+from .masks import MaskMover, require_single_steps
 from .prune import model_sparsity
 from .schedules import ACTION_CODES, FeedbackSchedule, FeedbackState, higher_is_better
 from .state import read_state, write_state
@@ -36,7 +36,10 @@ class KeepBest(keras.callbacks.Callback):
     compete (at most 1% more nonzeros, for per-layer rounding), judged by ``monitor`` on
     the validation data.  The best weights (masks included) are kept in ``folder``, written
     atomically with their epoch and metric, so a run resumed by ``BackupAndRestore``
-    still knows them.  ``best_epoch`` is None when no epoch reached the sparsity.  Put it
+    still knows them.  The sparsity is the whole model's, as reports measure it
+    (:func:`kerasprune.metrics.global_sparsity`: every weight of rank 2 or more, pruned or
+    not), so with only some layers pruned it is below their masks' level.  ``best_epoch``
+    is None when no epoch reached it; the model then ends on its last epoch, and says so.  Put it
     before callbacks that change weights at epoch end (``AdaptivePruning``), so what it
     keeps is what was validated.
     """
@@ -50,8 +53,10 @@ class KeepBest(keras.callbacks.Callback):
         self.higher = higher_is_better(monitor, mode)
         self.best_epoch: int | None = None
         self.best: float = math.nan
+        self._most = 0.0  # the highest sparsity an epoch of this fit ended at
 
     def on_train_begin(self, logs: dict | None = None) -> None:
+        self._most = 0.0
         meta = files.recover_folder(self.folder) / "best.json"
         if meta.is_file():  # a resumed run: the best so far survives the kill
             saved = json.loads(meta.read_text())
@@ -64,6 +69,7 @@ class KeepBest(keras.callbacks.Callback):
                               f"({', '.join(sorted(logs)) or 'none'}); pass validation_data to fit().")
         sparsity = logs.get("sparsity", metrics.global_sparsity(self.model))
         value = float(logs[self.monitor])
+        self._most = max(self._most, sparsity)
         if 1.0 - sparsity > (1.0 - self.min_sparsity) * 1.01 or math.isnan(value):
             return
         if self.best_epoch is None or (value > self.best if self.higher else value < self.best):
@@ -77,6 +83,10 @@ class KeepBest(keras.callbacks.Callback):
         if self.best_epoch is not None:
             self.model.load_weights(str(self.folder / "weights.h5"))
             shutil.rmtree(self.folder, ignore_errors=True)
+        else:
+            print(f"  KeepBest: no epoch ended at sparsity {self.min_sparsity:g} (the whole model's; "
+                  f"the highest was {self._most:.3f}), so the model ends on its last epoch.",
+                  file=sys.stderr, flush=True)
 
 
 class LastGood:
@@ -105,7 +115,11 @@ def check_monitor(model: keras.Model, monitor: str, where: str) -> None:
     ``val_`` logs exist depends on ``validation_data``, known only at the first epoch end.
     """
     compiled = getattr(model, "compiled_metrics", None)
-    user = list(getattr(compiled, "_user_metrics", None) or []) if compiled is not None else []
+    user = []
+    for given in (getattr(compiled, "_user_metrics", None), getattr(compiled, "_user_weighted_metrics", None)):
+        if isinstance(given, dict):  # by output name: its one output's metrics
+            given = [m for value in given.values() for m in (value if isinstance(value, (list, tuple)) else [value])]
+        user += list(given or [])
     if len(model.outputs or []) != 1 or not all(isinstance(m, (str, keras.metrics.Metric)) or callable(m)
                                                  for m in user):
         return
@@ -166,8 +180,13 @@ class AdaptivePruning(keras.callbacks.Callback):
         if not isinstance(monitor, str) or not monitor:
             raise ConfigError(f"AdaptivePruning(monitor=) must be the name of an epoch log, e.g. "
                               f"'val_accuracy' or 'val_loss', got {monitor!r}.")
-        self.schedule = schedule or FeedbackSchedule(
-            higher_is_better=higher_is_better(monitor, monitor_mode), **schedule_args)
+        direction = higher_is_better(monitor, monitor_mode)
+        if schedule is not None and schedule.higher_is_better != direction:
+            raise ConfigError(
+                f"AdaptivePruning monitors '{monitor}', which is better {'higher' if direction else 'lower'}, "
+                f"but its FeedbackSchedule was made with higher_is_better={schedule.higher_is_better}; "
+                f"make it with higher_is_better={direction}, or pass its settings to AdaptivePruning.")
+        self.schedule = schedule or FeedbackSchedule(higher_is_better=direction, **schedule_args)
         self.masks = MaskMover(importance, scope, min_density, normalize, frequency, ramp, rewire,
                                where="AdaptivePruning")
         self.monitor, self.verbose = monitor, verbose
@@ -180,6 +199,7 @@ class AdaptivePruning(keras.callbacks.Callback):
 
     def on_train_begin(self, logs: dict | None = None) -> None:
         self.masks.wrappers(self.model)
+        require_single_steps(self.model, "AdaptivePruning")
         check_monitor(self.model, self.monitor, "AdaptivePruning")
         self._state_loaded = False  # read after BackupAndRestore has restored the weights
         self.diverged = None
@@ -190,6 +210,7 @@ class AdaptivePruning(keras.callbacks.Callback):
             # The model's weights say where the schedule is: started (a resumed run, or a
             # second fit() of the same model) or fresh (then forget any earlier model's run).
             self.schedule.state = read_state(self.model, "feedback", FeedbackState) or FeedbackState()
+            self._epoch_length = int(self.schedule.state.epoch_length)
             self.decisions = []
             self._state_loaded = True
             self._last_good.save(self.model, epoch - 1)
@@ -240,6 +261,7 @@ class AdaptivePruning(keras.callbacks.Callback):
             )
         found = self.masks.wrappers(self.model)
         self._epoch_length = max(self._epoch_length, self.masks.batches)
+        self.schedule.state.epoch_length = float(self._epoch_length)  # saved for a resumed run
         self.masks.finish(self.model)  # only left when Keras did not know the epoch's length
         decision = self.schedule.update(epoch, float(logs[self.monitor]), self.params.get("epochs"))
         if decision.action == "step":

@@ -54,6 +54,7 @@ from ..checks import choice, flag, number
 from ..errors import ConfigError, ModelError
 from . import slots
 from .densities import DISTRIBUTIONS, bounds, densities
+from .masks import require_single_steps
 from .prune import wrappers
 from .state import FloatFields, read_state, write_state
 from .wrapper import PruningWrapper
@@ -120,10 +121,7 @@ class DynamicSparsity(keras.callbacks.Callback):
         if self.method == "rigl" and not all(w.track_gradients for w in found):
             raise ModelError("DynamicSparsity(method='rigl') regrows by the dense gradient, which the "
                              "wrappers capture only with prune(model, track_gradients=True).")
-        per_call = getattr(self.model, "_steps_per_execution", None)
-        if per_call is not None and int(per_call.numpy()) != 1:
-            raise ConfigError("DynamicSparsity counts and captures single batches: compile the model "
-                              "with steps_per_execution=1 (the default).")
+        require_single_steps(self.model, "DynamicSparsity")
         steps, epochs = self.params.get("steps"), self.params.get("epochs")
         if not steps and self.method != "static":
             raise ConfigError("DynamicSparsity needs the epoch's length to place its updates: fit "

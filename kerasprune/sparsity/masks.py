@@ -19,13 +19,23 @@ import numpy as np
 
 from ..backend import keras
 from ..checks import choice, flag, number
-from ..errors import ModelError
+from ..errors import ConfigError, ModelError
 from .allocation import SCOPES
 from .importance import ImportanceLike
 from .importance import get as get_importance
 from .prune import model_sparsity, set_sparsity, wrappers
 from .schedules import RAMPS, ramp_level
 from .wrapper import PruningWrapper
+
+
+def require_single_steps(model: keras.Model, where: str) -> None:
+    """Refuse ``steps_per_execution`` > 1: Keras then calls the batch hooks once per several
+    batches, so a controller counting batches would move its masks late (validation would
+    see a half-made step)."""
+    per_call = getattr(model, "_steps_per_execution", None)
+    if per_call is not None and int(per_call.numpy()) != 1:
+        raise ConfigError(f"{where} counts single batches: compile the model with "
+                          "steps_per_execution=1 (the default).")
 
 
 class MaskMover:

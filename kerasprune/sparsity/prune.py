@@ -16,6 +16,7 @@ import numpy as np
 from ..backend import keras, require_graph_model
 from ..checks import flag
 from ..errors import ConfigError, ModelError
+from ..metrics import leaf_layers
 from . import registry
 from .allocation import Scope, allocate
 from .importance import ImportanceLike
@@ -39,6 +40,14 @@ def prune(model: keras.Model, *, layers: LayerSelection = None,
     if any(isinstance(layer, PruningWrapper) for layer in model.layers):
         raise ModelError("prune: the model is already pruned; strip() it first or keep using it.")
     chosen = _selector(model, layers)
+    nested = [layer.name for layer in model.layers if isinstance(layer, keras.Model)
+              and any(layer.weights and registry.supports(inner) for inner in leaf_layers(layer))]
+    if layers is None and nested:
+        raise ModelError(
+            f"prune: model '{model.name}' holds the nested model(s) {', '.join(nested)}, whose layers "
+            "pruning would leave dense (the wrappers work on a model's own layers); build the model "
+            "flat (call the inner layers on the outer model's tensors), or pass layers= to prune "
+            "only the outer model's own layers.")
     if layers is None and not any(chosen(layer) for layer in model.layers):
         kinds = sorted({type(layer).__name__ for layer in model.layers})
         raise ModelError(

@@ -77,6 +77,9 @@ class FeedbackState(FloatFields):
     finished: float = 0.0
     steps: float = 0.0
     rollbacks: float = 0.0
+    # AdaptivePruning's: batches per epoch counted where Keras does not know them, so that a
+    # resumed run ramps its first epoch as the unbroken run would
+    epoch_length: float = 0.0
 
 
 @dataclass

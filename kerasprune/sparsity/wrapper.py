@@ -44,6 +44,11 @@ class PruningWrapper(keras.layers.Wrapper):
                  track_gradients: bool = False, **kwargs) -> None:
         if not registry.supports(layer):
             registry.prunable_weights(layer)  # raises the specific ModelError
+        if getattr(layer, "activity_regularizer", None) is not None:
+            # the wrapper runs the layer's call, not its __call__, where Keras adds that loss
+            raise ModelError(f"PruningWrapper: layer '{layer.name}' has an activity_regularizer, which "
+                             "a pruned layer would not apply; remove it, or leave the layer out "
+                             "(prune(model, layers=...)).")
         kwargs.setdefault("name", f"prune_{layer.name}")
         # the layer's own policy, not the global one: a float32 output layer of a
         # mixed_float16 model stays float32, and so do its masks and scores
