@@ -164,10 +164,13 @@ def test_a_backup_of_an_unknown_config_is_not_restored(tiny, tmp_path):
     (run_dir / "backup").mkdir(parents=True)
     (run_dir / "backup" / "checkpoint").write_text("a model of another shape")
     (run_dir / "history.csv").write_text("epoch,loss\n0,9.9\n")
+    (run_dir / "qat" / "backup").mkdir(parents=True)  # a QAT phase's own, likewise
+    (run_dir / "random_state.json").write_text("{}")
     messages: list[str] = []
     results = _run(tiny, tmp_path, messages)
     assert any("no record of the config of the interrupted run" in m for m in messages)
     assert len(results["runs"][0]["history"]["loss"]) == 1  # trained afresh, old row gone
+    assert not (run_dir / "qat").exists() and not (run_dir / "random_state.json").exists()
 
 
 def test_cli_reports_input_errors_in_one_line(tmp_path, capsys):

@@ -258,8 +258,13 @@ def _cached(run_dir: Path, fingerprint: str) -> dict | None:
     return record if record.get("fingerprint") == fingerprint else None
 
 
+#: what a killed or finished run's training leaves in its folder for a resume to pick up:
+#: its backup, history, best epoch and random state, and all of those of its QAT phase
+_TRAINING_LEFTOVERS = ("backup", "history.csv", "best", "random_state.json", "qat")
+
+
 def _forget_other_config(run_dir: Path, fingerprint: str, log: Log, label: str) -> None:
-    """Drop a killed run's backup and history unless they were made with this config.
+    """Drop what a killed run's training left unless it was made with this config.
 
     A backup without a fingerprint beside it comes from an unknown config (an older
     kerasprune, a copied folder): restoring it could fail on changed shapes, or resume a
@@ -267,13 +272,14 @@ def _forget_other_config(run_dir: Path, fingerprint: str, log: Log, label: str) 
     """
     marker = run_dir / "fingerprint"
     known = marker.read_text().strip() if marker.is_file() else None
-    left = (run_dir / "backup").exists() or (run_dir / "history.csv").exists()
+    left = [run_dir / name for name in _TRAINING_LEFTOVERS if (run_dir / name).exists()]
     if left and known != fingerprint:
         why = "the config changed since" if known else "no record of the config of"
-        which = "interrupted" if (run_dir / "backup").exists() else "last"  # a finished run keeps its history
+        interrupted = (run_dir / "backup").exists() or (run_dir / "qat" / "backup").exists()
+        which = "interrupted" if interrupted else "last"  # a finished run keeps its history
         log(f"{label}: {why} the {which} run; starting it afresh")
-        shutil.rmtree(run_dir / "backup", ignore_errors=True)
-        (run_dir / "history.csv").unlink(missing_ok=True)
+        for path in left:
+            shutil.rmtree(path, ignore_errors=True) if path.is_dir() else path.unlink(missing_ok=True)
     files.write_text(marker, fingerprint + "\n")
 
 
