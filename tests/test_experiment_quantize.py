@@ -26,7 +26,7 @@ budgets:
   cpu:
     data: {batch_size: 8, max_train_examples: 32}
     train: {epochs: 1}
-    finetune: {epochs: 1}
+    finetune: {epochs: 1, keep_best: true}
 """
 
 
@@ -53,6 +53,8 @@ def test_quantized_runs_record_their_bits_and_the_types_in_their_files(tmp_path,
     pqat = runs["tfmot_gmp-pqat_sparsity-0.5"]
     assert pqat["sparsity"] == pytest.approx(0.5, abs=0.02) and pqat["params"] == runs["dense"]["params"]
     assert {w["type"] for w in pqat["tflite_weights"]} == {"int8"} and pqat["qat_epochs"] == 1
+    # it ends on the QAT phase's kept epoch, counted after the pruning phase's: what it is chosen on
+    assert pqat["history"]["kept_epoch"] == [2] and len(pqat["history"]["val_accuracy"]) == 2
 
     hybrid = runs["structured-all4"]
     assert {w["type"] for w in hybrid["tflite_weights"]} == {"int4"}

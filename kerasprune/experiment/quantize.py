@@ -99,13 +99,18 @@ def _checked_file(spec: dict[str, Any]) -> dict[str, Any]:
 
 def _train_qat(ctx: RunContext, qat, spec: dict[str, Any], history: dict) -> dict:
     """Fine-tune ``qat`` for the block's epochs in ``run_dir/qat`` (its own backup and
-    history); the method's history with these epochs appended."""
+    history); the method's history with these epochs appended.  The model ends on this
+    phase's kept epoch (or its last), so ``kept_epoch`` is that one, counted in the joined
+    history: it is what the run is chosen on."""
     phase = dataclasses.replace(ctx.budget.finetune, epochs=int(spec["epochs"]))
     qat_ctx = dataclasses.replace(ctx, budget=dataclasses.replace(ctx.budget, finetune=phase),
                                   run_dir=ctx.run_dir / "qat", label=f"{ctx.label} qat")
     qat_ctx.run_dir.mkdir(parents=True, exist_ok=True)
     qat_history = qat_ctx.train(qat, "finetune")
-    return {k: [*history.get(k, []), *v] for k, v in qat_history.items()}
+    joined = {k: [*history.get(k, []), *v] for k, v in qat_history.items() if k != "kept_epoch"}
+    if qat_history.get("kept_epoch"):
+        joined["kept_epoch"] = [len(history.get("loss", [])) + int(qat_history["kept_epoch"][0])]
+    return joined
 
 
 def _tfmot_qat(ctx: RunContext, outcome: Outcome, spec: dict[str, Any]) -> Outcome:
