@@ -393,7 +393,8 @@ def test_only_refuses_to_rewrite_results_without_runs_it_cannot_keep(tiny, tmp_p
 
 def test_a_run_killed_midway_leaves_the_results_file_as_it_was(tiny, tmp_path, monkeypatch):
     """The runs done so far go beside the models, not over a results file that records runs
-    this command has not redone yet (a committed one, on a fresh clone)."""
+    this command has not redone yet (a committed one, on a fresh clone); and a run made from
+    the baseline it retrained before the kill is not kept by the next command."""
     from kerasprune.experiment import runner
 
     _run(tiny, tmp_path)
@@ -413,8 +414,12 @@ def test_a_run_killed_midway_leaves_the_results_file_as_it_was(tiny, tmp_path, m
     partial = tmp_path / "out" / "tiny" / "cpu" / runner.PARTIAL
     assert [r["run"] for r in json.loads(partial.read_text())["runs"]] == ["dense", "tfmot_gmp_sparsity-0.5"]
     monkeypatch.setattr(runner, "_run_one", run_one)
-    _run(tiny, tmp_path)
+    messages: list[str] = []
+    _run(tiny, tmp_path, messages)
     assert not partial.exists() and written.read_text() != before  # complete: written, and the rest gone
+    # adaptive's first result came from the baseline the killed command retrained: not kept
+    assert any("adaptive_sparsity-0.5: running" in m for m in messages)
+    assert any("tfmot_gmp_sparsity-0.5: done earlier" in m for m in messages)
 
 
 def test_a_resumed_run_sees_the_shuffled_data_in_the_uninterrupted_order(tmp_path, mock_tfds):

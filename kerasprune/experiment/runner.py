@@ -76,6 +76,10 @@ def run_experiment(
     root = Path(out_dir) / config.name / budget
     actions = _actions(config, root, only, fresh)
     _refuse_to_drop_results(actions, json_path, root, only)
+    if actions.get(BASELINE) == "run":  # a run fine-tuned from the old baseline is no longer kept
+        for run in config.runs:
+            if METHODS[run.method].from_baseline:
+                (root / run.run_id / "result.json").unlink(missing_ok=True)
     log(f"kerasprune: experiment '{config.name}' ({config.dataset}, {config.budget.model}, "
         f"budget {budget}): {len(config.runs)} runs -> {root}")
 
