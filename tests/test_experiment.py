@@ -99,6 +99,12 @@ def test_a_rerun_keeps_finished_runs_and_a_changed_config_reruns_them(tiny, tmp_
     assert any("tfmot_gmp_sparsity-0.5: running" in m for m in messages)
     assert any("dense: done earlier" in m for m in messages)
 
+    (tmp_path / "out" / "tiny" / "cpu" / "tfmot_gmp_sparsity-0.5" / "model.tflite").unlink()
+    messages.clear()
+    _run(tiny, tmp_path, messages)  # a result whose file is gone could not be timed: it runs again
+    assert any("tfmot_gmp_sparsity-0.5: running" in m for m in messages)
+    assert any("adaptive_sparsity-0.5: done earlier" in m for m in messages)
+
 
 class _Crash(keras.callbacks.Callback):
     def on_epoch_end(self, epoch, logs=None):

@@ -340,11 +340,12 @@ def write_plots(results: dict, folder: Path) -> list[Path]:
     ax.legend()
     save(fig, "size")
 
+    timed = [i for i, r in enumerate(runs) if r.get("latency")]  # the others say why in the JSON
     fig, ax = plt.subplots(figsize=(max(6, len(runs) * 1.2), 4))
-    medians = [r["latency_ms"] for r in runs]
+    medians = [runs[i]["latency_ms"] for i in timed]
     # latency_ms is rounded to 4 decimals: on near-equal times the p90 can lie below it
-    tails = [max(0.0, r["latency"]["p90_ms"] - r["latency_ms"]) for r in runs]
-    ax.bar(list(xs), medians, yerr=[[0] * len(runs), tails], capsize=3)
+    tails = [max(0.0, runs[i]["latency"]["p90_ms"] - runs[i]["latency_ms"]) for i in timed]
+    ax.bar(timed, medians, yerr=[[0] * len(timed), tails], capsize=3)
     ax.set_xticks(list(xs), names, rotation=30, ha="right", fontsize=8)
     ax.set(ylabel="ms (median, bar to p90)", title="TFLite batch-1 latency (1 thread)")
     save(fig, "latency")

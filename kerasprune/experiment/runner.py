@@ -256,8 +256,8 @@ def fingerprint(config: ExperimentConfig, run: RunSpec) -> str:
 
 def _cached(run_dir: Path, fingerprint: str) -> dict | None:
     path = run_dir / "result.json"
-    if not path.is_file():
-        return None
+    if not path.is_file() or not all((run_dir / name).is_file() for name in ("model.keras", "model.tflite")):
+        return None  # without its files the run cannot be timed with the others: it runs again
     record = json.loads(path.read_text())
     return record if record.get("fingerprint") == fingerprint else None
 
