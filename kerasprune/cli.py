@@ -269,7 +269,8 @@ def _dispatch(args: argparse.Namespace, argv: list[str]) -> int:
         from .tuner.run import run_tune
 
         run_tune(args.config, budget=args.budget, data_dir=args.data_dir, out_dir=args.out,
-                 results_dir=args.results_dir, command="kerasprune " + shlex.join(argv))
+                 results_dir=args.results_dir, command="kerasprune " + shlex.join(argv),
+                 download=args.download)
         return 0
 
     from .experiment import run_experiment

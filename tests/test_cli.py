@@ -68,3 +68,16 @@ def test_report_and_seeds_refuse_a_studys_results_and_leave_its_report_alone(tmp
     assert (tmp_path / "study.md").read_text() == "the study's own findings"
     assert not (tmp_path / "study").exists()  # no plots left behind
 
+
+
+@pytest.mark.parametrize("command", ["experiment", "tune"])
+def test_download_reaches_the_loader(monkeypatch, command):
+    """Every command that offers --download passes it on (tune once parsed and dropped it)."""
+    from kerasprune import experiment
+    from kerasprune.tuner import run as tune
+
+    given = {}
+    monkeypatch.setattr(experiment, "run_experiment", lambda *a, **k: given.update(k))
+    monkeypatch.setattr(tune, "run_tune", lambda *a, **k: given.update(k))
+    assert main([command, "experiments/tune_mnist.yaml", "--download"]) == 0
+    assert given["download"] is True

@@ -77,7 +77,8 @@ def check(block: Any, where: str) -> dict[str, Any]:
 def run_tune(config_path: str | os.PathLike, *, budget: str = "cpu",
              data_dir: str | os.PathLike | None = None, out_dir: str | os.PathLike = "saved_models",
              results_dir: str | os.PathLike | None = None, log: Callable[[str], None] = print,
-             command: str | None = None, chief_timeout: float = 6 * 3600) -> dict:
+             command: str | None = None, chief_timeout: float = 6 * 3600,
+             download: bool = False) -> dict:
     """Run the config's methods, search its ``tune`` block, write ``<name>.tune.json/.md``.
 
     A distributed worker returns ``{"worker": its id, "trials": the trials it ran}``
@@ -92,9 +93,9 @@ def run_tune(config_path: str | os.PathLike, *, budget: str = "cpu",
         distributed.wait_for_chief(chief_timeout, log)
     else:
         results = run_experiment(config_path, budget=budget, data_dir=data_dir, out_dir=out_dir,
-                                 results_dir=results_dir, log=log, command=command)
+                                 results_dir=results_dir, log=log, command=command, download=download)
     root = Path(out_dir) / config.name / budget
-    data = load(config.dataset, data_dir=data_dir, seed=config.seed, **config.budget.data)
+    data = load(config.dataset, data_dir=data_dir, seed=config.seed, download=download, **config.budget.data)
     model = loading.load_model(root / BASELINE / "model.keras")
     tuner = CompressionTuner(
         model, data, finetune=config.budget.finetune, search=spec["search"],
