@@ -176,6 +176,10 @@ def load(
     data_dir = resolve_data_dir(data_dir)
     cut = round(100 * (1 - val_fraction))
     tail = ds_spec.val_split is None and ds_spec.carve == "tail"
+    if tail and (abs(100 * val_fraction - (100 - cut)) > 1e-6 or cut >= 100):
+        raise ConfigError(f"data.load: val_fraction {val_fraction:g}: '{name}''s validation split is "
+                          "carved from the end of train in whole percents; give one of 0.01, "
+                          "0.02, ..., 0.49.")
     splits = {
         "train": f"train[:{cut}%]" if tail else "train",
         "val": f"train[{cut}%:]" if tail else ds_spec.val_split,

@@ -147,3 +147,11 @@ def test_rebatched_data_keeps_the_seeded_order_in_batches_of_another_size(mock_t
     assert halves[0] + halves[1] == first and d.batch_size == 8  # the original is unchanged
     with pytest.raises(ConfigError, match="batch_size must be a whole number >= 1"):
         d.rebatched(0)
+
+
+@pytest.mark.parametrize("fraction", [0.004, 0.125])
+def test_a_validation_share_tfds_cannot_carve_is_refused_not_rounded(mock_tfds, fraction):
+    """MNIST's validation split is the end of train in whole percents: 0.004 would be empty,
+    0.125 silently 12%."""
+    with pytest.raises(ConfigError, match=f"val_fraction {fraction:g}.*whole percents"):
+        data.load("mnist", batch_size=8, data_dir="/unused", val_fraction=fraction)
