@@ -127,6 +127,9 @@ def test_exact_resume_changes_every_runs_fingerprint_only_when_set(tmp_path):
     (("finetune: {epochs: 1}", "finetune: {epochs: 1, distill: 0.5, temperature: 2}"), None),
     (("method: tfmot_gmp", "method: adaptive"), None),
     (("dataset: mnist\n", ""), "missing required key 'dataset'"),
+    (("sparsity: [0.8, 0.9]", "sparsity: []"), r"\(tfmot_gmp\): sparsity lists no value"),
+    (("model: lenet5", "model: lenet5\nseed: true"), "seed must be an integer, got True"),
+    (("epochs: 2,", "epochs: true,"), "epochs must be a non-negative integer, got True"),
 ])
 def test_mistakes_are_named_with_file_and_key(tmp_path, edit, message):
     path = _write(tmp_path, BASE.replace(*edit))

@@ -115,7 +115,7 @@ def load_config(path: str | os.PathLike, budget: str = "cpu") -> ExperimentConfi
     if "traffic" in raw:
         traffic.check(raw["traffic"], where)
     seed = raw.get("seed", 0)
-    if not isinstance(seed, int):
+    if not isinstance(seed, int) or isinstance(seed, bool):
         raise ConfigError(f"{where}: seed must be an integer, got {seed!r}.")
     return ExperimentConfig(
         name=str(raw["experiment"]),
@@ -166,6 +166,9 @@ def _expand_methods(methods: Any, where: str, budget_args: dict, budget: Budget)
                               f"{', '.join(both)}; keep it in one place.")
         params.update(budget_args.get(name, {}))
         grid = {k: v if isinstance(v, list) else [v] for k, v in params.items()}
+        empty = sorted(k for k, v in grid.items() if not v)
+        if empty:  # the product would have no runs: the method would silently vanish
+            raise ConfigError(f"{here} ({name}): {', '.join(empty)} lists no value; give at least one.")
         for values in itertools.product(*grid.values()):
             chosen = dict(zip(grid, values))
             phase = getattr(budget, phase_of(name, chosen))
@@ -255,7 +258,7 @@ def _train_spec(section: Any, where: str) -> TrainSpec:
             except ValueError:
                 raise ConfigError(f"{where}: {key} must be a number, got {section[key]!r}.") from None
     spec = TrainSpec(**section)
-    if not isinstance(spec.epochs, int) or spec.epochs < 0:
+    if not isinstance(spec.epochs, int) or isinstance(spec.epochs, bool) or spec.epochs < 0:
         raise ConfigError(f"{where}: epochs must be a non-negative integer, got {spec.epochs!r}.")
     if not isinstance(spec.optimizer, str) or spec.optimizer not in _OPTIMIZERS:
         raise ConfigError(f"{where}: optimizer {spec.optimizer!r} is not one of {sorted(_OPTIMIZERS)}.")

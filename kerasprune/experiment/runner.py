@@ -3,7 +3,8 @@
 Each run writes ``saved_models/<experiment>/<budget>/<run>/`` and its ``result.json`` last;
 a rerun of the same command skips runs whose result exists with the same config
 fingerprint, and a run killed mid-training resumes from its last epoch.  So a long
-experiment can be stopped and continued at any time.  The results file is written once,
+experiment can be stopped and continued at any time.  (A run killed in its QAT phase trains
+its method phase again before the QAT phase resumes: that phase's model is not saved.)  The results file is written once,
 complete: until then the runs done so far are in ``results.partial.json`` beside the models.
 """
 from __future__ import annotations
