@@ -82,6 +82,17 @@ def test_a_models_accuracy_comes_from_the_experiment_run_that_wrote_it(artifacts
     assert bench([run / "model.tflite"], ["tflite@1"], **FAST)["runs"][0]["accuracy"] is None
 
 
+def test_a_quantized_runs_keras_model_gets_its_keras_accuracy_not_its_files(artifacts, tmp_path):
+    run = tmp_path / "quantized-int8"
+    run.mkdir()
+    (run / "model.keras").write_bytes((artifacts / "dense" / "model.keras").read_bytes())
+    (run / "result.json").write_text(json.dumps(
+        {"accuracy": 0.90, "f1": 0.89, "keras_accuracy": 0.93, "tflite_mode": "int8", "train_seconds": 3.0}))
+    record = bench([run / "model.keras"], ["tflite@1"], **FAST)["runs"][0]
+    assert (record["accuracy"], record["f1"]) == (0.93, None)
+    assert "quantized file" in record["not_measured"]["f1"]
+
+
 def test_a_missing_gpu_is_a_result_not_an_error(artifacts, monkeypatch):
     monkeypatch.setattr(tf.config, "list_physical_devices", lambda kind=None: [])
     result = bench([artifacts / "dense" / "model.keras"], ["tf-gpu"], throughput_batch=None, **FAST)

@@ -150,12 +150,24 @@ def _describe(a: Artifact, rows: list[dict]) -> dict:
            "graph": graph.as_dict(),
            "energy": estimate_uj(graph.macs_effective, graph.weight_bytes,
                                  graph.activation_bytes, graph.weight_type),
-           **{k: (a.run_record or {}).get(k) for k in FROM_RUN}}
-    return complete_run(run, {"accuracy": NO_DATA, "f1": NO_DATA, "train_seconds": "not trained "
+           **_from_run(a)}
+    f1 = NO_DATA if "tflite_mode" not in (a.run_record or {}) else (
+        "its run scored the quantized file; the Keras model's F1 was not recorded")
+    return complete_run(run, {"accuracy": NO_DATA, "f1": f1, "train_seconds": "not trained "
                               "here, and no experiment result.json beside the file says how long "
                               "it took",
                               "latency_ms": "no target could run it at batch 1",
                               "peak_memory_mb": "no target could run it at batch 1"})
+
+
+def _from_run(a: Artifact) -> dict:
+    """The figures the run that made ``a`` recorded for it: a quantized run's accuracy is its
+    ``.tflite`` file's, so its Keras model gets the Keras accuracy recorded beside it."""
+    record = a.run_record or {}
+    if a.kind != "tflite" and "tflite_mode" in record:
+        return {"accuracy": record.get("keras_accuracy"), "f1": None,
+                "train_seconds": record.get("train_seconds")}
+    return {k: record.get(k) for k in FROM_RUN}
 
 
 def _power_availability() -> str:
