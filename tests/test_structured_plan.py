@@ -12,6 +12,7 @@ from kerasprune.structured import (
     analyze,
     channel_scores,
     make_plan,
+    mask,
     plan_channels,
     shrink,
 )
@@ -129,17 +130,29 @@ def test_text_cnn_embedding_and_filters_shrink(mock_tfds):
     (lambda x: L.Conv2DTranspose(4, 3, name="up")(L.Conv2D(4, 3, name="c")(x)), "up", "transposed"),
     (lambda x: L.Multiply(name="gate")([L.Conv2D(1, 1, name="g")(x), L.Conv2D(4, 1, name="c")(x)]),
      "gate", "broadcasting"),
+    # layers with a weight rule that refuses their layout: the rule must not run on them later
+    (lambda x: L.Conv2D(4, 3, groups=2, name="g")(L.Conv2D(4, 3, name="c")(x)), "g", "grouped"),
+    (lambda x: L.DepthwiseConv2D(3, depth_multiplier=2, name="dw")(L.Conv2D(4, 3, name="c")(x)),
+     "dw", "depth_multiplier > 1"),
+    (lambda x: L.SeparableConv2D(4, 3, depth_multiplier=2, name="sep")(L.Conv2D(4, 3, name="c")(x)),
+     "sep", "depth_multiplier > 1"),
+    (lambda x: L.BatchNormalization(axis=1, name="bn")(L.Conv2D(4, 3, name="c")(x)), "bn", "not the channel axis"),
 ])
 def test_layers_that_would_be_cut_wrongly_are_left_intact(build, layer, reason):
+    from kerasprune.structured.cost import PlanCost
+
     inputs = keras.Input((8, 8, 3))
     x = build(inputs)
     x = L.Conv2D(5, 1, name="after")(x)
     model = keras.Model(inputs, L.Dense(2)(L.Flatten()(x)))
     graph = analyze(model)
     assert reason in graph.frozen[layer]
-    small = shrink(model, plan_channels(model, 0.5, graph=graph), graph)  # still consistent
+    plan = plan_channels(model, 0.5, graph=graph)
+    small = shrink(model, plan, graph)  # still consistent
     x = np.random.default_rng(0).standard_normal((2, 8, 8, 3)).astype("float32")
-    assert small.predict(x, verbose=0).shape == (2, 2)
+    np.testing.assert_allclose(small.predict(x, verbose=0), mask(model, plan, graph).predict(x, verbose=0),
+                               atol=1e-5)
+    assert PlanCost(model, graph)(plan) == metrics.count_macs(small).dense
 
 
 def test_attention_with_a_separate_key_and_bad_head_ratios_are_reported():

@@ -62,7 +62,8 @@ class ChannelGraph:
     """The result of :func:`analyze`: channels, their groups, heads, frozen channels and why."""
 
     model: keras.Model
-    node_ids: dict[str, tuple[list[np.ndarray], list[np.ndarray]]]  # layer -> (in ids, out ids)
+    # layer -> (in ids, out ids), for the layers whose channel rule applies
+    node_ids: dict[str, tuple[list[np.ndarray], list[np.ndarray]]]
     heads: dict[str, int]  # attention layer -> number of heads (prunable as units)
     channels: list[Channel]
     frozen: dict[str, str] = field(default_factory=dict)  # layer -> reason its channels stay
@@ -94,6 +95,7 @@ def analyze(model: keras.Model) -> ChannelGraph:
     node_ids: dict[str, tuple[list[np.ndarray], list[np.ndarray]]] = {}
     frozen_ids: list[int] = []
     frozen: dict[str, str] = {}
+    called: set[str] = set()
     sources: dict[str, np.ndarray] = {}
     heads: dict[str, int] = {}
 
@@ -111,14 +113,16 @@ def analyze(model: keras.Model) -> ChannelGraph:
                 freeze(ids, layer.name, "a model input keeps its channels")
                 continue
             in_ids = [tensor_ids[id(t)] for t in node.keras_inputs]
-            if layer.name in node_ids:
+            if layer.name in called:
                 raise ModelError(f"analyze: layer '{layer.name}' is called more than once; shared "
                                  "layers cannot be shrunk for one call only.")
+            called.add(layer.name)
             out = _outputs(layer, in_ids, uf, freeze)
             if out is not None and (len(outputs) != 1 or len(out[0]) != _width(outputs[0])):
                 freeze([], layer.name, "returns several tensors" if len(outputs) != 1 else
                        "its output is wider than its channel rule says (a broadcasting merge?)")
                 out = None
+            mapped = out is not None
             if out is None:
                 out = [uf.fresh(_width(t)) for t in outputs]
                 for ids in [*in_ids, *out]:
@@ -133,7 +137,8 @@ def analyze(model: keras.Model) -> ChannelGraph:
                 _unify(uf, in_ids, layer.name, freeze)
             for t, ids in zip(outputs, out):
                 tensor_ids[id(t)] = ids
-            node_ids[layer.name] = (in_ids, out)
+            if mapped:  # a layer its rule refused keeps every channel: no cut ever reaches it
+                node_ids[layer.name] = (in_ids, out)
 
     for t in model.outputs:
         freeze(tensor_ids[id(t)], t._keras_history.layer.name, "a model output keeps its channels")
