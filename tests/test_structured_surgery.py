@@ -56,6 +56,16 @@ def flatten_cnn():
     return keras.Model(inputs, L.Dense(10, activation="softmax", name="logits")(x))
 
 
+def squeeze_excite():
+    """A gate computed from the features themselves, reshaped to multiply them back."""
+    inputs = keras.Input((8, 8, 3))
+    x = L.Conv2D(8, 3, activation="relu", name="conv")(inputs)
+    s = L.Dense(4, activation="relu", name="squeeze")(L.GlobalAveragePooling2D()(x))
+    s = L.Reshape((1, 1, 8), name="se_reshape")(L.Dense(8, activation="sigmoid", name="excite")(s))
+    x = L.Multiply(name="gate")([x, s])
+    return keras.Model(inputs, L.Dense(3, name="logits")(L.GlobalAveragePooling2D()(x)))
+
+
 def lstm_model():
     inputs = keras.Input((9,), dtype="int32")
     x = L.Embedding(30, 12, name="embedding")(inputs)
@@ -102,6 +112,7 @@ def _randomize_batchnorm(model):
     (resnet_style, 0.5, {"stem, b0_b, b1_b": "4/8", "b0_a": "4/8"}),
     (densenet_style, 0.5, {"stem": "3/6", "d2_conv": "2/4", "transition": "3/5"}),
     (flatten_cnn, 0.3, {"c1": "5/6", "sep": "6/8", "fc1": "14/20"}),
+    (squeeze_excite, 0.5, {"conv, excite": "4/8", "squeeze": "2/4"}),
     (lstm_model, 0.3, {"embedding": "9/12", "lstm1": "7/10", "gru": "6/8"}),
     (bidirectional_model, 0.3, {"embedding": "9/12", "bilstm": "14/20", "bigru": "9/12"}),
     (attention_model, 0.5, {"proj": "8/16", "mha": "8/16", "mha heads": "2/4", "ff": "6/12"}),

@@ -170,7 +170,8 @@ def _reshape(layer, in_ids, fresh):
     return in_ids[0]
 
 
-RULES[L.Reshape] = Rule(_reshape)
+RULES[L.Reshape] = Rule(_reshape, config=lambda layer, cfg, cut: {
+    **cfg, "target_shape": (*tuple(cfg["target_shape"])[:-1], int(cut.keep_out.sum()))})
 
 
 # ---------------------------------------------------------------- merges
