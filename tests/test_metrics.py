@@ -60,6 +60,20 @@ def test_recurrent_layers_use_both_kernels_at_every_step():
     assert metrics.count_params(model) == 3 * (24 + 16 + 8)
 
 
+def test_a_recurrent_layer_given_its_initial_state_counts_its_sequence_steps():
+    inputs, h, c = keras.Input((5, 3)), keras.Input((2,)), keras.Input((2,))
+    model = keras.Model([inputs, h, c], L.LSTM(2, name="lstm")(inputs, initial_state=[h, c]))
+    assert metrics.count_macs(model).per_layer["lstm"][0] == 5 * (3 * 8 + 2 * 8)
+
+
+def test_attention_along_one_axis_pairs_positions_along_that_axis_only():
+    inputs = keras.Input((3, 5, 4))  # attention over the 5 positions of each of 3 rows
+    mha = L.MultiHeadAttention(num_heads=2, key_dim=6, attention_axes=(2,), name="mha")
+    model = keras.Model(inputs, mha(inputs, inputs))
+    projections = 4 * 15 * (4 * 2 * 6)
+    assert metrics.count_macs(model).dense == projections + 3 * 5 * 5 * 2 * (6 + 6)
+
+
 def test_attention_projections_and_products():
     inputs = keras.Input((4, 8))
     mha = L.MultiHeadAttention(num_heads=2, key_dim=4, name="mha")
@@ -155,6 +169,20 @@ def test_evaluate_runs_the_model_over_a_dataset():
     x = np.array([[1, 0], [0, 1], [2, 1], [0, 3]], dtype="float32")
     ds = tf.data.Dataset.from_tensor_slices((x, np.array([0, 1, 1, 1]))).batch(3)
     assert metrics.evaluate(model, ds)["accuracy"] == 0.75
+
+
+def test_nested_layers_are_keyed_by_their_path_and_subclasses_by_their_own_rule():
+    class Upsample(L.Conv2DTranspose):  # a user's transposed convolution: not a Conv2D
+        pass
+
+    inputs = keras.Input((6,))
+    inner = keras.Sequential([keras.Input((6,)), L.Dense(5, name="fc")], name="backbone")
+    model = keras.Model(inputs, L.Dense(6, name="fc")(inner(inputs)))
+    macs = metrics.count_macs(model)
+    assert macs.per_layer == {"backbone/fc": (30, 30), "fc": (30, 30)} and macs.dense == 60
+    image = keras.Input((4, 4, 2))
+    up = keras.Model(image, Upsample(3, 2, strides=2, name="up")(image))
+    assert metrics.count_macs(up).dense == 4 * 4 * (2 * 2 * 2 * 3)  # per input position
 
 
 def test_a_layer_shared_with_another_model_is_counted_once():

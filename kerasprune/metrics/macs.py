@@ -18,7 +18,7 @@ class Macs:
 
     dense: int = 0
     effective: int = 0
-    per_layer: dict[str, tuple[int, int]] = field(default_factory=dict)
+    per_layer: dict[str, tuple[int, int]] = field(default_factory=dict)  # name, or path in a nested model
     unknown_layers: list[str] = field(default_factory=list)
 
 
@@ -68,7 +68,9 @@ def _input_position_rule(layer, node, value):
 @register_macs(keras.layers.LSTM, keras.layers.GRU, keras.layers.SimpleRNN, keras.layers.Bidirectional)
 def _recurrent_rule(layer, node, value):
     """Input and recurrent kernels are applied once per time step (both directions)."""
-    steps = _positions(node.input_shapes, layer.name)  # (batch, time, features)
+    # (batch, time, features); called with initial_state, the sequence is the first input
+    shapes = node.input_shapes
+    steps = _positions(shapes[0] if isinstance(shapes, list) else shapes, layer.name)
     return [(steps, k) for k in measured_arrays(layer, value)], 0
 
 
@@ -88,7 +90,11 @@ def _attention_rule(layer, node, value):
         (t_q, value(layer._output_dense.kernel)),
     ]
     heads = layer._num_heads
-    extra = t_q * t_k * heads * layer._key_dim + t_q * t_k * heads * layer._value_dim
+    # each query position meets the key positions along the attention axes only (all of
+    # them by default; attention_axes on a rank-4 input pairs within one axis)
+    axes = layer._attention_axes or range(1, len(key.shape) - 1)
+    pairs = t_q * int(np.prod([key.shape[a] for a in axes]))
+    extra = pairs * heads * (layer._key_dim + layer._value_dim)
     return uses, extra
 
 
@@ -126,15 +132,16 @@ def _nodes_in(model: keras.Model, layer: keras.layers.Layer) -> list:
             if own is None or f"{layer.name}_ib-{i}" in own]
 
 
-def _accumulate_macs(model: keras.Model, macs: Macs) -> None:
+def _accumulate_macs(model: keras.Model, macs: Macs, prefix: str = "") -> None:
+    """Add ``model``'s layers to ``macs``; a nested model's are keyed by their path
+    (``backbone/fc``), as their names need only be unique within it."""
     for wrapper in model.layers:
         layer = unwrap(wrapper)
         if isinstance(layer, keras.Model):
-            _accumulate_macs(layer, macs)
+            _accumulate_macs(layer, macs, f"{prefix}{layer.name}/")
             continue
-        rule = next((r for t, r in MAC_RULES.items() if type(layer) is t), None)
-        if rule is None:
-            rule = next((r for t, r in MAC_RULES.items() if isinstance(layer, t)), None)
+        # the most specific class with a rule: a Conv2DTranspose subclass is not a Conv2D
+        rule = next((MAC_RULES[t] for t in type(layer).__mro__ if t in MAC_RULES), None)
         if rule is None:
             if measured_weights(layer):
                 macs.unknown_layers.append(layer.name)
@@ -145,6 +152,6 @@ def _accumulate_macs(model: keras.Model, macs: Macs) -> None:
             uses, extra = rule(layer, node, value)
             dense += sum(p * k.size for p, k in uses) + extra
             effective += sum(p * int(np.count_nonzero(k)) for p, k in uses) + extra
-        macs.per_layer[layer.name] = (int(dense), int(effective))
+        macs.per_layer[prefix + layer.name] = (int(dense), int(effective))
         macs.dense += int(dense)
         macs.effective += int(effective)
