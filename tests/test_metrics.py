@@ -171,6 +171,24 @@ def test_evaluate_runs_the_model_over_a_dataset():
     assert metrics.evaluate(model, ds)["accuracy"] == 0.75
 
 
+def test_a_single_unit_is_read_by_the_models_own_activation():
+    """A logit's class flips at 0 even in a batch whose logits all lie in [0, 1]; an
+    uncompiled one-unit model's default loss is binary cross-entropy on what it outputs."""
+    from kerasprune.backend import tf
+    from kerasprune.metrics.quality import loss_of
+
+    inputs = keras.Input((1,))
+    logit = keras.Model(inputs, L.Dense(1, kernel_initializer="ones", name="logit")(inputs))
+    x = np.array([[0.1], [0.3], [0.6], [0.9]], dtype="float32")  # all positive logits: class 1
+    ds = tf.data.Dataset.from_tensor_slices((x, np.ones(4, "int64"))).batch(4)
+    assert metrics.evaluate(logit, ds)["accuracy"] == 1.0
+    probability = keras.Model(inputs, L.Dense(1, activation="sigmoid")(inputs))
+    loss = loss_of(logit)
+    assert isinstance(loss, keras.losses.BinaryCrossentropy) and loss.get_config()["from_logits"]
+    assert not loss_of(probability).get_config()["from_logits"]
+    assert float(loss(np.ones((4, 1)), logit(x))) > 0  # labels of one unit, as fit lines them up
+
+
 def test_nested_layers_are_keyed_by_their_path_and_subclasses_by_their_own_rule():
     class Upsample(L.Conv2DTranspose):  # a user's transposed convolution: not a Conv2D
         pass

@@ -29,7 +29,7 @@ from ..backend import keras, tf
 from ..checks import number
 from ..batches import labeled
 from ..errors import ConfigError, TrainingError
-from ..metrics.quality import hits
+from ..metrics.quality import hits, unit_threshold
 from ..structured import PlanCost, analyze, channel_scores, make_plan, masks, ratio_for_macs
 from ..structured.plan import Plan, removed_count
 
@@ -111,6 +111,7 @@ class PruningEnvironment:
         self._batches, self._confirm = read[:eval_batches], read[eval_batches:]
         self._clone = keras.models.clone_model(model)
         self._forward = tf.function(lambda x: self._clone(x, training=False), reduce_retracing=True)
+        self._threshold = unit_threshold(model)  # a single unit's class cut, from the model
         self.removed: set[int] = set()
         if observe_now:  # RLPruning observes at its first interval: scoring twice costs seconds
             self.observe(model)
@@ -295,7 +296,7 @@ class PruningEnvironment:
             self._clone.get_layer(name).set_weights([w * m for w, m in zip(self._weights[name], zero)])
         correct = total = 0
         for x, y in self._confirm if confirm else self._batches:
-            hit = hits(self._forward(x).numpy(), y)
+            hit = hits(self._forward(x).numpy(), y, self._threshold)
             correct, total = correct + int(hit.sum()), total + hit.size
         for name in zeros:
             self._clone.get_layer(name).set_weights(self._weights[name])

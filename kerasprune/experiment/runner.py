@@ -27,6 +27,7 @@ from ..benchmark import footprint
 from ..data import Data, arrays, load
 from ..environment import environment
 from ..errors import ConfigError
+from ..metrics.quality import predicted_classes
 from ..random_state import layer_generators
 from ..results import complete_results, complete_run
 from . import quantize, traffic
@@ -389,7 +390,7 @@ def file_scores(content: bytes, dataset) -> dict[str, float]:
     """Accuracy and macro F1 of a ``.tflite`` on ``dataset``'s batches, run by LiteRT."""
     inputs, labels = arrays(dataset)
     outputs = export.run_tflite(content, inputs)
-    predicted = np.argmax(outputs.reshape(len(outputs), -1), axis=-1)
+    predicted = predicted_classes(outputs.reshape(len(outputs), -1))  # one unit: a threshold
     return metrics.classification_scores(labels, predicted)
 
 

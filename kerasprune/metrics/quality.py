@@ -27,16 +27,33 @@ def classification_scores(y_true: np.ndarray, y_pred: np.ndarray,
     return {"accuracy": float(np.mean(y_true == y_pred)), "f1": float(np.mean(f1s))}
 
 
-def predicted_classes(outputs: np.ndarray, like: np.ndarray | None = None) -> np.ndarray:
-    """The class of each output: argmax over the last axis, or for a single unit a threshold
-    (0.5 for probabilities, 0 for a logit; judged on ``like`` when given, e.g. the outputs
-    another copy of the model is compared with)."""
+def predicted_classes(outputs: np.ndarray, like: np.ndarray | None = None,
+                      threshold: float | None = None) -> np.ndarray:
+    """The class of each output: argmax over the last axis, or for a single unit a
+    threshold: ``threshold`` (the model's :func:`unit_threshold`) when known, else judged
+    from the values (0.5 if they all lie in [0, 1], else 0), of ``like`` when given (e.g. the
+    outputs another copy of the model is compared with)."""
     outputs = np.asarray(outputs)
     if outputs.shape[-1] > 1:
         return np.argmax(outputs, axis=-1)
-    like = outputs if like is None else np.asarray(like)
-    cut = 0.5 if like.min() >= 0 and like.max() <= 1 else 0.0
-    return (outputs[..., 0] > cut).astype(np.int64)
+    if threshold is None:
+        like = outputs if like is None else np.asarray(like)
+        threshold = 0.5 if like.min() >= 0 and like.max() <= 1 else 0.0
+    return (outputs[..., 0] > threshold).astype(np.int64)
+
+
+def _last_activation(model: keras.Model) -> str:
+    last = model.layers[-1]
+    if isinstance(last, keras.layers.Softmax):
+        return "softmax"
+    return getattr(getattr(last, "activation", None), "__name__", "")
+
+
+def unit_threshold(model: keras.Model) -> float:
+    """Where a single output unit's class flips: 0.5 on a sigmoid's probability, 0 on a
+    logit.  Read from the model, not from a batch's values (logits of one batch can all lie
+    in [0, 1])."""
+    return 0.5 if _last_activation(model) in ("sigmoid", "softmax") else 0.0
 
 
 def label_classes(labels: np.ndarray, predicted: np.ndarray) -> np.ndarray:
@@ -47,9 +64,9 @@ def label_classes(labels: np.ndarray, predicted: np.ndarray) -> np.ndarray:
     return labels.reshape(predicted.shape)
 
 
-def hits(outputs: np.ndarray, labels: np.ndarray) -> np.ndarray:
-    """Right or wrong, per example."""
-    predicted = predicted_classes(outputs)
+def hits(outputs: np.ndarray, labels: np.ndarray, threshold: float | None = None) -> np.ndarray:
+    """Right or wrong, per example (``threshold``: :func:`predicted_classes`')."""
+    predicted = predicted_classes(outputs, threshold=threshold)
     return predicted == label_classes(labels, predicted)
 
 
@@ -58,10 +75,10 @@ def evaluate(model: keras.Model, dataset: tf.data.Dataset) -> dict[str, float]:
     one-hot labels; softmax, sigmoid or logit outputs)."""
     model = require_tf_keras_model(model, "evaluate")
     dataset = labeled(dataset, model, "evaluate")
-    labels, preds = [], []
+    labels, preds, threshold = [], [], unit_threshold(model)
     predict = tf.function(lambda x: model(x, training=False))
     for x, y in dataset:
-        predicted = predicted_classes(predict(x).numpy())
+        predicted = predicted_classes(predict(x).numpy(), threshold=threshold)
         preds.append(predicted)
         labels.append(label_classes(y.numpy(), predicted))
     return classification_scores(np.concatenate(labels), np.concatenate(preds))
@@ -98,7 +115,7 @@ def loss_of(model: keras.Model) -> keras.losses.Loss:
         return compiled
     if callable(compiled):
         return _BatchMean(compiled)
-    last = model.layers[-1]
-    probabilities = getattr(getattr(last, "activation", None), "__name__", "") == "softmax" \
-        or isinstance(last, keras.layers.Softmax)
-    return keras.losses.SparseCategoricalCrossentropy(from_logits=not probabilities)
+    activation = _last_activation(model)
+    if (model.outputs[0].shape[-1] if model.outputs else None) == 1:  # one unit: two classes
+        return keras.losses.BinaryCrossentropy(from_logits=activation != "sigmoid")
+    return keras.losses.SparseCategoricalCrossentropy(from_logits=activation != "softmax")

@@ -23,7 +23,7 @@ from ..batches import labeled
 from ..errors import ConfigError
 from ..importance import register
 from ..metrics import loss_of
-from ..metrics.quality import hits, takes_class_ids
+from ..metrics.quality import hits, takes_class_ids, unit_threshold
 from .grid import Quantizable, plain_layer, quantizable, quantize
 
 SCORES = ("quantization_loss", "fisher")
@@ -102,14 +102,14 @@ def measure(model: keras.Model, data: tf.data.Dataset, batches: int = 8,
 
 
 def _quantization_loss(model, by_layer, sample) -> dict[str, tuple[float, float]]:
-    loss_fn = loss_of(model)
+    loss_fn, threshold = loss_of(model), unit_threshold(model)
     forward = tf.function(lambda x: model(x, training=False))
 
     def evaluate() -> tuple[float, float]:
         loss = correct = count = 0.0
         for x, y in sample:
             out = forward(x)
-            right = hits(out.numpy(), y.numpy())
+            right = hits(out.numpy(), y.numpy(), threshold)
             loss += float(loss_fn(y, out)) * len(right)
             correct, count = correct + float(np.sum(right)), count + len(right)
         return loss / count, correct / count
