@@ -191,3 +191,16 @@ def test_a_custom_layer_gets_a_channel_rule_through_the_public_registry():
         RULES.pop(_Gain)
     with pytest.raises(TypeError, match="not a Keras layer class"):
         register_rule(int, rule=Rule(passthrough))
+
+
+def test_a_bidirectional_layer_keeps_a_unit_in_each_direction():
+    """Its two directions are one group; a plan that would empty one (which shrink refuses)
+    brings back that direction's best unit."""
+    inputs = keras.Input((6,), dtype="int32")
+    x = L.Bidirectional(L.LSTM(2), name="bi")(L.Embedding(20, 4, name="emb")(inputs))
+    model = keras.Model(inputs, L.Dense(2, name="out")(x))
+    graph = analyze(model)
+    plan = plan_channels(model, {"bi": 0.75, "emb": 0.0}, graph=graph)
+    assert plan.summary(graph)["bi"] == "2/4"
+    small = shrink(model, plan, graph)
+    assert small.get_layer("bi").forward_layer.units == small.get_layer("bi").backward_layer.units == 1

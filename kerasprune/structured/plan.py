@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from ..backend import keras
 from ..checks import number
 from ..errors import ConfigError
 from .graph import ChannelGraph
@@ -69,6 +70,20 @@ def _kept(size: int, remove: int, round_to: int) -> int:
     return kept
 
 
+def _keep_a_unit_per_direction(graph: ChannelGraph, scores: Mapping[int, float], removed: set[int]) -> None:
+    """A Bidirectional layer's units are one group, but each direction must keep one: where
+    the plan empties a direction, its best-scoring unit comes back."""
+    for layer in graph.model.layers:
+        if not isinstance(layer, keras.layers.Bidirectional):
+            continue
+        n = layer.forward_layer.units
+        units = [c for c in graph.channels if layer.name in c.sources]
+        for direction in ([c for c in units if c.sources[layer.name] < n],
+                          [c for c in units if c.sources[layer.name] >= n]):
+            if direction and all(c.id in removed for c in direction):
+                removed.discard(max(direction, key=lambda c: scores[c.id]).id)
+
+
 def make_plan(graph: ChannelGraph, scores: Mapping[int, float], ratio: Ratio, *,
               scope: str = "layer", round_to: int = 1, head_ratio: Ratio | None = None,
               head_scores: Mapping[str, np.ndarray] | None = None) -> Plan:
@@ -113,6 +128,7 @@ def make_plan(graph: ChannelGraph, scores: Mapping[int, float], ratio: Ratio, *,
             allowed = size - _kept(size, count, round_to)
             ranked = sorted((c for c in groups[key] if c.id in removed), key=lambda c: -scores[c.id])
             removed.difference_update(c.id for c in ranked[:count - allowed])
+    _keep_a_unit_per_direction(graph, scores, removed)
     keep_heads = {}
     chosen = ratio if head_ratio is None else head_ratio
     for name, heads in graph.heads.items():
