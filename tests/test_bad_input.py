@@ -62,6 +62,12 @@ def _space(**ranges):
     return compression_space(kt.HyperParameters(), **ranges)
 
 
+def _nested():
+    inputs = keras.Input((8,))
+    inner = keras.Sequential([keras.Input((8,)), keras.layers.Dense(4)], name="inner")
+    return keras.Model(inputs, keras.layers.Dense(2)(inner(inputs)), name="outer")
+
+
 def _tuner(given):
     from kerasprune.experiment.spec import TrainSpec
     from kerasprune.tuner import CompressionTuner
@@ -108,6 +114,15 @@ CASES = [
     Bad("pruning", "`prune()` of a model with nothing prunable",
         lambda: prune(keras.Sequential([keras.Input((4, 4, 1)), keras.layers.Flatten()], name="flat")),
         ModelError, r"no prunable layer"),
+    Bad("pruning", "`prune()` of a model holding a nested model", lambda: prune(_nested()), ModelError,
+        r"holds the nested model\(s\) inner, whose layers pruning would leave dense"),
+    Bad("pruning", "`prune()` of a layer with an `activity_regularizer`",
+        lambda: prune(keras.Sequential([keras.Input((8,)), keras.layers.Dense(2, activity_regularizer="l2",
+                                                                              name="act")])),
+        ModelError, r"layer 'act' has an activity_regularizer"),
+    Bad("pruning", "`AdaptivePruning(FeedbackSchedule(...), monitor='val_loss')`",
+        lambda: AdaptivePruning(FeedbackSchedule(final=0.5), monitor="val_loss"), ConfigError,
+        r"which is better lower, but its FeedbackSchedule was made with higher_is_better=True"),
     Bad("dynamic sparsity", "`DynamicSparsity(method='snip')`", lambda: DynamicSparsity(0.9, method="snip"),
         ConfigError, r"method=\) must be one of static, set, rigl, got 'snip'"),
     Bad("dynamic sparsity", "`DynamicSparsity(1.0)` (nothing left)", lambda: DynamicSparsity(1.0), ConfigError,
