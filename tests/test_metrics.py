@@ -188,6 +188,14 @@ def test_a_single_unit_is_read_by_the_models_own_activation():
     assert not loss_of(probability).get_config()["from_logits"]
     assert float(loss(np.ones((4, 1)), logit(x))) > 0  # labels of one unit, as fit lines them up
 
+    from kerasprune import prune
+    from kerasprune.metrics.quality import unit_threshold
+
+    as_op = keras.Model(inputs, tf.sigmoid(L.Dense(1)(inputs)))
+    nested = keras.Model(inputs, keras.Sequential([keras.Input((1,)), L.Dense(1, activation="sigmoid")])(inputs))
+    unsaid = keras.Model(inputs, L.Reshape((1,))(L.Dense(1, activation="sigmoid")(inputs)))
+    assert [unit_threshold(m) for m in (prune(probability), as_op, nested, logit, unsaid)] == [0.5, 0.5, 0.5, 0.0, None]
+
 
 def test_nested_layers_are_keyed_by_their_path_and_subclasses_by_their_own_rule():
     class Upsample(L.Conv2DTranspose):  # a user's transposed convolution: not a Conv2D

@@ -27,7 +27,7 @@ from ..benchmark import footprint
 from ..data import Data, arrays, load
 from ..environment import environment
 from ..errors import ConfigError
-from ..metrics.quality import predicted_classes
+from ..metrics.quality import predicted_classes, unit_threshold
 from ..random_state import layer_generators
 from ..results import complete_results, complete_run
 from . import quantize, traffic
@@ -285,7 +285,7 @@ def _forget_other_config(run_dir: Path, fingerprint: str, log: Log, label: str) 
         which = "interrupted" if interrupted else "last"  # a finished run keeps its history
         log(f"{label}: {why} the {which} run; starting it afresh")
         for path in left:
-            shutil.rmtree(path, ignore_errors=True) if path.is_dir() else path.unlink(missing_ok=True)
+            files.remove_folder(path) if path.is_dir() else path.unlink(missing_ok=True)
     files.write_text(marker, fingerprint + "\n")
 
 
@@ -365,7 +365,7 @@ def measure(outcome: Outcome, data: Data, run_dir: Path) -> dict:
                   "tflite_agreement": tflite.agreement,
                   "tflite_weights": [{"op": w.op, "weight": w.weight, "type": w.type, "bytes": w.bytes,
                                       "dequantized": w.dequantized} for w in tflite.weights()]}
-        scores = file_scores(tflite.content, data.test)
+        scores = file_scores(tflite.content, data.test, unit_threshold(model))
     figures = metrics.figures(model)
     return {
         **scores,
@@ -386,11 +386,13 @@ def measure(outcome: Outcome, data: Data, run_dir: Path) -> dict:
     }
 
 
-def file_scores(content: bytes, dataset) -> dict[str, float]:
-    """Accuracy and macro F1 of a ``.tflite`` on ``dataset``'s batches, run by LiteRT."""
+def file_scores(content: bytes, dataset, threshold: float | None = None) -> dict[str, float]:
+    """Accuracy and macro F1 of a ``.tflite`` on ``dataset``'s batches, run by LiteRT; a
+    single output unit is cut at ``threshold`` (its model's
+    :func:`~kerasprune.metrics.quality.unit_threshold`), else as the outputs suggest."""
     inputs, labels = arrays(dataset)
     outputs = export.run_tflite(content, inputs)
-    predicted = predicted_classes(outputs.reshape(len(outputs), -1))  # one unit: a threshold
+    predicted = predicted_classes(outputs.reshape(len(outputs), -1), threshold=threshold)
     return metrics.classification_scores(labels, predicted)
 
 

@@ -5,6 +5,7 @@ import numpy as np
 
 from ..backend import keras, require_tf_keras_model, tf
 from ..batches import labeled
+from .counts import unwrap
 
 
 def classification_scores(y_true: np.ndarray, y_pred: np.ndarray,
@@ -42,18 +43,29 @@ def predicted_classes(outputs: np.ndarray, like: np.ndarray | None = None,
     return (outputs[..., 0] > threshold).astype(np.int64)
 
 
-def _last_activation(model: keras.Model) -> str:
-    last = model.layers[-1]
-    if isinstance(last, keras.layers.Softmax):
+def output_activation(model: keras.Model) -> str | None:
+    """The activation the model's output ends with (``linear`` for none), read from the
+    layer that makes it (through pruning and QAT wrappers and nested models; ``tf.sigmoid``
+    as an op), or None when that layer does not say (a reshape, a custom layer)."""
+    layer = unwrap(model.outputs[0]._keras_history.layer)
+    if isinstance(layer, keras.Model):
+        return output_activation(layer)
+    if isinstance(layer, keras.layers.Softmax):
         return "softmax"
-    return getattr(getattr(last, "activation", None), "__name__", "")
+    symbol = getattr(layer, "symbol", None)  # TFOpLambda: "math.sigmoid", "nn.softmax", ...
+    if symbol:
+        name = symbol.split(".")[-1]
+        return name if name in ("sigmoid", "softmax") else None
+    activation = getattr(layer, "activation", None)
+    return getattr(activation, "__name__", None) if activation is not None else None
 
 
-def unit_threshold(model: keras.Model) -> float:
+def unit_threshold(model: keras.Model) -> float | None:
     """Where a single output unit's class flips: 0.5 on a sigmoid's probability, 0 on a
-    logit.  Read from the model, not from a batch's values (logits of one batch can all lie
-    in [0, 1])."""
-    return 0.5 if _last_activation(model) in ("sigmoid", "softmax") else 0.0
+    logit, None when the model does not say (then :func:`predicted_classes` judges from the
+    values).  From the model, not a batch: logits of one batch can all lie in [0, 1]."""
+    activation = output_activation(model)
+    return None if activation is None else 0.5 if activation in ("sigmoid", "softmax") else 0.0
 
 
 def label_classes(labels: np.ndarray, predicted: np.ndarray) -> np.ndarray:
@@ -115,7 +127,7 @@ def loss_of(model: keras.Model) -> keras.losses.Loss:
         return compiled
     if callable(compiled):
         return _BatchMean(compiled)
-    activation = _last_activation(model)
+    logits = output_activation(model) not in ("sigmoid", "softmax")  # unsaid: logits, as before
     if (model.outputs[0].shape[-1] if model.outputs else None) == 1:  # one unit: two classes
-        return keras.losses.BinaryCrossentropy(from_logits=activation != "sigmoid")
-    return keras.losses.SparseCategoricalCrossentropy(from_logits=activation != "softmax")
+        return keras.losses.BinaryCrossentropy(from_logits=logits)
+    return keras.losses.SparseCategoricalCrossentropy(from_logits=logits)

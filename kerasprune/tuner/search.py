@@ -28,6 +28,7 @@ from ..experiment import training
 from ..experiment.runner import file_scores
 from ..experiment.spec import TrainSpec
 from ..metrics import global_sparsity
+from ..metrics.quality import unit_threshold
 from ..sparsity.callbacks import AdaptivePruning
 from ..sparsity.prune import prune, strip
 from ..sparsity.schedules import FeedbackSchedule
@@ -141,7 +142,7 @@ class CompressionTuner(kt.engine.base_tuner.BaseTuner):
                                 throughput_batch=None, rounds=3, min_block_seconds=0.1,
                                 progress=None, name="trial")
         latency = next(r["latency"]["median_ms"] for r in timed["results"] if r.get("latency"))
-        scores = file_scores(out.content, self.data.val)
+        scores = file_scores(out.content, self.data.val, unit_threshold(model))
         # what the trial reached, beside the sparsity it asked for: a short fine-tuning (one of
         # Hyperband's first brackets) ends before the schedule gets there
         return {"val_accuracy": scores["accuracy"], "val_f1": scores["f1"],
