@@ -9,6 +9,7 @@ import contextlib
 import glob
 import json
 import os
+import re
 import shutil
 import tempfile
 from pathlib import Path
@@ -60,11 +61,27 @@ def recover_folder(path: str | os.PathLike) -> Path:
     process killed after moving the old folder aside and before moving the new one in
     left the old one in a hidden sibling, which goes back; other leftovers go."""
     path = Path(path)
-    for left in sorted(path.parent.glob(f".{glob.escape(path.name)}.*")):
+    for left in _temporaries(path):
         if (left / ".old").is_dir() and not path.exists():
             os.replace(left / ".old", path)
         shutil.rmtree(left, ignore_errors=True)
     return path
+
+
+def remove_folder(path: str | os.PathLike) -> None:
+    """Remove a folder written by :func:`atomic_path`, with what a killed write left of it
+    (which :func:`recover_folder` would otherwise bring back)."""
+    path = Path(path)
+    for left in _temporaries(path):
+        shutil.rmtree(left, ignore_errors=True)
+    shutil.rmtree(path, ignore_errors=True)
+
+
+def _temporaries(path: Path) -> list[Path]:
+    """The temporaries :func:`atomic_path` made for ``path`` (``tempfile.mkdtemp``'s names)."""
+    pattern = re.compile(rf"\.{re.escape(path.name)}\.[a-z0-9_]{{8}}")
+    return sorted(p for p in path.parent.glob(f".{glob.escape(path.name)}.*")
+                  if p.is_dir() and pattern.fullmatch(p.name))
 
 
 def refuse_folder(path: str | os.PathLike) -> None:

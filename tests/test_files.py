@@ -43,15 +43,21 @@ def test_a_folder_moved_aside_by_a_killed_swap_comes_back(tmp_path):
     """Killed between the two renames, the old folder sits in a hidden sibling: the next
     write, or a reader that recovers first, finds it in place."""
     target = tmp_path / "best"
-    (tmp_path / ".best.x1" / ".old").mkdir(parents=True)
-    (tmp_path / ".best.x1" / ".old" / "best.json").write_text("{}")
-    (tmp_path / ".best.x2").mkdir()  # a write killed before the swap: nothing to keep
+    (tmp_path / ".best.abcd1234" / ".old").mkdir(parents=True)
+    (tmp_path / ".best.abcd1234" / ".old" / "best.json").write_text("{}")
+    (tmp_path / ".best.efgh5678").mkdir()  # a write killed before the swap: nothing to keep
+    (tmp_path / ".best.backup").mkdir()  # not a temporary of ours: left alone
     assert (files.recover_folder(target) / "best.json").read_text() == "{}"
-    assert [p.name for p in tmp_path.iterdir()] == ["best"]
-    (tmp_path / ".best.x3" / ".old").mkdir(parents=True)  # the new one had landed: leftovers go
+    assert sorted(p.name for p in tmp_path.iterdir()) == [".best.backup", "best"]
+    (tmp_path / ".best.ijkl9012" / ".old").mkdir(parents=True)  # the new one had landed: leftovers go
     with files.atomic_path(target, folder=True) as tmp:
         (tmp / "fresh").mkdir(parents=True)
-    assert [p.name for p in tmp_path.iterdir()] == ["best"] and [p.name for p in target.iterdir()] == ["fresh"]
+    assert [p.name for p in target.iterdir()] == ["fresh"]
+    # a run started afresh removes the folder with what a killed write left, so nothing returns
+    (tmp_path / ".best.mnop3456" / ".old").mkdir(parents=True)
+    files.remove_folder(target)
+    assert files.recover_folder(target).exists() is False
+    assert sorted(p.name for p in tmp_path.iterdir()) == [".best.backup"]
 
 
 def test_a_file_never_replaces_a_folder(tmp_path):

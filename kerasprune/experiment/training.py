@@ -6,6 +6,7 @@ import math
 import shutil
 from pathlib import Path
 
+from .. import files
 from ..backend import keras, tf
 from ..data import Data
 from ..distillation import DistillationLoss, LabelAccuracy, with_teacher
@@ -68,7 +69,7 @@ def fit(model: keras.Model, data: Data, spec: TrainSpec, *, label: str, run_dir:
     if not backup.exists():  # a fresh start: drop what an abandoned run left
         log.unlink(missing_ok=True)
         random_state.unlink(missing_ok=True)
-        shutil.rmtree(best, ignore_errors=True)
+        files.remove_folder(best)
     keep = [KeepBest(best, min_sparsity=sparsity)] if spec.keep_best else []
     cbs = [
         SparsityHistory(), *keep, *(callbacks or []),
