@@ -87,12 +87,15 @@ def load_model(path: str | os.PathLike, *, safe_mode: bool = True,
     try:
         return keras.models.load_model(path, compile=compile, safe_mode=safe_mode)
     except _UNREADABLE as exc:
-        configs = _CONFIG_READERS[fmt](path)[0]
-        if "QuantizeWrapper" in json.dumps(configs, default=str):
+        stored = json.dumps(_CONFIG_READERS[fmt](path)[0], default=str)
+        if "QuantizeWrapper" in stored:
+            fix = ("save kerasprune.quantization.bake(model) instead: plain layers with the weights "
+                   "on the grid, which export the same file" if "WeightBits" in stored else
+                   "save it as .h5 and load it inside tfmot.quantization.keras.quantize_scope(), "
+                   "or export it with kerasprune.to_tflite before saving")
             raise ModelError(f"{path} holds a quantization-aware model (tfmot's QuantizeWrapperV2 "
-                             f"layers), which tf_keras does not load again ({_first_line(exc)}); "
-                             "save kerasprune.quantization.bake(model) instead: plain layers with "
-                             "the weights on the grid, which export the same file.") from exc
+                             f"layers), which tf_keras does not load from it ({_first_line(exc)}); "
+                             f"{fix}.") from exc
         raise ModelError(f"{path}: tf_keras cannot load it ({_first_line(exc)}); register custom "
                          "layers with keras.utils.register_keras_serializable before loading, "
                          "and copy or save a truncated or corrupt file again.") from exc

@@ -96,6 +96,14 @@ def test_layers_out_of_reach_of_the_quantize_wrappers_are_refused_by_name():
         Q.quantize_aware(prune(text_model()), {"fc": 4})
 
 
+def test_two_quantizable_layers_of_one_name_are_refused():
+    inputs = keras.Input((6,))
+    inner = keras.Sequential([keras.Input((6,)), keras.layers.Dense(5, name="fc")], name="backbone")
+    model = keras.Model(inputs, keras.layers.Dense(3, name="fc")(inner(inputs)), name="twice")
+    with pytest.raises(ModelError, match="'twice' has two quantizable layers named 'fc'.*rename one"):
+        Q.quantizable(model)
+
+
 def test_sensitivity_reaches_into_nested_models_but_not_into_wrappers():
     from kerasprune import prune
 
@@ -157,6 +165,13 @@ def test_quantization_aware_training_keeps_pruned_zeros_and_bakes_to_the_same_ou
     qat.save(tmp_path / "qat.keras")  # tfmot's wrappers do not load again: the loader says what does
     with pytest.raises(ModelError, match="holds a quantization-aware model .*save kerasprune.quantization.bake"):
         load_model(tmp_path / "qat.keras")
+    import tensorflow_model_optimization as tfmot  # tfmot's own QAT: bake() would not help
+
+    inputs = keras.Input((6,))
+    tfmot.quantization.keras.quantize_model(keras.Model(inputs, keras.layers.Dense(2)(inputs))).save(
+        tmp_path / "tfmot.keras")
+    with pytest.raises(ModelError, match="quantization-aware model .*inside tfmot.quantization.keras.quantize_scope"):
+        load_model(tmp_path / "tfmot.keras")
 
 
 def test_bits_for_an_unknown_layer_or_width_are_refused_by_name():

@@ -58,10 +58,13 @@ def quantizable(model: keras.Model) -> list[Quantizable]:
     Recurrent and attention weights are not listed: ai-edge-quantizer has no recipe for
     TFLite's fused LSTM or the einsum form attention takes, so they stay float32.
     """
-    found = []
+    found, owners = [], {}
     for layer in leaf_layers(model):
         layer = unwrap(layer)
         for attr, axes, bits in _weights_of(layer):
+            if owners.setdefault(layer.name, layer) is not layer:  # bits are given by layer name
+                raise ModelError(f"'{model.name}' has two quantizable layers named '{layer.name}' (one "
+                                 "inside a nested model); bits are given by layer name, so rename one.")
             weight = getattr(layer, attr)
             shape = tuple(int(d) for d in weight.shape)
             found.append(Quantizable(layer.name, attr, tuple(a % len(shape) for a in axes), shape, bits))

@@ -72,7 +72,8 @@ def _kept(size: int, remove: int, round_to: int) -> int:
 
 def _keep_a_unit_per_direction(graph: ChannelGraph, scores: Mapping[int, float], removed: set[int]) -> None:
     """A Bidirectional layer's units are one group, but each direction must keep one: where
-    the plan empties a direction, its best-scoring unit comes back."""
+    the plan empties a direction, its best-scoring unit comes back (one past ``round_to``'s
+    multiple: a direction of zero units cannot be built)."""
     for layer in graph.model.layers:
         if not isinstance(layer, keras.layers.Bidirectional):
             continue
