@@ -7,7 +7,7 @@ import pytest
 
 from kerasprune.errors import ConfigError
 from kerasprune.experiment.config import load_config
-from kerasprune.experiment.runner import fingerprint
+from kerasprune.experiment.cache import fingerprint
 
 BASE = """
 experiment: t

@@ -78,7 +78,7 @@ def test_every_committed_run_is_what_its_config_makes_now():
     from pathlib import Path
 
     from kerasprune.experiment.config import load_config
-    from kerasprune.experiment.runner import fingerprint
+    from kerasprune.experiment.cache import fingerprint
 
     experiments = Path(__file__).parent.parent / "experiments"
     checked = 0

@@ -2,35 +2,32 @@
 
 Each run writes ``saved_models/<experiment>/<budget>/<run>/`` and its ``result.json`` last;
 a rerun of the same command skips runs whose result exists with the same config
-fingerprint, and a run killed mid-training resumes from its last epoch.  So a long
-experiment can be stopped and continued at any time.  (A run killed in its QAT phase trains
-its method phase again before the QAT phase resumes: that phase's model is not saved.)  The results file is written once,
-complete: until then the runs done so far are in ``results.partial.json`` beside the models.
+fingerprint (:mod:`.cache`), and a run killed mid-training resumes from its last epoch.
+So a long experiment can be stopped and continued at any time.  (A run killed in its QAT
+phase trains its method phase again before the QAT phase resumes: that phase's model is
+not saved.)  The results file is written once, complete: until then the runs done so far
+are in ``results.partial.json`` beside the models.
 """
 from __future__ import annotations
 
 import dataclasses
-import hashlib
-import json
 import os
 import shlex
-import shutil
 import time
 from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
 
-from .. import __version__, benchmark, export, files, loading, metrics
+from .. import benchmark, export, files, loading, metrics
 from ..backend import keras
 from ..benchmark import footprint
 from ..data import Data, arrays, load
 from ..environment import environment
-from ..errors import ConfigError
 from ..metrics.quality import predicted_classes, unit_threshold
 from ..random_state import layer_generators
 from ..results import complete_results, complete_run
-from . import quantize, traffic
+from . import cache, quantize, traffic
 from .config import load_config
 from .registry import METHODS, Outcome, RunContext
 from .report import write_report
@@ -76,12 +73,9 @@ def run_experiment(
         config = dataclasses.replace(config, seed=seed, name=f"{config.name}.seed{seed}")
     json_path, report_path = results_paths(config, results_dir)
     root = Path(out_dir) / config.name / budget
-    actions = _actions(config, root, only, fresh)
-    _refuse_to_drop_results(actions, json_path, root, only)
-    if actions.get(BASELINE) == "run":  # a run fine-tuned from the old baseline is no longer kept
-        for run in config.runs:
-            if METHODS[run.method].from_baseline:
-                (root / run.run_id / "result.json").unlink(missing_ok=True)
+    actions = cache.actions(config, root, only, fresh)
+    cache.refuse_to_drop_results(actions, json_path, root, only)
+    cache.forget_runs_from(root, config, actions)
     log(f"kerasprune: experiment '{config.name}' ({config.dataset}, {config.budget.model}, "
         f"budget {budget}): {len(config.runs)} runs -> {root}")
 
@@ -111,7 +105,7 @@ def run_experiment(
         if action == "keep":
             log(f"{label}: done earlier, kept ({run_dir / 'result.json'})")
             # the same fingerprint means the same config: its settings are written as now
-            cached = _cached(run_dir, fingerprint(config, run))
+            cached = cache.cached(run_dir, cache.fingerprint(config, run))
             results["runs"].append({**cached, **_identity(config, run, data)})
             continue
         if action != "run":
@@ -136,45 +130,6 @@ def run_experiment(
     log(f"kerasprune: finished in {time.perf_counter() - started:.0f}s; results {json_path}, "
         f"report {report_path}")
     return results
-
-
-def _actions(config: ExperimentConfig, root: Path, only: list[str] | None, fresh: bool) -> dict[str, str]:
-    """What each run will do: ``keep`` its saved result, ``run``, or be left out of the
-    results, as ``stale`` (its baseline is retrained) or ``skip`` (not selected, none saved)."""
-    wanted = set(only) if only else None
-    unknown = (wanted or set()) - {r.run_id for r in config.runs}
-    if unknown:
-        raise ConfigError(f"--only: no run(s) {', '.join(sorted(unknown))} in {config.path}; "
-                          f"the runs are {', '.join(r.run_id for r in config.runs)}.")
-    actions, retrained = {}, False
-    for run in config.runs:
-        selected = wanted is None or run.run_id in wanted
-        stale = retrained and METHODS[run.method].from_baseline
-        if not stale and not (fresh and selected) and _cached(root / run.run_id, fingerprint(config, run)):
-            actions[run.run_id] = "keep"
-        elif selected or run.method == BASELINE:  # the baseline is every method's start
-            actions[run.run_id] = "run"
-            retrained |= run.method == BASELINE
-        else:
-            actions[run.run_id] = "stale" if stale else "skip"
-    return actions
-
-
-def _refuse_to_drop_results(actions: dict[str, str], json_path: Path, root: Path,
-                            only: list[str] | None) -> None:
-    """``--only`` writes the results file with the other runs' saved results; a run with
-    none here (a fresh clone, or a baseline that will be retrained) would be left out of
-    it, so a results file that records that run is not overwritten."""
-    if not only or not json_path.is_file():
-        return
-    held = {r.get("run") for r in json.loads(json_path.read_text()).get("runs", [])}
-    dropped = [run for run, action in actions.items() if action in ("stale", "skip") and run in held]
-    if dropped:
-        why = ("the baseline would be retrained" if "stale" in actions.values()
-               else "their saved results are not")
-        raise ConfigError(f"--only {' '.join(only)} would rewrite {json_path} without runs it records "
-                          f"({', '.join(dropped)}): {why} under {root}.  Run the whole experiment, "
-                          "add them to --only, or write elsewhere with --results-dir.")
 
 
 def _time_side_by_side(results: dict, root: Path, log: Log) -> None:
@@ -216,84 +171,11 @@ def _default_command(config: ExperimentConfig, budget: str) -> str:
     return f"kerasprune experiment {shlex.quote(str(path))} --budget {budget}"
 
 
-#: settings added after results were saved, at the value that changes nothing: they count
-#: only when set otherwise, so the saved results of the runs without them stay valid.
-#: Method settings count unless at this value of this type (``gradient_batches: 1.0`` counts);
-_LATER_SETTINGS = {"sparse_init": False, "gradient_batches": 1, "revise": False, "per_row": False,
-                   "start_rankings": False}
-#: phase settings are off at zero (int or float) and count when not zero
-_LATER_PHASE_SETTINGS = ("clipnorm", "distill")
-
-
-def fingerprint(config: ExperimentConfig, run: RunSpec) -> str:
-    """What a run's result depends on; a cached result with another one is rerun.
-
-    The baseline's training is part of every run; the ``finetune`` phase only of the
-    methods that start from the baseline.
-    """
-    method = METHODS[run.method]
-    budget = dataclasses.asdict(config.budget)
-    budget.pop("name")
-    for phase in ("train", "finetune"):
-        budget[phase] = {k: v for k, v in budget[phase].items() if v or k not in _LATER_PHASE_SETTINGS}
-        if "distill" not in budget[phase]:  # no teacher, no temperature
-            del budget[phase]["temperature"]
-    params = {k: v for k, v in {**method.defaults, **run.params}.items()
-              if k not in _LATER_SETTINGS or (type(v), v) != (type(_LATER_SETTINGS[k]), _LATER_SETTINGS[k])}
-    key = {"dataset": config.dataset, "seed": config.seed, "method": run.method,
-           "params": params, "kerasprune": __version__}
-    if run.training:  # only when set, so the runs without any keep their saved results
-        key["training"] = run.training
-    # another random stream for dropout (likewise only when set); also for a model without
-    # random layers, which then retrains to the same figures: the fingerprint builds no model
-    if config.exact_resume:
-        key["exact_resume"] = True
-    if method.from_baseline:
-        key["baseline"] = fingerprint(config, RunSpec(BASELINE, {}, BASELINE))
-    else:
-        budget.pop("finetune")
-    key["budget"] = budget
-    return hashlib.sha256(json.dumps(key, sort_keys=True, default=str).encode()).hexdigest()[:16]
-
-
-def _cached(run_dir: Path, fingerprint: str) -> dict | None:
-    path = run_dir / "result.json"
-    if not path.is_file() or not all((run_dir / name).is_file() for name in ("model.keras", "model.tflite")):
-        return None  # without its files the run cannot be timed with the others: it runs again
-    record = json.loads(path.read_text())
-    return record if record.get("fingerprint") == fingerprint else None
-
-
-#: what a killed or finished run's training leaves in its folder for a resume to pick up:
-#: its backup, history, best epoch and random state, and all of those of its QAT phase
-_TRAINING_LEFTOVERS = ("backup", "history.csv", "best", "random_state.json", "qat")
-
-
-def _forget_other_config(run_dir: Path, fingerprint: str, log: Log, label: str) -> None:
-    """Drop what a killed run's training left unless it was made with this config.
-
-    A backup without a fingerprint beside it comes from an unknown config (an older
-    kerasprune, a copied folder): restoring it could fail on changed shapes, or resume a
-    different run silently.
-    """
-    marker = run_dir / "fingerprint"
-    known = marker.read_text().strip() if marker.is_file() else None
-    left = [run_dir / name for name in _TRAINING_LEFTOVERS if (run_dir / name).exists()]
-    if left and known != fingerprint:
-        why = "the config changed since" if known else "no record of the config of"
-        interrupted = (run_dir / "backup").exists() or (run_dir / "qat" / "backup").exists()
-        which = "interrupted" if interrupted else "last"  # a finished run keeps its history
-        log(f"{label}: {why} the {which} run; starting it afresh")
-        for path in left:
-            files.remove_folder(path) if path.is_dir() else path.unlink(missing_ok=True)
-    files.write_text(marker, fingerprint + "\n")
-
-
 def _run_one(config: ExperimentConfig, run: RunSpec, data: Data, run_dir: Path,
              baseline_dir: Path, label: str, log: Log) -> dict:
     method = METHODS[run.method]
     run_dir.mkdir(parents=True, exist_ok=True)
-    _forget_other_config(run_dir, fingerprint(config, run), log, label)
+    cache.forget_other_config(run_dir, cache.fingerprint(config, run), log, label)
     keras.utils.set_random_seed(config.seed)
 
     def baseline() -> keras.Model:
@@ -318,7 +200,7 @@ def _run_one(config: ExperimentConfig, run: RunSpec, data: Data, run_dir: Path,
         **figures,
         "train_seconds": round(train_seconds, 2),
         "peak_memory_mb": round(memory.mb, 1),
-        "fingerprint": fingerprint(config, run),
+        "fingerprint": cache.fingerprint(config, run),
     }
     # latency is taken later, side by side with the other runs (_time_side_by_side)
     record = complete_run(record, {"latency_ms": "timed with every run at the end"})
