@@ -29,18 +29,18 @@ def actions(config: ExperimentConfig, root: Path, only: list[str] | None, fresh:
     if unknown:
         raise ConfigError(f"--only: no run(s) {', '.join(sorted(unknown))} in {config.path}; "
                           f"the runs are {', '.join(r.run_id for r in config.runs)}.")
-    actions, retrained = {}, False
+    chosen, retrained = {}, False
     for run in config.runs:
         selected = wanted is None or run.run_id in wanted
         stale = retrained and METHODS[run.method].from_baseline
         if not stale and not (fresh and selected) and cached(root / run.run_id, fingerprint(config, run)):
-            actions[run.run_id] = "keep"
+            chosen[run.run_id] = "keep"
         elif selected or run.method == BASELINE:  # the baseline is every method's start
-            actions[run.run_id] = "run"
+            chosen[run.run_id] = "run"
             retrained |= run.method == BASELINE
         else:
-            actions[run.run_id] = "stale" if stale else "skip"
-    return actions
+            chosen[run.run_id] = "stale" if stale else "skip"
+    return chosen
 
 
 def refuse_to_drop_results(actions: dict[str, str], json_path: Path, root: Path,
