@@ -7,10 +7,10 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from ..backend import keras
 from ..checks import number
 from ..errors import ConfigError
 from .graph import ChannelGraph
+from .rules import rule_for
 
 Ratio = float | Mapping[str | tuple[str, ...], float]  # by layer name or group key
 
@@ -70,19 +70,22 @@ def _kept(size: int, remove: int, round_to: int) -> int:
     return kept
 
 
-def _keep_a_unit_per_direction(graph: ChannelGraph, scores: Mapping[int, float], removed: set[int]) -> None:
-    """A Bidirectional layer's units are one group, but each direction must keep one: where
-    the plan empties a direction, its best-scoring unit comes back (one past ``round_to``'s
-    multiple: a direction of zero units cannot be built)."""
+def _keep_a_channel_per_part(graph: ChannelGraph, scores: Mapping[int, float], removed: set[int]) -> None:
+    """A source whose output has parts that must each keep a channel (its rule's ``parts``:
+    a Bidirectional layer's directions, one group together): where the plan empties a part,
+    its best-scoring channel comes back (one past ``round_to``'s multiple: a part of zero
+    channels cannot be built)."""
     for layer in graph.model.layers:
-        if not isinstance(layer, keras.layers.Bidirectional):
+        rule = rule_for(layer)
+        if rule is None or rule.parts is None or layer.name not in graph.node_ids:
             continue
-        n = layer.forward_layer.units
-        units = [c for c in graph.channels if layer.name in c.sources]
-        for direction in ([c for c in units if c.sources[layer.name] < n],
-                          [c for c in units if c.sources[layer.name] >= n]):
-            if direction and all(c.id in removed for c in direction):
-                removed.discard(max(direction, key=lambda c: scores[c.id]).id)
+        ends = np.cumsum(rule.parts(layer))
+        channels = [c for c in graph.channels if layer.name in c.sources]
+        for part in range(len(ends)):
+            mine = [c for c in channels
+                    if (ends[part - 1] if part else 0) <= c.sources[layer.name] < ends[part]]
+            if mine and all(c.id in removed for c in mine):
+                removed.discard(max(mine, key=lambda c: scores[c.id]).id)
 
 
 def make_plan(graph: ChannelGraph, scores: Mapping[int, float], ratio: Ratio, *,
@@ -129,7 +132,7 @@ def make_plan(graph: ChannelGraph, scores: Mapping[int, float], ratio: Ratio, *,
             allowed = size - _kept(size, count, round_to)
             ranked = sorted((c for c in groups[key] if c.id in removed), key=lambda c: -scores[c.id])
             removed.difference_update(c.id for c in ranked[:count - allowed])
-    _keep_a_unit_per_direction(graph, scores, removed)
+    _keep_a_channel_per_part(graph, scores, removed)
     keep_heads = {}
     chosen = ratio if head_ratio is None else head_ratio
     for name, heads in graph.heads.items():

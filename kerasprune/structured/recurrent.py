@@ -118,4 +118,5 @@ def _bidirectional_scores(layer, w):
 RULES[L.Bidirectional] = Rule(
     _bidirectional_outputs, source=True, config=_bidirectional_config,
     weights=_bidirectional_weights, mask=_bidirectional_mask,
-    scores=_bidirectional_scores)
+    scores=_bidirectional_scores,
+    parts=lambda layer: (layer.forward_layer.units, layer.backward_layer.units))

@@ -39,7 +39,9 @@ class Rule:
     ``outputs(layer, in_ids, fresh)`` returns the output's ids (``fresh(n)`` makes new
     ones); ``inner(layer)`` the number of internal units (heads) or 0; ``config`` and
     ``weights`` shrink; ``mask`` zeroes what reads removed channels; ``scores`` gives the
-    weights that make each output channel (rows) for norm importance.
+    weights that make each output channel (rows) for norm importance; ``parts(layer)`` the
+    widths of the output's parts that must each keep a channel (a Bidirectional layer's two
+    directions), or None for one part.
     """
 
     outputs: Callable
@@ -50,6 +52,7 @@ class Rule:
     scores: Callable | None = None
     inner: Callable | None = None
     unifies: Callable = lambda layer: False  # its inputs' channels become one, position by position
+    parts: Callable | None = None
 
 
 RULES: dict[type, Rule] = {}
