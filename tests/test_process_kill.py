@@ -1,8 +1,9 @@
 """A real process killed mid-run (SIGKILL, or SIGINT as Ctrl-C sends it) and started
 again ends where an uninterrupted run ends, bit for bit: adaptive pruning (masks,
-schedule, feedback), RigL (masks, regrowth counters) and the RL agent (its networks,
-memory, generator and plans), each with its optimizer state, on a model with Dropout
-(``exact_resume``: its random state too).
+schedule, feedback), RigL (masks, regrowth counters), the RL agent (its networks,
+memory, generator and plans) and a pruned run killed in its quantization-aware phase
+(which goes on from its method's kept model, not from the method's first epoch), each
+with its optimizer state, on a model with Dropout (``exact_resume``: its random state too).
 
 The experiment runs in a subprocess on tfds' mock data with deterministic ops, so the
 data order is controlled; the in-process variants of these tests raise inside ``fit``."""
@@ -30,6 +31,7 @@ methods:
   - {method: adaptive, sparsity: 0.5, every: 1}
   - {method: rigl, sparsity: 0.8}
   - {method: rl, macs: 0.5, intervals: 2, episodes: 3, eval_batches: 1, confirm_batches: 0}
+  - {method: adaptive, tag: qat, sparsity: 0.5, every: 1, quantize: {mode: mixed, bits: 8, epochs: 3}}
 budgets:
   cpu:
     data: {batch_size: 8, max_train_examples: 48}
@@ -52,7 +54,11 @@ with tfds.testing.mock_data(num_examples=40):
     sys.exit(main(sys.argv[1:]))
 """
 
-RUNS = ("adaptive_sparsity-0.5", "rigl_sparsity-0.8", "rl")
+RUNS = ("adaptive_sparsity-0.5", "rigl_sparsity-0.8", "rl", "adaptive-qat_sparsity-0.5")
+# where each is killed: in its second epoch of three (its first is backed up), of its
+# quantization-aware phase for the last
+PHASES = {"adaptive-qat_sparsity-0.5": "adaptive-qat_sparsity-0.5 qat"}
+SIGNALS = (signal.SIGKILL, signal.SIGINT, signal.SIGKILL, signal.SIGKILL)
 
 
 def _command(config, out):
@@ -104,8 +110,8 @@ def runs(tmp_path_factory):
     config.write_text(textwrap.dedent(CONFIG))
     _finish(config, root / "whole")
     whole = json.loads((root / "experiments" / "results" / "killed.json").read_text())
-    outputs = [_until(config, root / "cut", f"] {run} epoch 2/3", sig)  # the next one resumes it
-               for run, sig in zip(RUNS, (signal.SIGKILL, signal.SIGINT, signal.SIGKILL))]
+    outputs = [_until(config, root / "cut", f"] {PHASES.get(run, run)} epoch 2/3", sig)
+               for run, sig in zip(RUNS, SIGNALS)]  # each next command resumes the run cut before
     outputs.append(_finish(config, root / "cut"))
     logs = dict(zip(RUNS, outputs[1:]))
     cut = json.loads((root / "experiments" / "results" / "killed.json").read_text())
@@ -115,8 +121,9 @@ def runs(tmp_path_factory):
 @pytest.mark.parametrize("run", RUNS)
 def test_a_killed_process_resumes_its_epochs_and_ends_on_the_uninterrupted_weights(runs, run):
     root, whole, cut, logs = runs
-    log = logs[run]
-    assert f"] {run} epoch 3/3" in log and f"] {run} epoch 1/3" not in log  # resumed, not restarted
+    log, phase = logs[run], PHASES.get(run, run)
+    assert f"] {phase} epoch 3/3" in log and f"] {phase} epoch 1/3" not in log  # resumed, not restarted
+    assert f"] {run} epoch 1/3" not in log  # nor the method's epochs before the phase killed
     first, again = ({r["run"]: r for r in results["runs"]}[run] for results in (whole, cut))
     for field in ("accuracy", "sparsity", "nonzero_params", "layer_sparsity", "macs"):
         assert first[field] == again[field], field

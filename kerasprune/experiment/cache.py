@@ -109,8 +109,18 @@ def cached(run_dir: Path, fingerprint: str) -> dict | None:
 
 
 #: what a killed or finished run's training leaves in its folder for a resume to pick up:
-#: its backup, history, best epoch and random state, and all of those of its QAT phase
-_TRAINING_LEFTOVERS = ("backup", "history.csv", "best", "random_state.json", "qat")
+#: its backup, history, best epoch and random state, all of those of its QAT phase, and the
+#: method's model kept for that phase (:data:`.quantize.METHOD_DONE`)
+_TRAINING_LEFTOVERS = ("backup", "history.csv", "best", "random_state.json", "qat", "method")
+
+
+def _leftovers(run_dir: Path) -> list[Path]:
+    return [run_dir / name for name in _TRAINING_LEFTOVERS if (run_dir / name).exists()]
+
+
+def _drop(paths: list[Path]) -> None:
+    for path in paths:
+        files.remove_folder(path) if path.is_dir() else path.unlink(missing_ok=True)
 
 
 def forget_other_config(run_dir: Path, fingerprint: str, log: Log, label: str) -> None:
@@ -122,24 +132,24 @@ def forget_other_config(run_dir: Path, fingerprint: str, log: Log, label: str) -
     """
     marker = run_dir / "fingerprint"
     known = marker.read_text().strip() if marker.is_file() else None
-    left = [run_dir / name for name in _TRAINING_LEFTOVERS if (run_dir / name).exists()]
+    left = _leftovers(run_dir)
     if left and known != fingerprint:
         why = "the config changed since" if known else "no record of the config of"
         interrupted = (run_dir / "backup").exists() or (run_dir / "qat" / "backup").exists()
         which = "interrupted" if interrupted else "last"  # a finished run keeps its history
         log(f"{label}: {why} the {which} run; starting it afresh")
-        for path in left:
-            files.remove_folder(path) if path.is_dir() else path.unlink(missing_ok=True)
+        _drop(left)
     files.write_text(marker, fingerprint + "\n")
 
 
 def forget_runs_from(root: Path, config: ExperimentConfig, actions: dict[str, str]) -> None:
     """A baseline about to be retrained takes the saved results of the runs fine-tuned from
-    it along, so that no later command keeps one made from the old baseline."""
+    it along, and what their killed training left, so that no later command keeps or
+    resumes one made from the old baseline."""
     if actions.get(BASELINE) == "run":
         for run in config.runs:
             if METHODS[run.method].from_baseline:
-                (root / run.run_id / "result.json").unlink(missing_ok=True)
+                _drop([root / run.run_id / "result.json", *_leftovers(root / run.run_id)])
 
 
 __all__ = ["actions", "cached", "fingerprint", "forget_other_config", "forget_runs_from",

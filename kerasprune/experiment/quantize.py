@@ -19,9 +19,11 @@ Keras predicts on ``min_agreement`` of the check examples (0.95), or nothing is 
 from __future__ import annotations
 
 import dataclasses
+import json
+from collections.abc import Callable
 from typing import Any
 
-from .. import checks, export, quantization
+from .. import checks, export, files, loading, quantization
 from ..checks import choice, flag, number
 from ..errors import ConfigError, ModelError
 from .registry import Outcome, RunContext
@@ -68,6 +70,36 @@ def check(block: Any, where: str) -> dict[str, Any]:
     choice(spec["compute"], f"{where}: quantize.compute", ("float", "dynamic"))
     choice(spec["score"], f"{where}: quantize.score", quantization.sensitivity.SCORES)
     return spec
+
+
+#: where a run with a ``quantize`` block keeps its method's trained model and record until its
+#: result is written: a run killed in its quantization phase goes on from there
+METHOD_DONE = "method"
+
+
+def after_method(ctx: RunContext, run_method: Callable[[], Outcome],
+                 log: Callable[[str], None]) -> Outcome:
+    """The method's outcome for the ``quantize`` block to start from: ``run_method()``,
+    kept in ``run_dir/method``; or, when a killed run kept it, that one, so the method's
+    epochs are not trained again before the quantization phase resumes.
+
+    Its record is written after its model, so a kill between the two leaves nothing that
+    loads.  A method that trained no epoch (``quantized``) is not kept: it costs nothing.
+    """
+    kept = ctx.run_dir / METHOD_DONE
+    if (kept / "outcome.json").is_file():
+        record = json.loads((kept / "outcome.json").read_text())
+        log(f"{ctx.label}: method phase done earlier ({record['epochs']} epochs), kept ({kept})")
+        ctx.taught.extend(record["taught"])
+        return Outcome(loading.load_model(kept / "model.keras", compile=True), record["history"],
+                       record["epochs"], record["extra"])
+    outcome = run_method()
+    if outcome.epochs and outcome.export_model is None:
+        with files.atomic_path(kept / "model.keras") as tmp:
+            outcome.model.save(tmp)
+        files.write_json(kept / "outcome.json", {"history": outcome.history, "epochs": outcome.epochs,
+                                                 "extra": outcome.extra, "taught": ctx.taught})
+    return outcome
 
 
 def apply(ctx: RunContext, outcome: Outcome, block: dict[str, Any]) -> Outcome:

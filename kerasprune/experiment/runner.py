@@ -3,10 +3,10 @@
 Each run writes ``saved_models/<experiment>/<budget>/<run>/`` and its ``result.json`` last;
 a rerun of the same command skips runs whose result exists with the same config
 fingerprint (:mod:`.cache`), and a run killed mid-training resumes from its last epoch.
-So a long experiment can be stopped and continued at any time.  (A run killed in its QAT
-phase trains its method phase again before the QAT phase resumes: that phase's model is
-not saved.)  The results file is written once, complete: until then the runs done so far
-are in ``results.partial.json`` beside the models.
+So a long experiment can be stopped and continued at any time; a run killed in the
+quantization-aware phase of its ``quantize`` block goes on from its method's kept model
+(:func:`.quantize.after_method`).  The results file is written once, complete: until then
+the runs done so far are in ``results.partial.json`` beside the models.
 """
 from __future__ import annotations
 
@@ -186,9 +186,11 @@ def _run_one(config: ExperimentConfig, run: RunSpec, data: Data, run_dir: Path,
     ctx = RunContext(data, config.budget.for_run(run.training), config.seed, run_dir, label, baseline)
     started = time.perf_counter()
     with footprint.PeakMemory() as memory, layer_generators(config.exact_resume):
-        outcome = method.run(ctx, run.params)
         if "quantize" in run.params:
+            outcome = quantize.after_method(ctx, lambda: method.run(ctx, run.params), log)
             outcome = quantize.apply(ctx, outcome, run.params["quantize"])
+        else:
+            outcome = method.run(ctx, run.params)
     train_seconds = time.perf_counter() - started
     log(f"{label}: trained in {train_seconds:.0f}s; measuring and exporting")
     figures = measure(outcome, data, run_dir)
@@ -205,6 +207,7 @@ def _run_one(config: ExperimentConfig, run: RunSpec, data: Data, run_dir: Path,
     # latency is taken later, side by side with the other runs (_time_side_by_side)
     record = complete_run(record, {"latency_ms": "timed with every run at the end"})
     files.write_json(run_dir / "result.json", record)
+    files.remove_folder(run_dir / quantize.METHOD_DONE)  # its result is written: nothing resumes it
     log(f"{label}: accuracy {record['accuracy']:.4f}, sparsity {record['sparsity']:.3f}, "
         f"TFLite {record['tflite_bytes'] / 1024:.0f} KiB")
     return record
