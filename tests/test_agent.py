@@ -3,10 +3,12 @@ exceed the budget, the same seed gives the same policy, and a killed run resumes
 agent it had."""
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pytest
 
-from kerasprune import ConfigError, ModelError, prune
+from kerasprune import ConfigError, ModelError, TrainingError, prune
 from kerasprune.agent import DQN, Episode, PruningEnvironment, RLPruning, Search, search
 from kerasprune.metrics.quality import hits as _hits
 from kerasprune.backend import keras, tf
@@ -324,6 +326,53 @@ def test_the_dqn_learns_which_action_pays():
     assert agent.act(state, allowed=np.array([True, True, False, True]), explore=False) != 2
 
 
+def test_the_value_of_the_next_state_is_its_best_action_among_those_open_there():
+    """An action the agent may not take next (a group cannot go below what it already lost)
+    is worth nothing to it, however high the target network rates it."""
+    agent = DQN(2, 3, seed=0, batch_size=1, memory=1, gamma=1.0)
+    for v in agent.online + agent.target:
+        v.assign(tf.zeros_like(v))
+    agent.target[-1].assign([0.0, 0.0, 10.0])  # the last layer's bias: Q(s2) = (0, 0, 10)
+    state = np.zeros(2, np.float32)
+    agent.remember(state, 0, 0.0, state, False, next_allowed=np.array([True, True, False]))
+    assert agent.learn() == 0.0  # the goal is 0 + max(0, 0), which Q(s, 0) = 0 already is
+    agent.remember(state, 0, 0.0, state, False)  # all open: the goal is 10
+    assert agent.learn() == pytest.approx(9.5)  # Huber of an error of 10
+
+
+def test_each_episode_logs_the_exploration_rate_it_ran_with():
+    log = Search(PruningEnvironment(_cnn(), _data(), eval_batches=2), seed=0, epsilon_episodes=4).run(4).episodes
+    assert [e["epsilon"] for e in log] == pytest.approx([1.0, 0.3162, 0.1, 0.0316, 0.0])  # greedy last
+
+
+@pytest.mark.parametrize("options, message", [
+    ({"gama": 0.5}, "unknown option.*gama.*the options are.*gamma"),
+    ({"seed": "a"}, "seed"),
+])
+def test_a_misnamed_or_mistyped_agent_option_is_refused_when_the_callback_is_made(options, message):
+    with pytest.raises(ConfigError, match=message):
+        RLPruning(_data(), budget=0.5, **options)
+    if "gama" in options:
+        with pytest.raises(ConfigError, match=message):
+            search(_cnn(), _data(), budget=0.5, episodes=2, **options)
+
+
+def test_shrink_refuses_a_model_that_fit_left_above_the_budget(tmp_path):
+    """fit stopped before the last interval (here by early stopping, after its second epoch):
+    the last plan is at 0.6 of the MACs at most, not the 0.4 asked for."""
+    stop = keras.callbacks.EarlyStopping(monitor="loss", min_delta=10.0, patience=0)
+    model = prune(_cnn(), track_scores=False)
+    model.compile(keras.optimizers.Adam(1e-2), "sparse_categorical_crossentropy")
+    agent = RLPruning(_data(128), budget=0.4, intervals=3, episodes=2, eval_batches=2, confirm_batches=2,
+                      verbose=0)
+    with pytest.raises(ModelError, match="has not run"):
+        agent.shrink()
+    model.fit(_data(), epochs=3, verbose=0, callbacks=[agent, stop])
+    assert len(agent.plans) == 2
+    with pytest.raises(TrainingError, match=r"after 2 of 3 intervals, at 0\.[0-9]+ of dense MACs, above the budget 0\.4"):
+        agent.shrink()
+
+
 def _fit(state_path, backup, kill_at=None, when="end", epochs=3, budget=0.4, layers=None, **options):
     class Kill(keras.callbacks.Callback):
         def on_epoch_begin(self, epoch, logs=None):
@@ -383,11 +432,15 @@ def test_a_killed_run_resumes_with_the_agent_and_plans_it_had(tmp_path, when):
     _, unbroken = _fit(tmp_path / "a.npz", tmp_path / "a")
     with pytest.raises(KeyboardInterrupt):
         _fit(tmp_path / "b.npz", tmp_path / "b", kill_at=1, when=when)
+    with np.load(tmp_path / "b.npz") as saved:
+        before = json.loads(bytes(saved["record"]).decode())["fit_seconds"]  # the killed process's
     _, resumed = _fit(tmp_path / "b.npz", tmp_path / "b")
     assert [p["removed"] for p in resumed.plans] == [p["removed"] for p in unbroken.plans]
     assert _untimed(resumed.episode_log) == _untimed(unbroken.episode_log)
     assert resumed.search.agent.epsilon == unbroken.search.agent.epsilon
     assert resumed.search.agent.stored == unbroken.search.agent.stored
+    # the search's share is of fit's time in both processes, not of the resumed one's alone
+    assert resumed.fit_seconds > before > 0
 
 
 def test_rl_pruning_needs_pruning_wrappers():

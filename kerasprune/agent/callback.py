@@ -28,13 +28,13 @@ import numpy as np
 
 from ..backend import keras, tf
 from ..checks import flag, number
-from ..errors import ConfigError, ModelError
+from ..errors import ConfigError, ModelError, TrainingError
 from ..files import write_bytes
 from ..sparsity.prune import strip, wrappers
 from ..structured import masks, shrink
 from ..structured.plan import Plan
-from .environment import ENV_OPTIONS, PruningEnvironment
-from .search import Search
+from .environment import PruningEnvironment
+from .search import Search, split_options
 
 
 class RLPruning(keras.callbacks.Callback):
@@ -58,15 +58,16 @@ class RLPruning(keras.callbacks.Callback):
         self.intervals = number(intervals, "RLPruning intervals", low=1, integer=True)
         self.every = number(every, "RLPruning every", low=1, integer=True)
         self.episodes = number(episodes, "RLPruning episodes", low=1, integer=True)
-        self.eval_batches, self.seed, self.verbose = eval_batches, seed, verbose
+        self.eval_batches, self.verbose = eval_batches, verbose
+        self.seed = number(seed, "RLPruning seed", low=0, integer=True)
         self.revise = flag(revise, "RLPruning revise")
         self.state_path = Path(state_path) if state_path is not None else None
-        self.env_options = {k: options.pop(k) for k in ENV_OPTIONS if k in options}
-        self.dqn_options = options
+        self.env_options, self.dqn_options = split_options(options, "RLPruning")
         self.search: Search | None = None
         self.plans: list[dict] = []  # per interval: epoch, budget, best episode, removed ids
         self.episode_log: list[dict] = []
         self.search_seconds = 0.0
+        self._fit_before, self._fit_began = 0.0, None  # fit's time in earlier processes, and now
 
     @property
     def plan(self) -> Plan:
@@ -86,14 +87,14 @@ class RLPruning(keras.callbacks.Callback):
             raise ConfigError(f"RLPruning: its last interval begins at epoch {last + 1}, but fit runs "
                               f"{epochs} epochs, so the model would end above the budget; fit longer or "
                               "lower intervals or every.")
-        started = time.perf_counter()
+        started = self._fit_began = time.perf_counter()
         plain = strip(self.model)
         env = PruningEnvironment(plain, self.data, budget=self.budget, eval_batches=self.eval_batches,
                                  observe_now=False, **self.env_options)
         self.search = Search(env, seed=self.seed, epsilon_episodes=self.episodes * self.intervals,
                              **self.dqn_options)
         self._install(Plan({c.id for c in env.graph.channels}), check_only=True)
-        self.plans, self.episode_log, self.search_seconds = [], [], 0.0
+        self.plans, self.episode_log, self.search_seconds, self._fit_before = [], [], 0.0, 0.0
         built = time.perf_counter() - started  # the agent's own cost: scoring, its model copy
         if self.state_path is not None and self.state_path.is_file():
             with np.load(self.state_path) as saved:
@@ -104,14 +105,21 @@ class RLPruning(keras.callbacks.Callback):
                                       "state_path.")
                 self.search.load_state({k: saved[k] for k in saved.files})
             self.plans, self.episode_log = record["plans"], record["episodes"]
-            self.search_seconds = record["seconds"]
+            self.search_seconds, self._fit_before = record["seconds"], record["fit_seconds"]
         self.search_seconds += built
 
     def on_train_end(self, logs: dict | None = None) -> None:
         """The run is complete: its agent state has nothing left to resume (as BackupAndRestore
         removes its checkpoint)."""
+        self._fit_before, self._fit_began = self.fit_seconds, None
         if self.state_path is not None:
             self.state_path.unlink(missing_ok=True)
+
+    @property
+    def fit_seconds(self) -> float:
+        """``fit``'s wall time with this callback, over every process of a resumed run, as
+        far as the saved state tells (to the last epoch end): what the search's share is of."""
+        return self._fit_before + (time.perf_counter() - self._fit_began if self._fit_began else 0.0)
 
     def _fingerprint(self) -> dict:
         """What a saved agent must have been made for: this model's groups, budget, schedule,
@@ -158,9 +166,22 @@ class RLPruning(keras.callbacks.Callback):
     def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
         if logs is not None and self.plans:
             logs["rl_macs"] = self.plans[-1]["macs"]
+        if self.plans:  # the time so far, for a resumed run's share (before the backup's write)
+            self._save()
 
     def shrink(self) -> keras.Model:
-        """The smaller plain model: the wrapped model's weights with the last plan cut out."""
+        """The smaller plain model: the wrapped model's weights with the last plan cut out.
+        Refused while that plan is above the budget (``fit`` stopped before the last interval,
+        by early stopping or a kill): the model would not be what was asked for."""
+        if self.search is None:
+            raise ModelError("RLPruning.shrink: the agent has not run; fit the model with this "
+                             "callback first.")
+        reached = self.plans[-1]["macs"] if self.plans else 1.0
+        if reached > self.budget + 1e-9:
+            raise TrainingError(f"RLPruning.shrink: fit ended after {len(self.plans)} of "
+                                f"{self.intervals} intervals, at {reached:.3f} of dense MACs, above the "
+                                f"budget {self.budget:g}; fit on through the last interval (a run "
+                                "resumed with its backup and state_path goes on where it stopped).")
         return shrink(strip(self.model), self.plan, self.search.env.graph)
 
     def _install(self, plan: Plan, check_only: bool = False) -> None:
@@ -188,7 +209,7 @@ class RLPruning(keras.callbacks.Callback):
         if self.state_path is None:
             return
         record = {"plans": self.plans, "episodes": self.episode_log, "seconds": self.search_seconds,
-                  "run": self._fingerprint()}
+                  "fit_seconds": self.fit_seconds, "run": self._fingerprint()}
         state = {**self.search.state(), "record": np.frombuffer(json.dumps(record).encode(), np.uint8)}
         buffer = io.BytesIO()
         np.savez(buffer, **state)

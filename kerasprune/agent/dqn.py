@@ -49,9 +49,11 @@ class DQN:
         self.target = [tf.Variable(v) for v in self.online]
         self.moments = [tf.Variable(tf.zeros_like(v)) for v in self.online for _ in range(2)]
         self.updates = tf.Variable(0, dtype=tf.int64)
+        # "allowed2": the actions open in the next state, which alone its value is the best of
         self.memory = {"s": np.zeros((capacity, state_size), np.float32), "a": np.zeros(capacity, np.int32),
                        "r": np.zeros(capacity, np.float32), "s2": np.zeros((capacity, state_size), np.float32),
-                       "done": np.zeros(capacity, np.float32)}
+                       "done": np.zeros(capacity, np.float32),
+                       "allowed2": np.ones((capacity, self.actions), np.float32)}
         self.stored = 0  # transitions ever stored (the memory is a ring)
         # one traced step per agent, over its own variables (a shared one would be reused
         # across agents of other sizes)
@@ -72,9 +74,16 @@ class DQN:
         q = np.where(allowed, self.q_values(state)[0], -np.inf)
         return int(np.argmax(q))
 
-    def remember(self, state, action: int, reward: float, next_state, done: bool) -> None:
+    def remember(self, state, action: int, reward: float, next_state, done: bool,
+                 next_allowed: np.ndarray | None = None) -> None:
+        """Store a transition; ``next_allowed`` (a boolean per action; all by default) are the
+        actions :meth:`act` may take in ``next_state``, the only ones its value is taken over."""
         i = self.stored % len(self.memory["a"])
-        for key, value in (("s", state), ("a", action), ("r", reward), ("s2", next_state), ("done", done)):
+        allowed = np.ones(self.actions, bool) if next_allowed is None else np.asarray(next_allowed, bool)
+        if not done and not allowed.any():
+            raise ConfigError("DQN.remember: no action is allowed in the next state.")
+        for key, value in (("s", state), ("a", action), ("r", reward), ("s2", next_state), ("done", done),
+                           ("allowed2", allowed)):
             self.memory[key][i] = value
         self.stored += 1
 
@@ -84,7 +93,7 @@ class DQN:
         if size < self.batch_size:
             return None
         pick = self.rng.choice(size, self.batch_size, replace=False)
-        batch = [tf.constant(self.memory[k][pick]) for k in ("s", "a", "r", "s2", "done")]
+        batch = [tf.constant(self.memory[k][pick]) for k in ("s", "a", "r", "s2", "done", "allowed2")]
         loss = self._train(*batch)
         if int(self.updates.numpy()) % self.target_every == 0:
             for t, o in zip(self.target, self.online):
@@ -109,6 +118,11 @@ class DQN:
         for prefix, variables in (("online", self.online), ("target", self.target), ("moment", self.moments)):
             for i, v in enumerate(variables):
                 v.assign(saved[f"{prefix}{i}"])
+        missing = [key for key in self.memory if f"memory_{key}" not in saved]
+        if missing:
+            raise ConfigError(f"DQN: the saved agent has no {', '.join(missing)} in its memory: an "
+                              "earlier kerasprune saved it, whose agent learned otherwise; delete its "
+                              "state file to search afresh.")
         for key in self.memory:
             self.memory[key][...] = saved[f"memory_{key}"]
         epsilon, stored, updates = saved["scalars"]
@@ -126,10 +140,13 @@ def _forward(weights, x):
     return x
 
 
-def _step(online, target, moments, updates, s, a, r, s2, done, gamma, lr):
-    """Huber TD error against the target network, then Adam (beta 0.9 / 0.999)."""
-    best_next = tf.reduce_max(_forward(target, s2), axis=1)
-    goal = r + gamma * (1.0 - done) * best_next
+def _step(online, target, moments, updates, s, a, r, s2, done, allowed2, gamma, lr):
+    """Huber TD error against the target network's best action among those open in the next
+    state (an action the agent may not take there has no value to it), then Adam (beta 0.9
+    / 0.999)."""
+    q_next = tf.where(allowed2 > 0, _forward(target, s2), tf.float32.min)
+    best_next = tf.where(done > 0, 0.0, tf.reduce_max(q_next, axis=1))
+    goal = r + gamma * best_next
     with tf.GradientTape() as tape:
         q = tf.gather(_forward(online, s), a, axis=1, batch_dims=1)
         error = tf.abs(goal - q)

@@ -22,6 +22,7 @@ callback's ``revise``) plays that plan first instead, and it is the one to beat.
 """
 from __future__ import annotations
 
+import inspect
 import time
 from dataclasses import dataclass, field
 
@@ -29,7 +30,7 @@ import numpy as np
 
 from ..backend import keras, tf
 from ..checks import flag, number
-from ..errors import TrainingError
+from ..errors import ConfigError, TrainingError
 from .dqn import DQN
 from .environment import ENV_OPTIONS, RANKINGS, STATE_SIZE, Episode, PruningEnvironment
 
@@ -79,11 +80,12 @@ class Search:
         start, log, played = time.perf_counter(), [], []
         for e in range(episodes + 1):
             ranking, chosen = starts[e] if e < len(starts) else (None, None)
+            epsilon = self.agent.epsilon if e < episodes else 0.0  # its own; greedy at the end
             episode = self._episode(explore=e < episodes, chosen=chosen)
             log.append({**log_fields, "episode": self.episodes, "greedy": e == episodes,
                         "uniform": e == 0 and first is not None and previous is None,
                         "previous": e == 0 and previous is not None, "ranking": ranking,
-                        "epsilon": round(self.agent.epsilon, 4), "ratios": episode.ratios,
+                        "epsilon": round(epsilon, 4), "ratios": episode.ratios,
                         "accuracy": episode.accuracy, "macs": episode.macs,
                         "reward": episode.reward, "seconds": round(episode.seconds, 4)})
             played.append(episode)
@@ -153,8 +155,8 @@ class Search:
         if explore:
             for t, (state, action) in enumerate(steps):
                 last = t == len(steps) - 1
-                following = state if last else steps[t + 1][0]
-                agent.remember(state, action, reward if last else 0.0, following, last)
+                following, open_next = (state, None) if last else (steps[t + 1][0], env.allowed(t + 1))
+                agent.remember(state, action, reward if last else 0.0, following, last, open_next)
             for _ in steps:
                 agent.learn()
             agent.end_episode()
@@ -173,6 +175,20 @@ class Search:
         self.episodes, self.baseline = int(episodes), None if np.isnan(baseline) else float(baseline)
 
 
+def split_options(options: dict, where: str) -> tuple[dict, dict]:
+    """``options`` as the environment's and the search's (its DQN's included), or a
+    ConfigError naming the unknown ones and every known one, before anything trains."""
+    search = {name for f in (Search.__init__, DQN.__init__)
+              for name, p in inspect.signature(f).parameters.items()
+              if p.kind == p.KEYWORD_ONLY} - {"seed", "epsilon_episodes"}
+    unknown = sorted(set(options) - set(ENV_OPTIONS) - search)
+    if unknown:
+        raise ConfigError(f"{where}: unknown option(s) {', '.join(unknown)}; the options are "
+                          f"{', '.join(sorted({*ENV_OPTIONS, *search}))}.")
+    return ({k: v for k, v in options.items() if k in ENV_OPTIONS},
+            {k: v for k, v in options.items() if k not in ENV_OPTIONS})
+
+
 def _plan_key(episode: Episode) -> tuple:
     return tuple(sorted(episode.ratios.items()))
 
@@ -184,6 +200,6 @@ def search(model: keras.Model, data: tf.data.Dataset, *, budget: float, episodes
     ``options`` go to the environment (``actions``, ``max_ratio``, ``macs_weight``,
     ``importance``, ``confirm_batches``), the search (``start_uniform``, ``start_rankings``)
     or the DQN."""
-    env = PruningEnvironment(model, data, budget=budget, eval_batches=eval_batches,
-                             **{k: options.pop(k) for k in ENV_OPTIONS if k in options})
-    return Search(env, seed=seed, epsilon_episodes=episodes, **options).run(episodes)
+    env_options, search_options = split_options(options, "search")
+    env = PruningEnvironment(model, data, budget=budget, eval_batches=eval_batches, **env_options)
+    return Search(env, seed=seed, epsilon_episodes=episodes, **search_options).run(episodes)

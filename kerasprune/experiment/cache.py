@@ -88,6 +88,8 @@ def fingerprint(config: ExperimentConfig, run: RunSpec) -> str:
            "params": params, "kerasprune": __version__}
     if run.training:  # only when set, so the runs without any keep their saved results
         key["training"] = run.training
+    if method.revision > 1:  # likewise: the results of a method never revised stay valid
+        key["revision"] = method.revision
     # another random stream for dropout (likewise only when set); also for a model without
     # random layers, which then retrains to the same figures: the fingerprint builds no model
     if config.exact_resume:

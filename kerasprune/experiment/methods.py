@@ -12,7 +12,6 @@ the same way for all.  Later methods register here with :func:`register_method`.
 from __future__ import annotations
 
 import inspect
-import time
 from typing import Any, Callable
 
 import tensorflow_model_optimization as tfmot
@@ -269,7 +268,9 @@ def _check_rl(p: dict[str, Any], phase: TrainSpec | None = None) -> None:
     lookup(p["importance"], "channel")
 
 
-@register_method("rl", defaults=_RL_DEFAULTS, required=("macs",), check=_check_rl)
+# revision 2: the DQN's target takes the next state's best action among those open there
+# (a group may not go below what it already lost), not among all of them
+@register_method("rl", defaults=_RL_DEFAULTS, required=("macs",), check=_check_rl, revision=2)
 def rl(ctx: RunContext, params: dict[str, Any]) -> Outcome:
     """The RL agent (DQN) sets each group's ratio at intervals of the ``finetune`` phase,
     stepping to ``macs`` of the dense MACs (with ``revise``, at ``macs`` from the first
@@ -279,9 +280,8 @@ def rl(ctx: RunContext, params: dict[str, Any]) -> Outcome:
                          state_path=ctx.run_dir / "backup" / "rl_agent.npz",
                          **{k: p[k] for k in (*_RL_CALLBACK, *_RL_ENV, *_RL_SEARCH)})
     pruned = prune(ctx.baseline(), track_scores=False)
-    start = time.perf_counter()
     history = ctx.train(pruned, "finetune", callbacks=[callback])
-    seconds = time.perf_counter() - start
+    seconds = callback.fit_seconds  # over every process, if the run was resumed
     small = callback.shrink()
     return Outcome(small, history, ctx.budget.finetune.epochs, extra={
         "widths": callback.plan.summary(callback.search.env.graph), "rl_plans": callback.plans,

@@ -80,6 +80,9 @@ class Method:
     # raises ConfigError on bad values; one with a ``phase`` argument also gets the
     # TrainSpec of the phase the run trains in (for settings bounded by its epochs)
     check: Callable[..., None] | None = None
+    # raised when the method's code comes to train otherwise on the same settings (a fixed
+    # defect): the fingerprint counts it from 2, so its saved results are run again
+    revision: int = 1
 
     def validate(self, params: dict[str, Any], where: str, phase: TrainSpec | None = None) -> None:
         """Check a run's parameters when the config is read, before anything trains."""
@@ -102,9 +105,9 @@ METHODS: dict[str, Method] = {}
 
 def register_method(name: str, defaults: dict[str, Any] | None = None,
                     required: tuple[str, ...] = (), from_baseline: bool = True,
-                    check: Callable[[dict[str, Any]], None] | None = None):
+                    check: Callable[[dict[str, Any]], None] | None = None, revision: int = 1):
     def decorator(run: Callable[[RunContext, dict[str, Any]], Outcome]):
-        METHODS[name] = Method(name, run, dict(defaults or {}), required, from_baseline, check)
+        METHODS[name] = Method(name, run, dict(defaults or {}), required, from_baseline, check, revision)
         return run
 
     return decorator
