@@ -27,6 +27,7 @@ budgets:
     data: {batch_size: 8, max_train_examples: 32}
     train: {epochs: 1}
 """
+LABELS = "{labels: [0, 1, 2, 3, 4]}"
 
 
 def test_a_traffic_scenario_records_each_phase_the_models_side_by_side_and_a_timeline(tmp_path, mock_tfds):
@@ -49,8 +50,12 @@ def test_a_traffic_scenario_records_each_phase_the_models_side_by_side_and_a_tim
 
 @pytest.mark.parametrize("edit, message", [
     (("  static: apoz\n", "  speed: 2\n"), "unknown key"),
-    (("{labels: [0, 1, 2, 3, 4]}", "{digits: [1]}"), "narrow must be"),
+    ((LABELS, "{digits: [1]}"), "narrow must be"),
     (("restored: 3}", "later: 3}"), "phases must give"),
+    ((LABELS, "{length: [1, '80']}"), r"narrow.length\[1\] \(tokens\) must be a whole number"),
+    ((LABELS, "{length: [null, 80]}"), r"narrow.length\[0\] \(tokens\) must be a whole number"),
+    ((LABELS, "{length: [-1, 80]}"), r"narrow.length\[0\] \(tokens\) must be a whole number >= 0"),
+    ((LABELS, "{length: [80, 10]}"), "min <= max"),
     (("prune_below: 0.5, reactivate_above: 0.8", "prune_below: 0.5, reactivate_above: 0.4"),
      "must be above prune_below"),
     (("warmup: 1}", "warmup: 1, patience: 3}"), "unknown setting"),

@@ -53,6 +53,12 @@ def check(block: Any, where: str) -> dict[str, Any]:
     if not isinstance(value, list) or not value or ("length" in narrow and len(value) != 2):
         raise ConfigError(f"{where}: narrow.{next(iter(narrow))} must be a non-empty list "
                           "(length: [min, max]).")
+    if "length" in narrow:
+        low, high = (number(v, f"{where}: narrow.length[{i}] (tokens)", low=0, integer=True)
+                     for i, v in enumerate(value))
+        if low > high:
+            raise ConfigError(f"{where}: narrow.length must be [min, max] with min <= max, got "
+                              f"{value}; swap them.")
     phases = spec.get("phases")
     if not isinstance(phases, dict) or set(phases) != set(PHASES):
         raise ConfigError(f"{where}: phases must give the batches of each of {', '.join(PHASES)}.")

@@ -2,22 +2,29 @@
 
 The monitor adds, to the model that serves a batch, one output per activation point of
 :func:`kerasprune.structured.activation_points` (after each ReLU, or at the layer that
-makes a channel): the batch's mean |a| and its share of nonzero values, per channel.  So
-the statistics come out of the same compiled call that answers the requests.  They are
-kept as exponential moving averages per removable channel (what
-:mod:`kerasprune.structured` can cut), and read normalised by their group's mean, so
-that one threshold means the same in a 16-filter convolution and a 1024-unit layer.
+makes a channel): the batch's mean |a| and its share of nonzero values, per channel, over
+the positions the Keras mask keeps (padding is not traffic).  So the statistics come out
+of the same compiled call that answers the requests.  Where a layer that maps zero to
+something else follows (BatchNormalization's shift, a sigmoid), a channel is measured
+where the next layer reads it instead: a unit that is zero after its ReLU can still feed
+that layer a constant, which removing it would drop.  The statistics are kept as
+exponential moving averages per removable channel (what :mod:`kerasprune.structured` can
+cut), and read normalised by their group's mean, so that one threshold means the same in
+a 16-filter convolution and a 1024-unit layer.
 """
 from __future__ import annotations
 
+import math
+import numbers
 import threading
 
 import numpy as np
 
-from ..backend import keras, tf
+from ..backend import keras, require_graph_model, tf
 from ..checks import number
-from ..errors import ConfigError
+from ..errors import ConfigError, FileError, ModelError
 from ..structured import ChannelGraph, activation_points, analyze
+from ..structured.rules import PASS_THROUGH
 
 #: what a unit's activity is measured by
 STATISTICS = ("mean", "firing")
@@ -35,11 +42,11 @@ class UsageMonitor:
                  graph: ChannelGraph | None = None) -> None:
         self.decay = self.check_settings(statistic, decay)
         self.statistic = statistic
-        self.graph = graph or analyze(model)
+        self.graph = graph or analyze(self.check_model(model))
         if not self.graph.channels:
             raise ConfigError(f"UsageMonitor: model '{model.name}' has no removable channels "
                               f"(see kerasprune.structured.analyze(model).describe()).")
-        points = activation_points(self.graph)
+        points = _as_read(self.graph, activation_points(self.graph))
         self._ids = [ids for _, ids in points]
         self._model = keras.Model(model.inputs, [model.output, *(t for t, _ in points)])
         self.channel_ids = np.array(sorted(c.id for c in self.graph.channels), dtype=np.int64)
@@ -64,14 +71,26 @@ class UsageMonitor:
         def call(x):
             """The outputs, and per channel the batch's mean |a| and firing rate."""
             outs = self._model(x, training=False)
-            flat = [tf.reshape(a, [-1, a.shape[-1]]) for a in outs[1:]]
-            mean = tf.concat([tf.reduce_mean(tf.abs(a), 0) for a in flat], 0)
-            firing = tf.concat([tf.reduce_mean(tf.cast(a != 0.0, tf.float32), 0) for a in flat], 0)
-            per_channel = [tf.math.unsorted_segment_sum(v, bins, len(counts)) * scale
-                           for v in (mean, firing)]
+            stats = [_channel_means(a, getattr(a, "_keras_mask", None)) for a in outs[1:]]
+            per_channel = [tf.math.unsorted_segment_sum(tf.concat(v, 0), bins, len(counts)) * scale
+                           for v in zip(*stats)]
             return outs[0], per_channel[0][:-1], per_channel[1][:-1]
 
         self._call = call
+
+    @staticmethod
+    def check_model(model: keras.Model, where: str = "UsageMonitor") -> keras.Model:
+        """``model`` if it can be served and watched: built, one input, one output."""
+        model = require_graph_model(model, where, "activation-based pruning")
+        if not model.built or not model.inputs:
+            raise ModelError(f"{where}: model '{model.name}' is not built; build the model first "
+                             "(start it with keras.Input(shape), or call model.build(input_shape)).")
+        if len(model.inputs) != 1 or len(model.outputs) != 1:
+            raise ModelError(f"{where}: model '{model.name}' has {len(model.inputs)} input(s) and "
+                             f"{len(model.outputs)} output(s); batches are served to models of one "
+                             "input and one output (as to_tflite exports them): serve each output's "
+                             "branch as a model of its own.")
+        return model
 
     @staticmethod
     def check_settings(statistic: str, decay: float, where: str = "UsageMonitor") -> float:
@@ -83,17 +102,23 @@ class UsageMonitor:
 
     def __call__(self, x) -> np.ndarray:
         """Serve ``x`` with the full model and fold the batch's statistics in."""
-        y, mean, firing = self._call(x)
-        self.observe(mean.numpy(), firing.numpy())
-        return y.numpy()
+        return self.probe(x)[0]
 
-    def observe(self, mean: np.ndarray, firing: np.ndarray) -> None:
-        """Fold one batch's mean |a| and firing rate per channel (of ``channel_ids``) in."""
+    def probe(self, x) -> tuple[np.ndarray, int]:
+        """:meth:`__call__`, and the number of batches observed with this one (a decision
+        due at that count is this batch's, whatever other threads observed since)."""
+        y, mean, firing = self._call(x)
+        return y.numpy(), self.observe(mean.numpy(), firing.numpy())
+
+    def observe(self, mean: np.ndarray, firing: np.ndarray) -> int:
+        """Fold one batch's mean |a| and firing rate per channel (of ``channel_ids``) in;
+        the batches observed, this one included."""
         with self._lock:
             keep = self.decay if self.observed else 0.0
             self.mean = keep * self.mean + (1 - keep) * mean
             self.firing = keep * self.firing + (1 - keep) * firing
             self.observed += 1
+            return self.observed
 
     def scores(self) -> dict[int, float]:
         """Each channel's activity divided by its group's mean activity (1.0: average)."""
@@ -115,14 +140,91 @@ class UsageMonitor:
                     "channel_ids": self.channel_ids.tolist(), "mean": self.mean.tolist(),
                     "firing": self.firing.tolist()}
 
-    def restore(self, state: dict, where: str) -> None:
-        """Take the averages of :meth:`state`, for the same model's channels."""
-        if list(state.get("channel_ids", [])) != self.channel_ids.tolist():
+    def restore(self, state: object, where: str) -> None:
+        """Take the averages of :meth:`state`, for the same model's channels; a state that is
+        malformed (FileError) or another model's (ConfigError) changes nothing."""
+        keys = ("channel_ids", "mean", "firing", "observed")
+        if (not isinstance(state, dict) or any(k not in state for k in keys)
+                or not isinstance(state["channel_ids"], list)):
+            raise FileError(f"{where}: not a saved state (its monitor needs {', '.join(keys)}).")
+        if state["channel_ids"] != self.channel_ids.tolist():
             raise ConfigError(f"{where}: the saved statistics are for another model's channels "
-                              f"({len(state.get('channel_ids', []))} saved, {len(self.channel_ids)} "
-                              f"here); restore them into the model they were saved from.")
+                              f"({len(state['channel_ids'])} saved, {len(self.channel_ids)} here); "
+                              "restore them into the model they were saved from.")
+        n = len(self.channel_ids)
+        if not are_counts(state["observed"]) or not all(
+                isinstance(v, list) and len(v) == n and all(_is_number(a) for a in v)
+                for v in (state["mean"], state["firing"])):
+            raise FileError(f"{where}: not a saved state (the monitor's mean and firing must be "
+                            f"{n} numbers each, observed a count).")
         with self._lock:
             self.mean = np.asarray(state["mean"], float)
             self.firing = np.asarray(state["firing"], float)
-            self.observed = int(state["observed"])
+            self.observed = state["observed"]
 
+
+def are_counts(*values: object) -> bool:
+    """Whether every value is a whole number >= 0 (a saved counter, not True or 1.5)."""
+    return all(isinstance(v, int) and not isinstance(v, bool) and v >= 0 for v in values)
+
+
+def _is_number(value: object) -> bool:
+    return isinstance(value, numbers.Real) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def _channel_means(a: tf.Tensor, mask: tf.Tensor | None) -> tuple[tf.Tensor, tf.Tensor]:
+    """Per channel of ``a``, the mean |a| and the share of nonzero a over the positions
+    ``mask`` keeps (all without one), in float32 whatever the model computes in."""
+    a = tf.cast(a, tf.float32)
+    width = a.shape[-1]
+    values = [tf.reshape(v, [-1, width]) for v in (tf.abs(a), tf.cast(a != 0.0, tf.float32))]
+    if mask is None:
+        return tuple(tf.reduce_mean(v, 0) for v in values)
+    keep = tf.cast(mask, tf.float32)
+    for _ in range(a.shape.rank - keep.shape.rank):  # a mask per position holds for every channel
+        keep = keep[..., None]
+    keep = tf.reshape(tf.broadcast_to(keep, tf.shape(a)), [-1, width])
+    kept = tf.reduce_sum(keep, 0)
+    return tuple(tf.math.divide_no_nan(tf.reduce_sum(v * keep, 0), kept) for v in values)
+
+
+def _as_read(graph: ChannelGraph, points: list[tuple[object, np.ndarray]]) -> list[tuple[object, np.ndarray]]:
+    """``points`` with each tensor replaced by where the next layers read its channels, on
+    the branches where a channel-by-channel layer on the way maps zero to something else."""
+    nodes = {id(node) for depth in graph.model._nodes_by_depth.values() for node in depth}
+    out = []
+    for tensor, ids in points:
+        ends = _ends(graph, tensor, nodes)
+        read = [end for end, changed in ends if changed]
+        if not all(changed for _, changed in ends):
+            read.append(tensor)
+        out += [(t, ids) for t in {id(t): t for t in read}.values()]
+    return out
+
+
+def _ends(graph: ChannelGraph, tensor, nodes: set[int]) -> list[tuple[object, bool]]:
+    """Per branch from ``tensor``, the tensor a layer that makes or joins channels reads
+    (or the model returns), and whether a layer on the way maps zero to something else."""
+    readers = [node for node in tensor._keras_history.layer._outbound_nodes
+               if id(node) in nodes and any(t is tensor for t in node.keras_inputs)]
+    if not readers:
+        return [(tensor, False)]
+    out = []
+    for node in readers:
+        ids = graph.node_ids.get(node.layer.name)
+        if ids is None or len(ids[0]) != 1 or not np.array_equal(ids[0][0], ids[1][0]):
+            out.append((tensor, False))  # makes, joins or repeats channels: it reads them here
+            continue
+        shifts = not _keeps_zero(node.layer)
+        out += [(end, changed or shifts)
+                for end, changed in _ends(graph, tf.nest.flatten(node.outputs)[0], nodes)]
+    return out
+
+
+def _keeps_zero(layer: keras.layers.Layer) -> bool:
+    """Whether the channel-by-channel ``layer`` surely maps zero to zero (pooling, dropout,
+    ReLU; an Activation whose function does).  Any other (BatchNormalization, a depthwise
+    bias, a registered custom layer) is taken to shift it."""
+    if isinstance(layer, keras.layers.Activation):
+        return not np.any(layer.activation(tf.zeros((1, 1))).numpy())
+    return isinstance(layer, PASS_THROUGH)

@@ -32,7 +32,7 @@ from ..backend import keras, tf
 from ..checks import number
 from ..errors import ConfigError, FileError
 from ..structured import Plan, mask, shrink
-from .monitor import UsageMonitor
+from .monitor import UsageMonitor, are_counts
 
 EVENTS = ("prune", "reactivate", "swap", "error")  # error: a background build that raised
 STATE_FORMAT = "kerasprune.inference/1"
@@ -92,7 +92,7 @@ class AdaptiveInference:
         self.probe_every, self.decide_every = settings["probe_every"], settings["decide_every"]
         self.warmup, self.min_units = settings["warmup"], settings["min_units"]
         self.compact = bool(compact)
-        self.model = model
+        self.model = UsageMonitor.check_model(model, "AdaptiveInference")
         self.monitor = UsageMonitor(model, statistic=statistic, decay=decay)
         self._lock = threading.RLock()
         self._hooks: dict[str, list[Callable[[dict], None]]] = {e: [] for e in EVENTS}
@@ -142,10 +142,10 @@ class AdaptiveInference:
             batch, serving = self.batches, self._serving
         if (batch - 1) % self.probe_every:  # not a probe: the serving model alone
             return Answer(serving.call(x).numpy(), serving.version, serving.removed)
-        y = self.monitor(x)
+        y, observed = self.monitor.probe(x)
         with self._lock:
             self.probes += 1
-        self._decide(batch)
+        self._decide(batch, observed)
         return Answer(y, None, frozenset())
 
     def _batch(self, x) -> tf.Tensor:
@@ -156,7 +156,7 @@ class AdaptiveInference:
                               f"does not fit model '{self.model.name}', which takes "
                               f"(batch, {', '.join(str(e) for e in expected)}); add the batch axis "
                               "for a single example.")
-        return tf.convert_to_tensor(x, dtype=self.model.input.dtype)
+        return tf.cast(x, self.model.input.dtype)  # float64 arrays and tensors alike
 
     @property
     def serving(self) -> Serving:
@@ -192,9 +192,10 @@ class AdaptiveInference:
         self.close()
 
     # -- decisions ----------------------------------------------------------------------
-    def _decide(self, batch: int) -> None:
+    def _decide(self, batch: int, observed: int) -> None:
+        """Apply the thresholds if a decision is due at ``observed``, this probe's count (the
+        monitor's may already include later probes of other threads)."""
         with self._lock:
-            observed = self.monitor.observed
             if observed < self.warmup or (observed - self.warmup) % self.decide_every:
                 return
             scores = self.monitor.scores()
@@ -244,13 +245,18 @@ class AdaptiveInference:
             removed, batch = self._removed, self.batches
         if removed == self._serving.removed:
             return
-        if removed:
-            cut = shrink if self.compact else mask
-            model = cut(self.model, Plan(set(removed)), self.monitor.graph)
-        else:
+        try:
             model = self.model
-        call = compiled(model)
-        call.get_concrete_function()  # traced here, off the serving path
+            if removed:
+                cut = shrink if self.compact else mask
+                model = cut(self.model, Plan(set(removed)), self.monitor.graph)
+            call = compiled(model)
+            call.get_concrete_function()  # traced here, off the serving path
+        except Exception:
+            with self._lock:  # what serves is what is reported; the next decision tries again
+                if self._removed == removed:
+                    self._removed = self._serving.removed
+            raise
         with self._lock:
             if removed != self._removed:  # decided again meanwhile: the newer build swaps
                 return
@@ -284,25 +290,42 @@ class AdaptiveInference:
         return files.write_json(path, self.state())
 
     def restore(self, path: str | Path) -> None:
-        """Take the masks and statistics :meth:`save` wrote, and serve accordingly."""
+        """Take the masks and statistics :meth:`save` wrote, and serve accordingly; a state
+        that does not fit this model changes nothing."""
         where = f"AdaptiveInference.restore('{path}')"
-        try:
-            state = json.loads(Path(path).read_text())
-        except FileNotFoundError:
-            raise FileError(f"{where}: no such file; save() writes it.") from None
-        except (OSError, ValueError) as exc:
-            raise FileError(f"{where}: not a saved state ({exc}).") from None
-        if not isinstance(state, dict) or state.get("format") != STATE_FORMAT:
-            raise FileError(f"{where}: not a kerasprune inference state (format {STATE_FORMAT}).")
+        state = _read_state(path, where)
+        removed = state["removed"]
         if state["model"] != self.model.name:
             raise ConfigError(f"{where}: saved for model '{state['model']}', this one is "
                               f"'{self.model.name}'.")
-        self.monitor.restore(state["monitor"], where)
-        unknown = set(state["removed"]) - set(self.monitor.channel_ids.tolist())
+        unknown = set(removed) - set(self.monitor.channel_ids.tolist())
         if unknown:
             raise ConfigError(f"{where}: removed channels {sorted(unknown)[:5]} are not this "
                               "model's.")
-        with self._lock:
-            self._removed = frozenset(int(i) for i in state["removed"])
-            self.batches, self.probes = int(state["batches"]), int(state["probes"])
+        with self._lock:  # the monitor checks its part before taking it: all or nothing
+            self.monitor.restore(state["monitor"], where)
+            self._removed = frozenset(removed)
+            self.batches, self.probes = state["batches"], state["probes"]
         self._build()
+
+
+def _read_state(path: str | Path, where: str) -> dict:
+    """The state :meth:`AdaptiveInference.save` wrote, with its counters and removed ids
+    whole numbers, or a FileError saying what it is not."""
+    try:
+        state = json.loads(Path(path).read_text())
+    except FileNotFoundError:
+        raise FileError(f"{where}: no such file; save() writes it.") from None
+    except (OSError, ValueError) as exc:
+        raise FileError(f"{where}: not a saved state ({exc}).") from None
+    if not isinstance(state, dict) or state.get("format") != STATE_FORMAT:
+        raise FileError(f"{where}: not a kerasprune inference state (format {STATE_FORMAT}).")
+    missing = [key for key in ("model", "batches", "probes", "removed", "monitor") if key not in state]
+    if missing:
+        raise FileError(f"{where}: not a saved state (no {', '.join(missing)}).")
+    removed = state["removed"]
+    if not (are_counts(state["batches"], state["probes"]) and isinstance(removed, list)
+            and are_counts(*removed)):
+        raise FileError(f"{where}: not a saved state (batches, probes and the removed ids "
+                        "must be whole numbers >= 0).")
+    return state
