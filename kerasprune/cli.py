@@ -334,10 +334,13 @@ def _recovered(recovery: dict) -> str:
 def _bench(args: argparse.Namespace, argv: list[str]) -> int:
     from . import benchmark
     from .benchmark.compare import DEFAULT_TARGETS
+    from .benchmark.summary import output_paths
 
     if args.rounds < 2 or args.block_seconds <= 0 or args.throughput_batch < 0:
         raise ConfigError("bench: --rounds must be >= 2, --block-seconds > 0 and "
                           "--throughput-batch >= 0.")
+    if args.json:
+        output_paths(args.json)  # a name clash is refused before minutes of timing, not after
     result = benchmark.bench(
         args.models, args.target or DEFAULT_TARGETS, baseline=args.baseline,
         throughput_batch=args.throughput_batch or None, rounds=args.rounds,

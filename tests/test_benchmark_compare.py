@@ -4,12 +4,13 @@ from __future__ import annotations
 import json
 import os
 
+import numpy as np
 import pytest
 
 from kerasprune.backend import keras, tf
-from kerasprune.benchmark import artifact, bench, markdown
+from kerasprune.benchmark import artifact, bench, footprint, markdown, parse_targets
 from kerasprune.errors import ConfigError
-from kerasprune import cli, export
+from kerasprune import cli, export, loading
 from kerasprune.results import RUN_FIELDS, TOP_FIELDS
 
 FAST = {"rounds": 2, "min_block_seconds": 0.005, "warmup": 2, "progress": None}
@@ -153,3 +154,110 @@ def test_an_input_of_unknown_length_is_named(tmp_path):
     model.save(tmp_path / "model.keras")
     with pytest.raises(ConfigError, match=r"unknown size \(None,\)"):
         bench([tmp_path / "model.keras"], ["tflite@1"], **FAST)
+
+
+def test_peak_memory_is_the_model_loading_and_warming_up_not_its_conversion(artifacts, monkeypatch):
+    """A .keras file's peak on tflite@1 is its flatbuffer's, as a .tflite file's would be;
+    on tf-cpu it includes loading the Keras model."""
+    measuring, calls = [], []
+
+    class Watched(footprint.PeakMemory):
+        def __enter__(self):
+            measuring.append(self)
+            return super().__enter__()
+
+        def __exit__(self, *exc):
+            measuring.remove(self)
+            return super().__exit__(*exc)
+
+    def watch(what, fn):
+        def watched(*args, **kwargs):
+            calls.append((what, bool(measuring)))
+            return fn(*args, **kwargs)
+        return watched
+
+    monkeypatch.setattr(footprint, "PeakMemory", Watched)
+    monkeypatch.setattr(export, "to_tflite", watch("convert", export.to_tflite))
+    monkeypatch.setattr(loading, "load_model", watch("load", loading.load_model))
+    bench([artifacts / "dense" / "model.keras"], ["tflite@1", "tf-cpu"], throughput_batch=None, **FAST)
+    assert ("convert", False) in calls and ("convert", True) not in calls
+    assert ("load", True) in calls
+
+
+def test_a_model_that_does_not_convert_to_tflite_is_timed_where_it_runs_and_says_why(tmp_path):
+    inputs = keras.Input((4,))
+    model = keras.Model(inputs, [keras.layers.Dense(2)(inputs), keras.layers.Dense(3)(inputs)])
+    model.save(tmp_path / "two_heads.keras")
+    result = bench([tmp_path / "two_heads.keras"], ["tf-cpu", "tflite@1"], throughput_batch=None,
+                   **FAST)
+    rows = {r["target"]: r for r in result["results"]}
+    assert rows["tf-cpu"]["latency"]["median_ms"] > 0
+    assert "2 outputs" in rows["tflite@1"]["unavailable"]
+    (run,) = result["runs"]
+    assert run["params"] > 0 and run["latency_target"] == "tf-cpu"  # counted on the Keras model
+    for figure in ("tflite_bytes", "tflite_gzip_bytes", "graph", "energy"):
+        assert run[figure] is None and "2 outputs" in run["not_measured"][figure]
+    table = markdown(result)
+    assert "Unavailable: to_tflite: model" in table and "outputs; the checked export" in table
+    row = next(line for line in table.splitlines() if line.startswith("| `two_heads` | keras |"))
+    assert row.endswith("| – |") and row.count("–") == 2  # no TFLite bytes, no energy estimate
+
+
+def test_a_tflite_file_and_a_saved_model_are_fed_the_token_ids_of_their_keras_twin(tmp_path):
+    inputs = keras.Input((6,), dtype="int32")
+    pooled = keras.layers.GlobalAveragePooling1D()(keras.layers.Embedding(1000, 4)(inputs))
+    model = keras.Model(inputs, keras.layers.Dense(2)(pooled))
+    model.save(tmp_path / "m.keras")
+    export.to_tflite(model, tmp_path / "m.tflite")
+    tf.saved_model.save(model, str(tmp_path / "saved"))
+    twins = [artifact(tmp_path / name) for name in ("m.keras", "m.tflite", "saved")]
+    fed = [twin.example(16) for twin in twins]
+    assert fed[0].max() > 1  # ids up to the table's 1000 rows, not 0 and 1
+    for other in fed[1:]:
+        np.testing.assert_array_equal(other, fed[0])
+    assert all("below 1000" in twin.inputs() for twin in twins)
+
+
+def test_an_integer_input_that_indexes_no_table_is_said_to_get_ids_0_and_1(tmp_path):
+    inputs = keras.Input((3,), dtype="int32")
+    model = keras.Model(inputs, keras.layers.Dense(2)(tf.cast(inputs, "float32")))
+    export.to_tflite(model, tmp_path / "flags.tflite")
+    flags = artifact(tmp_path / "flags.tflite")
+    assert set(np.unique(flags.example(64))) == {0, 1}
+    assert "no embedding table" in flags.inputs()
+
+
+def test_a_model_xnnpack_refuses_is_reported_on_the_builtin_kernels_that_ran_it(artifacts, monkeypatch):
+    from ai_edge_litert import interpreter as litert
+
+    class RefusesXnnpack(litert.Interpreter):
+        def __init__(self, *args, **kwargs):
+            if "experimental_op_resolver_type" not in kwargs:  # the default delegate asked for
+                raise RuntimeError("Failed to apply XNNPACK delegate")
+            super().__init__(*args, **kwargs)
+
+    monkeypatch.setattr(litert, "Interpreter", RefusesXnnpack)
+    result = bench([artifacts / "dense" / "model.tflite"], ["tflite@1"], throughput_batch=None, **FAST)
+    (row,) = result["results"]
+    assert row["runtime"] == "builtin (XNNPACK refused: Failed to apply XNNPACK delegate)"
+    assert "Runtime: `dense` builtin (XNNPACK refused" in markdown(result)
+
+
+@pytest.mark.parametrize("text, says", [("tf-cpu@4", "take no thread count"),
+                                        ("tf-gpu@1", "take no thread count"),
+                                        ("tflite@", "positive integer"),
+                                        ("android@", "positive integer")])
+def test_a_thread_count_a_target_would_drop_or_an_empty_one_is_refused(text, says):
+    with pytest.raises(ConfigError, match=says):
+        parse_targets([text])
+
+
+@pytest.mark.parametrize("name", ["report.md", "report.png"])
+def test_the_cli_refuses_a_json_path_its_markdown_or_plot_would_overwrite(artifacts, tmp_path,
+                                                                          capsys, name):
+    code = cli.main(["bench", str(artifacts / "dense" / "model.tflite"), "--target", "tflite@1",
+                     "--json", str(tmp_path / name), "--rounds", "2", "--block-seconds", "0.005",
+                     "--throughput-batch", "0"])
+    assert code == 2
+    assert "give a .json path, e.g. '" in capsys.readouterr().err
+    assert not list(tmp_path.iterdir())  # refused before anything was timed or written

@@ -3,7 +3,9 @@ from __future__ import annotations
 
 import pytest
 
-from kerasprune.benchmark import energy
+from kerasprune import export
+from kerasprune.backend import keras
+from kerasprune.benchmark import energy, graph_stats
 
 
 def test_the_estimate_follows_the_documented_table():
@@ -14,6 +16,33 @@ def test_the_estimate_follows_the_documented_table():
     assert e["sram_uj"] == pytest.approx(0.01)
     assert e["estimated_uj"] == pytest.approx(4.6 + 0.64 + 0.01)
     assert energy.estimate_uj(1_000_000, 0, 0, "int8")["compute_uj"] == pytest.approx(0.23)
+
+
+def test_sparse_weights_the_runtime_densifies_at_load_are_charged_dense():
+    inputs = keras.Input((12, 12, 3))
+    x = keras.layers.Conv2D(16, 3, name="c")(inputs)
+    x = keras.layers.Conv2D(16, 1, name="pw")(x)
+    model = keras.Model(inputs, keras.layers.Dense(4)(keras.layers.GlobalAveragePooling2D()(x)))
+    for name in ("c", "pw"):
+        kernel = model.get_layer(name).kernel
+        value = kernel.numpy()
+        value.reshape(-1)[: int(0.9 * value.size)] = 0.0
+        kernel.assign(value)
+    sparse, dense = (export.to_tflite(model, sparse=s).content for s in (True, False))
+    stored = graph_stats(sparse)
+    assert stored.densified_at_load and stored.weight_bytes < graph_stats(dense).weight_bytes
+    read = energy.estimate_tflite_uj(sparse, stored)["dram_uj"]
+    assert read == energy.estimate_tflite_uj(dense, graph_stats(dense))["dram_uj"]
+
+
+def test_weights_dequantized_before_the_op_are_charged_float32_macs():
+    inputs = keras.Input((512,))
+    model = keras.Model(inputs, keras.layers.Dense(512)(keras.layers.Dense(512)(inputs)))
+    macs = 2 * 512 * 512
+    for mode, pj in (("fp32", 3.7 + 0.9), ("fp16", 3.7 + 0.9), ("dynamic", 0.2 + 0.03)):
+        content = export.to_tflite(model, mode=mode, min_agreement=0.0).content
+        estimate = energy.estimate_tflite_uj(content, graph_stats(content))
+        assert estimate["compute_uj"] == pytest.approx(macs * pj / 1e6, abs=1e-3), mode
 
 
 def test_without_rapl_the_meter_says_why(tmp_path, monkeypatch):

@@ -99,7 +99,7 @@ class AndroidTarget(Target):
             return "no Android device attached (`adb devices` lists none in state 'device')"
         if self.serial and self.serial not in attached:
             return f"device {self.serial} is not attached (attached: {', '.join(attached)})"
-        return None
+        return artifact.unconvertible()
 
     def block(self, artifact: Artifact, batch: int) -> Block:
         tool = f"{self.remote_dir}/benchmark_model"

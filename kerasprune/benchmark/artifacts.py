@@ -16,10 +16,14 @@ import numpy as np
 from .. import export, loading, metrics
 from ..backend import keras, tf
 from ..data import random_inputs
-from ..errors import ConfigError, ModelError
-from ..export.flatbuffer import GraphStats, graph_stats
+from ..errors import ConfigError, ExportError, ModelError
+from ..export.flatbuffer import GraphStats, graph_stats, input_vocabulary
 from ..models import vocabulary_size
 from . import footprint
+
+
+#: what :meth:`Artifact.footprint` reads from the TFLite graph when there is no Keras model
+GRAPH_FIGURES = ("sparsity", "params", "nonzero_params", "macs", "macs_effective")
 
 
 @dataclass
@@ -61,6 +65,10 @@ class Artifact:
     def _saved_signature(self):
         loaded = loading.load_saved_model(self.path, safe_mode=self.safe_mode)
         self._cache["loaded"] = loaded  # keep the object alive with its signature
+        return self._serving(loaded)
+
+    def _serving(self, loaded):
+        """A loaded SavedModel's serving signature (``serving_default``, else its first)."""
         signatures = dict(loaded.signatures)
         if not signatures:
             raise ConfigError(f"bench: SavedModel {self.path} has no signatures; export it with "
@@ -68,14 +76,20 @@ class Artifact:
         return signatures.get("serving_default") or next(iter(signatures.values()))
 
     def tf_function(self):
-        """A callable on one input tensor, for the TensorFlow targets (None for .tflite)."""
+        """A callable on one input tensor, for the TensorFlow targets (None for .tflite).
+
+        The model is loaded afresh, not taken from this artifact's cache (loaded earlier to
+        read its input spec), so a target measuring memory sees it load.
+        """
         if self.kind == "keras":
-            model = self.keras_model
+            model = loading.load_model(self.path, safe_mode=self.safe_mode)
             return tf.function(lambda x: model(x, training=False), reduce_retracing=True)
         if self.kind == "savedmodel":
-            signature = self._saved_signature
+            loaded = loading.load_saved_model(self.path, safe_mode=self.safe_mode)
+            signature = self._serving(loaded)
             (key,) = signature.structured_input_signature[1]
-            return lambda x: signature(**{key: x})
+            # bound as a default: the signature alone would let ``loaded``'s variables go
+            return lambda x, loaded=loaded: signature(**{key: x})
         return None
 
     def input_spec(self) -> tuple[tuple[int, ...], np.dtype]:
@@ -113,33 +127,71 @@ class Artifact:
                              "or copy the whole file.") from exc
 
     def tflite(self, sparse: bool = False) -> bytes:
-        """The flatbuffer: the file itself, or the checked conversion of a TF model."""
+        """The flatbuffer: the file itself, or the checked conversion of a TF model;
+        ExportError when it does not convert (:meth:`unconvertible` asks without raising)."""
+        if (reason := self.unconvertible(sparse)) is not None:
+            raise ExportError(reason)
+        return self._cache[("tflite", sparse)]
+
+    def unconvertible(self, sparse: bool = False) -> str | None:
+        """Why the model has no TFLite flatbuffer; None when it has one.
+
+        The conversion is tried once, a failure included (it can take seconds, and every
+        TFLite target and the run record ask): the first call converts, so a caller that
+        measures memory asks before it measures.
+        """
         key = ("tflite", sparse)
-        if key not in self._cache:
-            if self.kind == "tflite":
-                self._cache[key] = loading.read_tflite(self.path)
-            elif self.kind == "keras":
-                self._cache[key] = export.to_tflite(self.keras_model, sparse=sparse).content
-            else:
-                self._cache[key] = export.saved_model_to_tflite(
-                    self.path, self._saved_signature, self.example(8), sparse=sparse).content
-        return self._cache[key]
+        if key not in self._cache and ("unconvertible", sparse) not in self._cache:
+            try:
+                self._cache[key] = self._flatbuffer(sparse)
+            except ExportError as exc:
+                self._cache["unconvertible", sparse] = str(exc)
+        return self._cache.get(("unconvertible", sparse))
+
+    def _flatbuffer(self, sparse: bool) -> bytes:
+        if self.kind == "tflite":
+            return loading.read_tflite(self.path)
+        if self.kind == "keras":
+            return export.to_tflite(self.keras_model, sparse=sparse).content
+        # checked on ids 0 and 1 (any table has those): its vocabulary is read from the result
+        return export.saved_model_to_tflite(self.path, self._saved_signature,
+                                            random_inputs(*self.input_spec(), 8), sparse=sparse).content
+
+    @cached_property
+    def vocabulary(self) -> int | None:
+        """How many token ids an integer input takes: its smallest embedding's rows, read from
+        the Keras model or else from the TFLite graph, so a ``.tflite`` file or SavedModel is
+        fed what its ``.keras`` twin is; None where no table is found."""
+        if self.keras_model is not None:
+            return vocabulary_size(self.keras_model)
+        return None if self.unconvertible() else input_vocabulary(self.tflite())
 
     def example(self, batch: int, seed: int = 0) -> np.ndarray:
         """A deterministic random input batch (token ids the model's embeddings take)."""
         shape, dtype = self.input_spec()
-        vocab = vocabulary_size(self.keras_model) if self.keras_model is not None else None
+        vocab = self.vocabulary if np.issubdtype(dtype, np.integer) else None
         return random_inputs(shape, dtype, batch, vocab=vocab, seed=seed)
 
+    def inputs(self) -> str:
+        """What :meth:`example` feeds it, in words: for the record beside its figures."""
+        shape, dtype = self.input_spec()
+        if not np.issubdtype(dtype, np.integer):
+            return f"random standard normal {np.dtype(dtype).name} of shape {shape}"
+        if self.vocabulary is None:
+            return (f"random ids 0 and 1 of shape {shape}: no embedding table that its input "
+                    "indexes was found to bound them, so a twin with one may see other ids")
+        return f"random token ids below {self.vocabulary} (its embedding's rows) of shape {shape}"
+
     @cached_property
-    def graph(self) -> GraphStats:
-        return graph_stats(self.tflite())
+    def graph(self) -> GraphStats | None:
+        """What the flatbuffer holds; None when there is none (:meth:`unconvertible`)."""
+        return None if self.unconvertible() else graph_stats(self.tflite())
 
     def footprint(self) -> dict:
-        """Bytes on disk (raw and gzip), params, nonzeros and MACs dense and effective.
+        """Bytes on disk (raw and gzip), sparsity, params, nonzeros and MACs dense and effective.
 
         Keras models are counted by :mod:`kerasprune.metrics` (as the experiments count
-        them); SavedModels and ``.tflite`` files from the TFLite graph.
+        them); SavedModels and ``.tflite`` files from the TFLite graph (None without one).
         """
         files = sorted(p for p in self.path.rglob("*") if p.is_file()) if self.path.is_dir() \
             else [self.path]
@@ -148,10 +200,11 @@ class Artifact:
         out = {"bytes": raw, "gzip_bytes": packed}
         if self.keras_model is not None:
             out.update(metrics.figures(self.keras_model))
+        elif (g := self.graph) is not None:
+            out.update(sparsity=g.sparsity, params=g.params, nonzero_params=g.nonzero_params,
+                       macs=g.macs, macs_effective=g.macs_effective)
         else:
-            g = self.graph
-            out.update(params=g.params, nonzero_params=g.nonzero_params, macs=g.macs,
-                       macs_effective=g.macs_effective)
+            out.update(dict.fromkeys(GRAPH_FIGURES))
         return out
 
 

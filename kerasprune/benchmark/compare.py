@@ -9,15 +9,14 @@ from __future__ import annotations
 import os
 from collections.abc import Callable, Sequence
 
-from .. import metrics
 from ..checks import number
 from ..environment import environment
 from ..errors import ConfigError
 from ..results import complete_results, complete_run
 from . import footprint
 from .android import AndroidTarget
-from .artifacts import Artifact, artifact
-from .energy import SOURCE, PowerMeter, estimate_uj
+from .artifacts import GRAPH_FIGURES, Artifact, artifact
+from .energy import SOURCE, PowerMeter, estimate_tflite_uj
 from .targets import DEFAULT_THREADS, Target, TFLiteTarget, TFTarget
 from .timing import CpuSteal, interleaved, ratio
 
@@ -25,6 +24,7 @@ DEFAULT_TARGETS = ("tf-cpu", "tf-gpu", "tflite")
 NO_DATA = ("a benchmark feeds random inputs, and no experiment result.json beside the file "
            "describes it")
 FROM_RUN = ("accuracy", "f1", "train_seconds")  # taken from the run that made the model
+FLATBUFFER_FIGURES = ("tflite_bytes", "tflite_gzip_bytes", "graph", "energy")
 
 
 def bench(
@@ -61,7 +61,9 @@ def bench(
     if not artifacts:
         raise ConfigError("bench: give at least one model (.keras, .h5, .tflite or SavedModel).")
     for a in artifacts:
-        a.input_spec()  # one input of known shape, or a ConfigError that names the model
+        # one input of known shape (or a ConfigError that names the model), and the token ids
+        # it takes (a SavedModel's read from its conversion), before any memory is measured
+        a.example(1)
     names = [a.name for a in artifacts]
     baseline = baseline or names[0]
     if baseline not in names:  # 'dense' given, 'dense.tflite' and 'dense.keras' loaded
@@ -100,7 +102,7 @@ def _time_target(artifacts: list[Artifact], target: Target, batch: int, baseline
                  say: Callable[[str], None]) -> list[dict]:
     rows, blocks, memory = {}, {}, {}
     for a in artifacts:
-        reason = target.unavailable(a, batch)
+        reason = target.unavailable(a, batch)  # converts first: the converter is no part of the peak
         rows[a.name] = {"model": a.name, "target": target.name, "batch": batch,
                         "unavailable": reason}
         if reason:
@@ -110,6 +112,8 @@ def _time_target(artifacts: list[Artifact], target: Target, batch: int, baseline
             blocks[a.name] = target.block(a, batch)
             blocks[a.name](max(1, warmup))
         memory[a.name] = round(max(0.0, peak.mb - before), 1)
+        if runtime := target.runtime(a):
+            rows[a.name]["runtime"] = runtime
     if blocks:
         say(f"bench: {target.name}, batch {batch}: {len(blocks)} model(s), {rounds} rounds")
         meters = {n: [] for n in blocks}
@@ -136,28 +140,38 @@ def _meter(target: Target, kept: list[PowerMeter]) -> PowerMeter | None:
 
 
 def _describe(a: Artifact, rows: list[dict]) -> dict:
-    """The model's run record: its footprint, and the figures of its first timed row."""
-    graph, content = a.graph, a.tflite()
+    """The model's run record: its footprint, its flatbuffer's figures, and the figures of
+    its first timed row; a model without a flatbuffer says why for each figure it lacks."""
     timed = sorted((r for r in rows if r.get("latency") and r["batch"] == 1),
                    key=lambda r: r["target"] != "tflite@1")
     first = timed[0] if timed else {}
-    sparsity = metrics.global_sparsity(a.keras_model) if a.keras_model is not None else graph.sparsity
     run = {"method": a.kind, "run": a.name, "name": a.name, "path": str(a.path), "kind": a.kind,
-           **a.footprint(), "sparsity": round(sparsity, 5), "tflite_bytes": len(content),
-           "tflite_gzip_bytes": footprint.gzip_size(content),
+           "inputs": a.inputs(), **a.footprint(), **_flatbuffer_figures(a),
            "latency_ms": round(first["latency"]["median_ms"], 4) if first else None,
            "latency_target": first.get("target"), "peak_memory_mb": first.get("peak_memory_mb"),
-           "graph": graph.as_dict(),
-           "energy": estimate_uj(graph.macs_effective, graph.weight_bytes,
-                                 graph.activation_bytes, graph.weight_type),
            **_from_run(a)}
     f1 = NO_DATA if "tflite_mode" not in (a.run_record or {}) else (
         "its run scored the quantized file; the Keras model's F1 was not recorded")
-    return complete_run(run, {"accuracy": NO_DATA, "f1": f1, "train_seconds": "not trained "
+    no_flatbuffer = {k: f"it has no TFLite model: {a.unconvertible()}"
+                     for k in (*FLATBUFFER_FIGURES, *GRAPH_FIGURES) if run[k] is None}
+    done = complete_run(run, {"accuracy": NO_DATA, "f1": f1, "train_seconds": "not trained "
                               "here, and no experiment result.json beside the file says how long "
                               "it took",
                               "latency_ms": "no target could run it at batch 1",
-                              "peak_memory_mb": "no target could run it at batch 1"})
+                              "peak_memory_mb": "no target could run it at batch 1",
+                              **no_flatbuffer})
+    if no_flatbuffer:  # complete_run keeps the schema's reasons; graph and energy are ours
+        done["not_measured"] = {**done["not_measured"], **no_flatbuffer}
+    return done
+
+
+def _flatbuffer_figures(a: Artifact) -> dict:
+    """The TFLite model's bytes, graph and estimated energy (None each without one)."""
+    if a.graph is None:
+        return dict.fromkeys(FLATBUFFER_FIGURES)
+    content = a.tflite()
+    return {"tflite_bytes": len(content), "tflite_gzip_bytes": footprint.gzip_size(content),
+            "graph": a.graph.as_dict(), "energy": estimate_tflite_uj(content, a.graph)}
 
 
 def _from_run(a: Artifact) -> dict:
@@ -204,17 +218,23 @@ def parse_targets(names: list[str], android_options: dict | None = None) -> list
     """``tf-cpu``, ``tf-gpu``, ``tflite[@N]``, ``tflite-sparse[@N]``, ``android[@N]``.
 
     Without ``@N``, ``tflite`` expands to 1, 2 and 4 threads and the others to one thread.
+    A thread count the target would drop (TensorFlow sizes its own thread pools) or an
+    empty one (``tflite@``) is refused, not read as the default.
     """
     targets: list[Target] = []
     for text in names:
-        base, _, threads = text.partition("@")
+        base, at, threads = text.partition("@")
+        if at and base in ("tf-cpu", "tf-gpu"):
+            raise ConfigError(f"bench: target '{text}': TensorFlow targets take no thread count "
+                              f"(TensorFlow sizes its own thread pools); give '{base}', or "
+                              "tflite@N for the LiteRT interpreter at N threads.")
         try:
-            counts = [int(threads)] if threads else None
+            counts = [int(threads)] if at else None
         except ValueError:
             counts = None
-        if threads and (counts is None or counts[0] < 1):
+        if at and (counts is None or counts[0] < 1):
             raise ConfigError(f"bench: target '{text}': the thread count after '@' must be a "
-                              "positive integer, e.g. tflite@2.")
+                              "positive integer, e.g. tflite@2 (or no '@' for the default).")
         if base in ("tf-cpu", "tf-gpu"):
             targets.append(TFTarget(base[3:].upper()))
         elif base == "tflite":

@@ -17,12 +17,17 @@ operation              energy
 32-bit DRAM read       640 pJ
 =====================  ========
 
-Model: every effective MAC is one multiply and one add in the weights' precision; every
-stored weight byte is read once from DRAM (batch 1: weights are not reused across
-examples); every activation byte read or written goes through SRAM.  It is an order of
-magnitude for comparing models on the same hardware, not a measurement: it ignores caches
-holding small models, instruction overhead and idle power.  The table has no 4-bit
-entry: int4 weights are charged the int8 MAC (an upper bound) and their stored bytes.
+Model: every effective MAC is one multiply and one add in the precision the kernels
+compute in (for a ``.tflite`` file, :func:`estimate_tflite_uj`: float32 where a DEQUANTIZE
+turns the stored weights to float before the op, as in fp16 files and ``mixed`` ones with
+``compute="float"``; the weights' own type where integer kernels read them); every weight
+byte the runtime reads is read once from DRAM (batch 1: weights are not reused across
+examples), dense where it densifies sparse weights at load; every activation byte read
+or written goes through SRAM.  It is an order of magnitude for comparing models on the
+same hardware, not a measurement: it ignores caches holding small models, instruction
+overhead and idle power.  The table has no 4-bit entry: int4 weights that integer kernels
+read (``compute="dynamic"``) are charged the int8 MAC, the width TFLite's kernels unpack
+them to, and their stored bytes.
 
 Measured power: RAPL package energy (``/sys/class/powercap/intel-rapl:*``) on Linux CPUs
 that expose it, ``nvidia-smi`` power draw on NVIDIA GPUs.
@@ -33,6 +38,8 @@ import shutil
 import subprocess
 import time
 from pathlib import Path
+
+from ..export.flatbuffer import GraphStats, WeightedOp, densified_bytes, weighted_ops
 
 SOURCE = ("Horowitz, ISSCC 2014, 45 nm (as tabulated in Han et al., NeurIPS 2015): "
           "fp32 mult 3.7 pJ + add 0.9 pJ; fp16 mult 1.1 pJ + add 0.4 pJ; int8 mult 0.2 pJ + add 0.03 pJ; "
@@ -51,6 +58,22 @@ def estimate_uj(macs_effective: int, weight_bytes: int, activation_bytes: int,
     return {"estimated_uj": round((compute + dram + sram) / 1e6, 3),
             "compute_uj": round(compute / 1e6, 3), "dram_uj": round(dram / 1e6, 3),
             "sram_uj": round(sram / 1e6, 3)}
+
+
+def estimate_tflite_uj(content: bytes, graph: GraphStats) -> dict:
+    """:func:`estimate_uj` of a flatbuffer as its runtime runs it (see the module's model)."""
+    return estimate_uj(graph.macs_effective, graph.weight_bytes + densified_bytes(content),
+                       graph.activation_bytes, compute_precision(weighted_ops(content)))
+
+
+def compute_precision(ops: list[WeightedOp]) -> str:
+    """The precision the kernels holding most weights multiply in: a DEQUANTIZEd weight's op
+    computes in float32, whatever the weight is stored as."""
+    by_type: dict[str, int] = {}
+    for op in ops:
+        kind = "float32" if op.dequantized else op.type
+        by_type[kind] = by_type.get(kind, 0) + op.params
+    return max(by_type, key=by_type.get) if by_type else "float32"
 
 
 class PowerMeter:

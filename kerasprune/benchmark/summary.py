@@ -5,6 +5,7 @@ import os
 from pathlib import Path
 
 from .. import files
+from ..errors import ConfigError
 
 
 def markdown(result: dict) -> str:
@@ -28,16 +29,17 @@ def markdown(result: dict) -> str:
         "effective MACs | est. energy µJ |",
         "|---|---|---|---|---|---|---|---|---|---|",
     ]
-    for m in models:
-        lines.append(f"| `{m['name']}` | {m['kind']} | {m['bytes']} | {m['gzip_bytes']} | "
-                     f"{m['tflite_bytes']} | {m['params']} | {m['nonzero_params']} | {m['macs']} | "
-                     f"{m['macs_effective']} | {m['energy']['estimated_uj']} |")
+    for m in models:  # a model without a TFLite conversion has no graph figures: "–"
+        figures = [m["bytes"], m["gzip_bytes"], m["tflite_bytes"], m["params"], m["nonzero_params"],
+                   m["macs"], m["macs_effective"], (m["energy"] or {}).get("estimated_uj")]
+        lines.append(f"| `{m['name']}` | {m['kind']} | "
+                     + " | ".join("–" if f is None else str(f) for f in figures) + " |")
     lines += ["", f"Estimated energy: {bench['energy_table']}; see kerasprune.benchmark.energy.", ""]
     for target in bench["targets"]:
         rows = [r for r in result["results"] if r["target"] == target]
         reasons = {r.get("unavailable") for r in rows}
         if len(reasons) == 1 and None not in reasons:
-            lines += [f"## `{target}`", "", f"Unavailable: {reasons.pop()}.", ""]
+            lines += [f"## `{target}`", "", f"Unavailable: {reasons.pop().rstrip('.')}.", ""]
             continue
         lines += [f"## `{target}`", "",
                   "| model | batch | median ms | p90 ms | p99 ms | CV (robust) | ratio to baseline | "
@@ -55,6 +57,9 @@ def markdown(result: dict) -> str:
                 f"{_reruns(lat)} | {_fmt(r.get('ratio'))} | "
                 f"{lat['throughput_per_s']:.0f} | {r['peak_memory_mb']} | {_fmt(r.get('measured_uj'))} |")
         lines.append("")
+        runtimes = {r["model"]: r["runtime"] for r in rows if r.get("runtime")}
+        if runtimes:
+            lines += ["Runtime: " + "; ".join(f"`{m}` {how}" for m, how in runtimes.items()) + ".", ""]
     return "\n".join(lines)
 
 
@@ -99,9 +104,20 @@ def plot(result: dict, path: str | os.PathLike) -> Path:
     return Path(path)
 
 
+def output_paths(json_path: str | os.PathLike) -> tuple[Path, Path, Path]:
+    """Where :func:`write` puts the JSON, the Markdown and the plot; a ConfigError when the
+    JSON's name would be one of the others' (``report.md``), before a benchmark is run."""
+    json_path = Path(json_path)
+    if json_path.suffix.lower() in (".md", ".png"):
+        raise ConfigError(f"bench: the JSON path '{json_path}' ends in {json_path.suffix}, the "
+                          "suffix of the Markdown or the plot written beside it, so one would "
+                          f"overwrite the other; give a .json path, e.g. "
+                          f"'{json_path.with_suffix('.json')}'.")
+    return json_path, json_path.with_suffix(".md"), json_path.with_suffix(".png")
+
+
 def write(result: dict, json_path: str | os.PathLike) -> list[Path]:
     """``<name>.json``, ``<name>.md`` and ``<name>.png`` side by side."""
-    json_path = Path(json_path)
-    return [files.write_json(json_path, result),
-            files.write_text(json_path.with_suffix(".md"), markdown(result)),
-            plot(result, json_path.with_suffix(".png"))]
+    json_path, markdown_path, plot_path = output_paths(json_path)
+    return [files.write_json(json_path, result), files.write_text(markdown_path, markdown(result)),
+            plot(result, plot_path)]

@@ -7,10 +7,11 @@ error.  :func:`~kerasprune.benchmark.compare.parse_targets` reads the names the 
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from .. import export
 from ..backend import tf
+from ..export.tflite import interpreter_and_runtime
 from .artifacts import Artifact
 from .timing import Block, loop
 
@@ -21,12 +22,20 @@ class Target(ABC):
     name: str
 
     def unavailable(self, artifact: Artifact, batch: int) -> str | None:
-        """Why this target cannot run ``artifact`` at ``batch``; None when it can."""
+        """Why this target cannot run ``artifact`` at ``batch``; None when it can.
+
+        Asked before the target's memory is measured: what is not loading the model (a
+        TFLite conversion, to know whether there is a model to load) happens here.
+        """
         return None
 
     @abstractmethod
     def block(self, artifact: Artifact, batch: int) -> Block:
         """Load ``artifact`` and return its timed block (one input batch, fixed)."""
+
+    def runtime(self, artifact: Artifact) -> str | None:
+        """What ran ``artifact``'s last block, where the target's name does not say it all."""
+        return None
 
 
 @dataclass
@@ -61,7 +70,8 @@ class TFTarget(Target):
 
 @dataclass
 class TFLiteTarget(Target):
-    """The LiteRT interpreter with its default XNNPACK delegate at ``threads`` threads.
+    """The LiteRT interpreter at ``threads`` threads, with its default XNNPACK delegate, or
+    TFLite's builtin kernels where XNNPACK refuses the model (:meth:`runtime` says which).
 
     ``sparse`` converts Keras and SavedModel inputs with the sparse-weight optimization
     (a ``.tflite`` file runs as it is).
@@ -69,6 +79,7 @@ class TFLiteTarget(Target):
 
     threads: int = 1
     sparse: bool = False
+    _runtimes: dict[str, str] = field(default_factory=dict, init=False, repr=False, compare=False)
 
     @property
     def name(self) -> str:
@@ -78,18 +89,24 @@ class TFLiteTarget(Target):
         if self.sparse and artifact.kind == "tflite":  # its rows would time the same file again
             return ("a .tflite file runs as it was converted (the tflite rows time it); "
                     "tflite-sparse converts Keras and SavedModel inputs")
+        if (reason := artifact.unconvertible(self.sparse)) is not None:
+            return reason
         if batch > 1 and _static_batch(artifact.tflite(self.sparse)):
             return "the TFLite model has a fixed batch of 1 (recurrent models convert so)"
         return None
 
     def block(self, artifact: Artifact, batch: int) -> Block:
-        interp = export.interpreter(artifact.tflite(self.sparse), num_threads=self.threads)
+        interp, self._runtimes[artifact.name] = interpreter_and_runtime(
+            artifact.tflite(self.sparse), num_threads=self.threads)
         detail = interp.get_input_details()[0]
         if int(detail["shape"][0]) != batch:
             interp.resize_tensor_input(detail["index"], [batch, *detail["shape"][1:]])
             interp.allocate_tensors()
         interp.set_tensor(detail["index"], artifact.example(batch).astype(detail["dtype"]))
         return loop(interp.invoke)
+
+    def runtime(self, artifact: Artifact) -> str | None:
+        return self._runtimes.get(artifact.name)
 
 
 def _static_batch(content: bytes) -> bool:

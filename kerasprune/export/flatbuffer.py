@@ -119,6 +119,39 @@ def weighted_ops(content: bytes | str | os.PathLike) -> list[WeightedOp]:
     return found
 
 
+#: ops that hand token ids on with their values unchanged, between the input and its table
+_ID_PASSTHROUGH = {"CAST", "RESHAPE", "SQUEEZE", "EXPAND_DIMS"}
+#: ops that look rows up in a table: positions of (table, ids) among their inputs
+_LOOKUPS = {"GATHER": (0, 1), "EMBEDDING_LOOKUP": (1, 0)}
+
+
+def input_vocabulary(content: bytes | str | os.PathLike) -> int | None:
+    """The fewest rows of a GATHER or EMBEDDING_LOOKUP table that the model's input indexes
+    (what a ``.keras`` twin's ``Embedding`` takes); None when it indexes none."""
+    model, graph, op_name = _read(content)
+    ids, rows = {int(graph.inputs[0])}, []
+    for op in graph.operators:  # in execution order: an id tensor is made before it is used
+        name = op_name(op)
+        if name in _ID_PASSTHROUGH and op.inputs[0] in ids:
+            ids.add(int(op.outputs[0]))
+        if name in _LOOKUPS and op.inputs[_LOOKUPS[name][1]] in ids:
+            rows.append(int(graph.tensors[op.inputs[_LOOKUPS[name][0]]].shape[0]))
+    return min(rows) if rows else None
+
+
+def densified_bytes(content: bytes | str | os.PathLike) -> int:
+    """How many bytes the weights stored sparse grow by where the runtime DENSIFYs them at
+    load (a convolution's kernel; a float FULLY_CONNECTED keeps its sparse one): every
+    inference then reads them dense."""
+    model, graph, op_name = _read(content)
+    grown = 0
+    for op in graph.operators:
+        if op_name(op) == "DENSIFY":
+            stored, dense = graph.tensors[op.inputs[0]], graph.tensors[op.outputs[0]]
+            grown += _elements(dense.shape) * _BITS[dense.type] // 8 - len(model.buffers[stored.buffer].data)
+    return grown
+
+
 def _name(graph, index: int) -> str:
     """A tensor's name, or its index in a file whose names were stripped."""
     name = graph.tensors[index].name

@@ -66,23 +66,33 @@ def interpreter(content: bytes | str | os.PathLike, num_threads: int = 1):
     ``to_tflite``); a stateless model's ``invoke`` is left as it is, with nothing added to
     what the benchmark times.
     """
+    return interpreter_and_runtime(content, num_threads)[0]
+
+
+def interpreter_and_runtime(content: bytes | str | os.PathLike, num_threads: int = 1) -> tuple:
+    """:func:`interpreter` and what runs it: ``"XNNPACK"``, or ``"builtin (XNNPACK refused:
+    <why>)"`` where the delegate rejects the model and TFLite's builtin kernels run it
+    instead, so a benchmark can say which of the two it timed."""
     from ai_edge_litert.interpreter import Interpreter, OpResolverType
 
     if not isinstance(content, (bytes, bytearray)):
         with open(content, "rb") as f:
             content = f.read()
+    runtime = "XNNPACK"
     try:
         interp = Interpreter(model_content=bytes(content), num_threads=num_threads)
         interp.allocate_tensors()
     except (RuntimeError, ValueError) as exc:
         # XNNPACK rejects some models (sparse int8 among them): run the builtin kernels.
+        why = str(exc).strip().splitlines()[0]
         log.warning("kerasprune: the default XNNPACK delegate cannot run this model (%s); "
-                    "running it on TFLite's builtin kernels instead", str(exc).strip().splitlines()[0])
+                    "running it on TFLite's builtin kernels instead", why)
+        runtime = f"builtin (XNNPACK refused: {why})"
         interp = Interpreter(model_content=bytes(content), num_threads=num_threads,
                              experimental_op_resolver_type=OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES)
         interp.allocate_tensors()
     if not has_state(content):
-        return interp
+        return interp, runtime
     invoke = interp.invoke
 
     def invoke_from_zero_state() -> None:
@@ -90,7 +100,7 @@ def interpreter(content: bytes | str | os.PathLike, num_threads: int = 1):
         invoke()
 
     interp.invoke = invoke_from_zero_state
-    return interp
+    return interp, runtime
 
 
 def run_tflite(content: bytes | str | os.PathLike, inputs: np.ndarray) -> np.ndarray:
