@@ -15,7 +15,7 @@ from kerasprune.backend import keras, tf
 from kerasprune.metrics import count_macs
 from kerasprune.models import build
 from kerasprune.structured import PlanCost, analyze, channel_scores, make_plan, masks, plan_channels, shrink
-from kerasprune.structured.plan import Plan
+from kerasprune.structured.plan import Plan, removed_count
 
 
 def _cnn():
@@ -70,6 +70,30 @@ def test_the_environment_counts_the_macs_that_metrics_count_on_the_shrunk_model(
     assert [cost(plan) for plan in plans] == counted
     assert [cost(plan) for plan in reversed(plans)] == counted[::-1]  # asked again: the same count
     assert cost.dense == count_macs(model).dense
+
+
+def test_counted_by_kept_channels_a_bidirectional_plan_is_never_cheaper_than_any_real_one():
+    """Which units of a direction a plan keeps changes its MACs, and a plan keeps one unit
+    in each direction: the count the search checks its budget on is the dearest of them."""
+    model = build("bilstm", input_shape=(10,), num_classes=2, vocab_size=50, embed_dim=8, units=3)
+    graph, rng = analyze(model), np.random.default_rng(0)
+    cost, groups = PlanCost(model, graph), graph.groups()
+    for _ in range(40):
+        ratios = {key: float(rng.choice([0.0, 0.2, 0.5, 0.8])) for key in groups}
+        plan = make_plan(graph, {c.id: float(rng.random()) for c in graph.channels}, ratios)
+        kept = {key: sum(c.id not in plan.removed for c in channels) for key, channels in groups.items()}
+        assert cost(plan) <= cost.of_kept({key: len(groups[key]) - removed_count(len(groups[key]), r)
+                                           for key, r in ratios.items()})
+        assert cost(plan) <= cost.of_kept(kept)
+
+
+def test_a_search_on_a_bidirectional_model_stays_within_a_tight_budget():
+    model = build("bilstm", input_shape=(10,), num_classes=2, vocab_size=50, embed_dim=8, units=3)
+    rng = np.random.default_rng(0)
+    data = tf.data.Dataset.from_tensor_slices((rng.integers(0, 50, (64, 10)), rng.integers(0, 2, 64))).batch(16)
+    result = search(model, data, budget=0.35, episodes=4, seed=0, eval_batches=2, confirm_batches=0)
+    assert max(e["macs"] for e in result.episodes) <= 0.35
+    assert count_macs(shrink(model, result.best.plan)).dense / count_macs(model).dense <= 0.35
 
 
 def test_a_budget_in_macs_picks_the_least_uniform_ratio_that_meets_it():

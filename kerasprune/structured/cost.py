@@ -18,7 +18,7 @@ from ..backend import keras
 from ..errors import ConfigError, ModelError
 from ..metrics import count_macs
 from .graph import ChannelGraph
-from .plan import Plan, make_plan
+from .plan import Plan, channel_parts, make_plan
 from .rules import Cut, rule_for
 
 
@@ -43,6 +43,7 @@ class PlanCost:
         self.layer_macs = {name: dense for name, (dense, _) in macs.per_layer.items()}
         self.groups = graph.groups()
         self._ids = {key: np.array([c.id for c in channels]) for key, channels in self.groups.items()}
+        self._parts = channel_parts(graph)
         self._layers: list[_Costed] = []
         self._fixed = 0  # MACs of layers no cut reaches
         top_level = {layer.name for layer in model.layers}
@@ -75,10 +76,19 @@ class PlanCost:
         return self._count(keep)
 
     def of_kept(self, kept: Mapping[tuple[str, ...], int]) -> int:
-        """MACs when group ``key`` keeps ``kept[key]`` channels (groups not named keep all)."""
+        """MACs when group ``key`` keeps ``kept[key]`` channels (groups not named keep all).
+
+        Exact where a channel costs the same wherever it is; where an output has parts (a
+        Bidirectional layer's directions) it counts the plan that keeps the most of them in
+        one part, and one channel in each part a plan would empty (as ``make_plan`` does):
+        no plan of those counts costs more, so a budget checked here holds for all of them.
+        """
         keep = np.ones(self._top, bool)
         for key, count in kept.items():
             keep[self._ids[key][int(count):]] = False
+        for part in self._parts:
+            if not keep[part].any():
+                keep[part[0]] = True
         return self._count(keep)
 
     def fraction(self, plan_or_kept: Plan | Mapping) -> float:

@@ -70,22 +70,27 @@ def _kept(size: int, remove: int, round_to: int) -> int:
     return kept
 
 
-def _keep_a_channel_per_part(graph: ChannelGraph, scores: Mapping[int, float], removed: set[int]) -> None:
-    """A source whose output has parts that must each keep a channel (its rule's ``parts``:
-    a Bidirectional layer's directions, one group together): where the plan empties a part,
-    its best-scoring channel comes back (one past ``round_to``'s multiple: a part of zero
-    channels cannot be built)."""
+def channel_parts(graph: ChannelGraph) -> list[list[int]]:
+    """The channel ids of each part of a layer's output that must keep a channel (its rule's
+    ``parts``: a Bidirectional layer's directions, one group together), for every such layer."""
+    parts = []
     for layer in graph.model.layers:
         rule = rule_for(layer)
         if rule is None or rule.parts is None or layer.name not in graph.node_ids:
             continue
         ends = np.cumsum(rule.parts(layer))
         channels = [c for c in graph.channels if layer.name in c.sources]
-        for part in range(len(ends)):
-            mine = [c for c in channels
-                    if (ends[part - 1] if part else 0) <= c.sources[layer.name] < ends[part]]
-            if mine and all(c.id in removed for c in mine):
-                removed.discard(max(mine, key=lambda c: scores[c.id]).id)
+        parts += [[c.id for c in channels if (ends[part - 1] if part else 0) <= c.sources[layer.name] < ends[part]]
+                  for part in range(len(ends))]
+    return [part for part in parts if part]
+
+
+def _keep_a_channel_per_part(graph: ChannelGraph, scores: Mapping[int, float], removed: set[int]) -> None:
+    """Where the plan empties a part of :func:`channel_parts`, its best-scoring channel comes
+    back (one past ``round_to``'s multiple: a part of zero channels cannot be built)."""
+    for part in channel_parts(graph):
+        if removed.issuperset(part):
+            removed.discard(max(part, key=lambda i: scores[i]))
 
 
 def make_plan(graph: ChannelGraph, scores: Mapping[int, float], ratio: Ratio, *,
