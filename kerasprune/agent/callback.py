@@ -8,8 +8,9 @@ reaches the layers that read it, so training goes on around the cut, and at the 
 removed.  With ``revise`` the first interval already cuts to the target, so every epoch
 after it trains the final widths, and each later one revises the plan in place: its search
 starts from that plan and keeps it unless another is ahead on the confirmation batches too,
-and a group may take back channels it lost (with the weights they had when cut: the masks
-never zero the variables) while another loses more.
+and a group may take back channels it lost (with the weights they had when cut, as far as
+the optimizer leaves a masked weight alone: the masks never zero the variables) while
+another loses more.
 
 The agent (networks, replay memory, exploration, generator), the plans and the
 episode log are written atomically to ``state_path`` after every search, so a run resumed
