@@ -117,6 +117,25 @@ def test_data_scores_rank_a_dead_channel_last():
         assert scores[dead] == min(scores.values()) == 0.0, method
 
 
+@pytest.mark.parametrize("method", ["mean_activation", "apoz"])
+def test_padding_the_keras_mask_hides_changes_no_activation_score(method):
+    keras.utils.set_random_seed(0)
+    inputs = keras.Input((None,), dtype="int32")
+    x = keras.layers.Embedding(20, 4, mask_zero=True, name="emb")(inputs)
+    x = keras.layers.LSTM(5, return_sequences=True, name="lstm")(x)
+    outputs = keras.layers.Dense(2)(keras.layers.GlobalAveragePooling1D()(x))
+    model = keras.Model(inputs, outputs)
+    table = model.get_layer("emb").get_weights()[0]
+    table[0] = 0.0  # the padding row: unmasked, it would read as silent units
+    model.get_layer("emb").set_weights([table])
+    graph = analyze(model)
+    tokens = np.random.default_rng(0).integers(1, 20, (8, 5))
+    scores = [channel_scores(graph, method, tf.data.Dataset.from_tensor_slices((x, np.zeros(8, int))).batch(8))
+              for x in (tokens, np.pad(tokens, ((0, 0), (0, 15))))]  # three times as much padding as text
+    np.testing.assert_allclose([scores[1][i] for i in sorted(scores[0])],
+                               [scores[0][i] for i in sorted(scores[0])], rtol=1e-5)
+
+
 def test_text_cnn_embedding_and_filters_shrink(mock_tfds):
     data = kdata.load("sst2", seq_len=12, vocab_size=200, batch_size=8)
     model = models.build_for(data, "textcnn", filters=8)
