@@ -29,7 +29,7 @@ def number(value: object, name: str, *, low: float | None = None, high: float | 
     out = float(value)
     below = low is not None and (out <= low if low_open else out < low)
     above = high is not None and (out >= high if high_open else out > high)
-    if math.isnan(out) or below or above:
+    if not math.isfinite(out) or below or above:  # inf overflows what it sizes or sleeps
         raise ConfigError(f"{name} must be {kind}{_range(low, high, low_open, high_open)}, got {value!r}.")
     return int(out) if integer else out
 

@@ -373,6 +373,18 @@ def arrays(dataset: tf.data.Dataset) -> tuple[np.ndarray, np.ndarray]:
     return np.concatenate(inputs), np.concatenate(labels)
 
 
+#: what a free (None) dimension is set to in a made-up batch: a size the usual kernels fit
+FREE_SIZE = 32
+
+
+def example_batch(model: keras.Model, n: int = 2) -> list[np.ndarray]:
+    """``n`` made-up examples per input of a tf_keras or Keras 3 ``model`` (free dimensions at
+    :data:`FREE_SIZE`): no global random state or dataset iterator moves."""
+    return [random_inputs([d or FREE_SIZE for d in spec.shape[1:]],
+                          np.dtype(getattr(spec.dtype, "name", spec.dtype)), n)
+            for spec in model.inputs]
+
+
 def random_inputs(shape: Sequence[int], dtype, n: int, *, vocab: int | None = None,
                   seed: int = 0) -> np.ndarray:
     """``n`` deterministic random examples of per-example ``shape``, when no data is at hand.

@@ -21,8 +21,11 @@ from __future__ import annotations
 from .backend import keras, tf
 from .checks import number
 from .errors import ConfigError
+from .data import example_batch
 
 _EPSILON = 1e-7
+#: how far from 1 a teacher's row of probabilities may sum (float16 rounding included)
+_SUM_TOLERANCE = 1e-2
 
 
 def with_teacher(dataset: tf.data.Dataset, teacher: keras.Model) -> tf.data.Dataset:
@@ -47,11 +50,29 @@ def with_teacher(dataset: tf.data.Dataset, teacher: keras.Model) -> tf.data.Data
         raise ConfigError(f"with_teacher: the labels must be class ids of shape (batch,) or "
                           f"(batch, 1), got {dataset.element_spec[1].shape}.")
 
+    _check_probabilities(teacher)
+
     def pack(x, y):
         labels = tf.cast(tf.reshape(y, [-1, 1]), tf.float32)
         return x, tf.concat([labels, tf.cast(teacher(x, training=False), tf.float32)], axis=1)
 
     return dataset.map(pack, num_parallel_calls=tf.data.AUTOTUNE)
+
+
+def _check_probabilities(teacher: keras.Model) -> None:
+    """A ConfigError unless ``teacher`` outputs probabilities (no negative entry, each row
+    summing to 1): logits pass the shape check, and the loss's log turns them NaN.  It runs on
+    a made-up batch, not the dataset's first: another iterator of a dataset shuffled each
+    epoch would move the order of every epoch after it."""
+    outputs = tf.cast(teacher(example_batch(teacher), training=False), tf.float32)
+    lowest = float(tf.reduce_min(outputs))
+    sums = tf.reduce_sum(outputs, axis=-1)
+    if lowest < 0 or float(tf.reduce_max(tf.abs(sums - 1.0))) > _SUM_TOLERANCE:
+        raise ConfigError(
+            f"with_teacher: teacher '{teacher.name}' must output class probabilities, but on a "
+            f"check batch its outputs reach {lowest:.3g} and its rows sum to "
+            f"{float(tf.reduce_min(sums)):.3g}..{float(tf.reduce_max(sums)):.3g} (logits?); end it "
+            "with a softmax: keras.Model(teacher.input, keras.layers.Softmax()(teacher.output)).")
 
 
 def _split(y_true, y_pred):

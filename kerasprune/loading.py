@@ -32,9 +32,11 @@ def check_file(path: str | os.PathLike, *, safe_mode: bool = True) -> str:
     """The file's format (keras, h5, savedmodel, tflite) if it can be loaded, else a ModelError.
 
     Reads the stored config as data only, so a refused file has run nothing.  With
-    ``safe_mode`` a layer holding serialized bytecode is refused: a ``Lambda`` layer (tf_keras
-    stores any Python function given to one as bytecode, named or not) or an RNN cell
-    wrapper's function.  Registered custom layers and functions are stored by name: fine.
+    ``safe_mode`` a layer whose loading would run code from the file is refused: serialized
+    bytecode (a ``Lambda``: tf_keras stores any Python function given to one as bytecode,
+    named or not; an RNN cell wrapper's function), a ``Lambda`` function that is not
+    registered with Keras, or any object tf_keras would import from a module outside Keras,
+    TensorFlow, kerasprune and tfmot.  Registered custom layers and functions are fine.
     """
     path = checks.path(path, "path")
     fmt = _format(path)
@@ -48,13 +50,16 @@ def check_file(path: str | os.PathLike, *, safe_mode: bool = True) -> str:
             "the model with `import tf_keras as keras` (or `from kerasprune.backend import "
             "keras`) and save it again, or export it from Keras 3 with model.export(DIR) and "
             "bench that SavedModel.")
-    carriers = list(dict.fromkeys(name for c in configs for name in _code_carriers(c)))
+    carriers: dict[str, str] = {}  # each layer's first finding (a Lambda's function is one)
+    for owner, kind in (found for c in configs for found in _code_carriers(c)):
+        carriers.setdefault(owner, kind)
     if safe_mode and carriers:
-        layers = f"layer {carriers[0]} holds" if len(carriers) == 1 else \
+        layers = f"layer {next(iter(carriers))} holds" if len(carriers) == 1 else \
             f"layers {', '.join(carriers)} hold"
+        kinds = "; ".join(dict.fromkeys(carriers.values()))
         raise ModelError(
-            f"{path}: {layers} serialized Python code that loading would run, so it is refused "
-            f"in safe mode; {_OPT_IN} (or replace the Lambda by a custom layer registered with "
+            f"{path}: {layers} code that loading would run ({kinds}), so it is refused in safe "
+            f"mode; {_OPT_IN} (or replace it by a custom layer or function registered with "
             "keras.utils.register_keras_serializable).")
     return fmt
 
@@ -94,9 +99,9 @@ def load_model(path: str | os.PathLike, *, safe_mode: bool = True,
                    "save it as .h5 and load it inside tfmot.quantization.keras.quantize_scope(), "
                    "or export it with kerasprune.to_tflite before saving")
             raise ModelError(f"{path} holds a quantization-aware model (tfmot's QuantizeWrapperV2 "
-                             f"layers), which tf_keras does not load from it ({_first_line(exc)}); "
+                             f"layers), which tf_keras does not load from it ({first_line(exc)}); "
                              f"{fix}.") from exc
-        raise ModelError(f"{path}: tf_keras cannot load it ({_first_line(exc)}); register custom "
+        raise ModelError(f"{path}: tf_keras cannot load it ({first_line(exc)}); register custom "
                          "layers with keras.utils.register_keras_serializable before loading, "
                          "and copy or save a truncated or corrupt file again.") from exc
 
@@ -114,7 +119,7 @@ def load_saved_model(path: str | os.PathLike, *, safe_mode: bool = True):
     try:
         return tf.saved_model.load(str(path))
     except _UNREADABLE as exc:
-        raise ModelError(f"{path}: TensorFlow cannot load this SavedModel ({_first_line(exc)}); "
+        raise ModelError(f"{path}: TensorFlow cannot load this SavedModel ({first_line(exc)}); "
                          "if it is truncated or corrupt, copy or export it again.") from exc
 
 
@@ -169,7 +174,7 @@ def _keras_zip(path: Path) -> tuple[list[dict], str | None]:
             config = json.loads(archive.read("config.json")) if "config.json" in names else None
             metadata = json.loads(archive.read("metadata.json")) if "metadata.json" in names else {}
     except (zipfile.BadZipFile, OSError, EOFError, ValueError) as exc:
-        raise ModelError(f"{path} is a corrupt .keras zip ({_first_line(exc)}); save it again "
+        raise ModelError(f"{path} is a corrupt .keras zip ({first_line(exc)}); save it again "
                          "or copy the whole file.") from exc
     if config is None:
         raise ModelError(f"{path} is a zip without config.json, so not a Keras model; save the "
@@ -188,7 +193,7 @@ def _h5_file(path: Path) -> tuple[list[dict], str | None]:
             attrs = {k: f.attrs[k] for k in ("model_config", "keras_version") if k in f.attrs}
     except OSError as exc:
         what = "truncated" if "truncated" in str(exc) else "corrupt"
-        raise ModelError(f"{path} is a {what} HDF5 file ({_first_line(exc)}); copy the whole "
+        raise ModelError(f"{path} is a {what} HDF5 file ({first_line(exc)}); copy the whole "
                          "file or save the model again.") from exc
     if "model_config" not in attrs:
         raise ModelError(f"{path} holds weights but no model config (written by "
@@ -198,7 +203,7 @@ def _h5_file(path: Path) -> tuple[list[dict], str | None]:
     try:
         config = json.loads(_text(attrs["model_config"]))
     except ValueError as exc:
-        raise ModelError(f"{path} has a corrupt model_config attribute ({_first_line(exc)}); "
+        raise ModelError(f"{path} has a corrupt model_config attribute ({first_line(exc)}); "
                          "save the model again.") from exc
     return [config], None if version is None else _text(version)
 
@@ -215,7 +220,7 @@ def _saved_model(path: Path) -> tuple[list[dict], str | None]:
             metadata_file.read_bytes()).nodes
         configs = [json.loads(node.metadata) for node in nodes]
     except (DecodeError, ValueError) as exc:
-        raise ModelError(f"{metadata_file} is corrupt ({_first_line(exc)}); save the model "
+        raise ModelError(f"{metadata_file} is corrupt ({first_line(exc)}); save the model "
                          "again with model.save.") from exc
     return configs, next((c["keras_version"] for c in configs if "keras_version" in c), None)
 
@@ -223,23 +228,76 @@ def _saved_model(path: Path) -> tuple[list[dict], str | None]:
 _CONFIG_READERS = {"keras": _keras_zip, "h5": _h5_file, "savedmodel": _saved_model}
 
 
-def _code_carriers(config: object, owner: str = "the model") -> list[str]:
-    """``'name' (Class)`` of each layer in ``config`` holding bytecode tf_keras would load.
+#: packages tf_keras may import a serialized object's class or function from in safe mode:
+#: Keras, TensorFlow, kerasprune and the tfmot wrappers it builds on
+_TRUSTED_PACKAGES = ("keras", "tf_keras", "tensorflow", "kerasprune", "tensorflow_model_optimization")
 
-    tf_keras unmarshals code in three places: a function whose ``*_type`` is ``"lambda"``
-    (``Lambda``'s function, output shape and mask, cell wrappers' functions) and an
-    object serialized as ``"__lambda__"``.
+
+def _code_carriers(config: object, owner: str = "the model") -> list[tuple[str, str]]:
+    """``("'name' (Class)", what it runs)`` for each layer in ``config`` that would run code.
+
+    tf_keras runs code from a file in two ways: it unmarshals bytecode (a function whose
+    ``*_type`` is ``"lambda"``: ``Lambda``'s function, output shape and mask, cell wrappers'
+    functions; an object serialized as ``"__lambda__"``), and it imports a serialized object's
+    ``module`` to take the class or function named there (a ``Lambda`` whose ``*_type`` is
+    ``"function"`` calls it while the model is rebuilt; a class's ``from_config`` runs).
     """
     if isinstance(config, list):
-        return [name for item in config for name in _code_carriers(item, owner)]
+        return [found for item in config for found in _code_carriers(item, owner)]
     if not isinstance(config, dict):
         return []
     inner = config.get("config")
     if "class_name" in config and isinstance(inner, dict) and "name" in inner:
         owner = f"'{inner['name']}' ({config['class_name']})"
-    found = [owner] if config.get("class_name") == "__lambda__" or any(
-        key.endswith("_type") and value == "lambda" for key, value in config.items()) else []
-    return found + [name for value in config.values() for name in _code_carriers(value, owner)]
+    code = _code_in(config)
+    return ([(owner, code)] if code else []) + [
+        found for value in config.values() for found in _code_carriers(value, owner)]
+
+
+def _code_in(config: dict) -> str | None:
+    """What code loading ``config`` itself (not the objects nested in it) would run, if any."""
+    kinds = {key[:-len("_type")]: value for key, value in config.items() if key.endswith("_type")}
+    if config.get("class_name") == "__lambda__" or "lambda" in kinds.values():
+        return "serialized Python bytecode"
+    function = next((config.get(key) for key, kind in kinds.items()
+                     if kind == "function" and not _registered(config.get(key))), None)
+    if function is not None:
+        return f"function {_reference(function)}, not registered with Keras"
+    if "class_name" in config and "module" in config and not _registered(config) and \
+            not _trusted(config):
+        return f"{_reference(config)}, from outside {', '.join(_TRUSTED_PACKAGES)}"
+    return None
+
+
+def _name(config: dict) -> object:
+    """The name tf_keras looks up in a serialized object's module."""
+    if config.get("class_name") == "function":
+        return config.get("config")
+    return config.get("spec_name", config.get("class_name"))
+
+
+def _registered(value: object) -> bool:
+    """Whether tf_keras finds ``value`` (a name or serialized object) among the objects
+    registered with Keras (or in a custom object scope), and so imports nothing for it."""
+    if isinstance(value, dict):
+        value = _name(value) if value.get("class_name") == "function" else \
+            value.get("registered_name", value.get("class_name"))
+    return isinstance(value, str) and keras.utils.get_registered_object(value) is not None
+
+
+def _trusted(config: dict) -> bool:
+    """Whether a serialized object names a plain attribute of a trusted package's module (a
+    dotted name would reach through it, e.g. to an ``os`` the module imported)."""
+    module, name = config["module"], _name(config)
+    return module is None or (isinstance(module, str) and isinstance(name, str) and
+                              name.isidentifier() and module.split(".")[0] in _TRUSTED_PACKAGES)
+
+
+def _reference(value: object) -> str:
+    """``module.name`` of a serialized object, or a bare name."""
+    if isinstance(value, dict):
+        return f"{value.get('module')}.{_name(value)}"
+    return repr(value)
 
 
 def _size(path: Path, otherwise: str) -> str:
@@ -252,7 +310,7 @@ def _text(value: bytes | str) -> str:
     return value.decode("utf-8") if isinstance(value, bytes) else str(value)
 
 
-def _first_line(exc: BaseException, limit: int = 300) -> str:
+def first_line(exc: BaseException, limit: int = 300) -> str:
     """What went wrong, in one line: tf_keras puts the cause of a failed deserialization
     ("Unknown layer ...") on an "Exception encountered:" line after a dump of the config."""
     lines = str(exc).strip().splitlines() or [""]

@@ -243,6 +243,8 @@ CASES = [
         ConfigError, r"unknown dataset 'cifar100'; kerasprune supports"),
     Bad("distillation", "`DistillationLoss(alpha=1.5)`", lambda: DistillationLoss(alpha=1.5), ConfigError,
         r"DistillationLoss\(alpha=\) must be a number in \[0, 1\], got 1.5"),
+    Bad("distillation", "`DistillationLoss(temperature=inf)`", lambda: DistillationLoss(temperature=float("inf")),
+        ConfigError, r"DistillationLoss\(temperature=\) must be a number > 0, got inf"),
     Bad("distillation", "`with_teacher(batches of one-hot labels, teacher)`",
         lambda: with_teacher(_data().map(lambda x, y: (x, tf.one_hot(y, 2))), _mlp()), ConfigError,
         r"labels must be class ids of shape \(batch,\) or \(batch, 1\)"),

@@ -51,19 +51,35 @@ def test_report_on_a_json_that_is_not_a_results_file_is_one_line(tmp_path, capsy
     assert len(err.strip().splitlines()) == 1
 
 
+STUDIES = {
+    "untrained runs": {
+        "experiment": "sparse_inference", "description": "", "dataset": None, "model": "m",
+        "budget": "cpu", "command": "kerasprune sparse-study --sparsity 0.9", "environment": {},
+        "runs": [{"run": "dense", "method": "dense", "accuracy": None, "sparsity": 0.0,
+                  "not_measured": {"accuracy": "untrained"}}]},
+    "no runs": {  # as kerasprune serving-load writes it: its findings are its own fields
+        "experiment": "serving_load", "description": "", "dataset": None, "model": "m",
+        "budget": "cpu", "command": "kerasprune serving-load", "environment": {},
+        "runs": [], "requests": 100, "mismatches": 0},
+    "no reported split": {  # runs with a history, but not the fields a report reads
+        "experiment": "timing", "description": "", "dataset": "mnist", "model": "m",
+        "budget": "cpu", "command": "kerasprune train-step", "environment": {},
+        "runs": [{"run": "dense", "method": "dense", "history": {}}]},
+}
+
+
+@pytest.mark.parametrize("shape", STUDIES)
 @pytest.mark.parametrize("command", ["report", "seeds"])
-def test_report_and_seeds_refuse_a_studys_results_and_leave_its_report_alone(tmp_path, capsys, command):
-    study = {"experiment": "sparse_inference", "description": "", "dataset": None, "model": "m",
-             "budget": "cpu", "command": "kerasprune sparse-study --sparsity 0.9", "environment": {},
-             "runs": [{"run": "dense", "method": "dense", "accuracy": None, "sparsity": 0.0,
-                       "not_measured": {"accuracy": "untrained"}}]}
+def test_report_and_seeds_refuse_a_studys_results_and_leave_its_report_alone(tmp_path, capsys, command,
+                                                                               shape):
+    study = STUDIES[shape]
     paths = [tmp_path / "study.json", tmp_path / "study.seed1.json"]
     for i, path in enumerate(paths):
         path.write_text(json.dumps({**study, "experiment": path.stem}))
     (tmp_path / "study.md").write_text("the study's own findings")
     assert main([command, *map(str, paths[:1 if command == "report" else 2])]) == 2
     err = capsys.readouterr().err
-    assert "`kerasprune sparse-study --sparsity 0.9`, not of `kerasprune experiment`" in err
+    assert f"`{study['command']}`, not of `kerasprune experiment`" in err
     assert len(err.strip().splitlines()) == 1
     assert (tmp_path / "study.md").read_text() == "the study's own findings"
     assert not (tmp_path / "study").exists()  # no plots left behind

@@ -81,3 +81,22 @@ def test_mistakes_are_named():
         with_teacher(weighted, _mlp(1))
     with pytest.raises(ConfigError, match="yields single examples; batch it first"):
         with_teacher(_data().unbatch(), _mlp(1))
+
+
+def test_a_teacher_that_outputs_logits_is_refused_before_it_makes_the_student_nan():
+    keras.utils.set_random_seed(1)
+    inputs = keras.Input((4,))
+    logits = keras.Model(inputs, keras.layers.Dense(3)(inputs), name="logits_teacher")
+    with pytest.raises(ConfigError, match="teacher 'logits_teacher' must output class probabilities, "
+                                          "but on a check batch .*end it with a softmax"):
+        with_teacher(_data(), logits)
+    with_teacher(_data(), keras.Model(inputs, keras.layers.Softmax()(logits.output)))  # the fix
+
+
+def test_checking_the_teacher_leaves_a_reshuffled_datasets_epochs_alone():
+    def shuffled() -> tf.data.Dataset:
+        return _data().unbatch().shuffle(64, seed=1, reshuffle_each_iteration=True).batch(16)
+
+    first_epoch = np.concatenate([x for x, _ in shuffled()])
+    packed = with_teacher(shuffled(), _mlp(1))
+    np.testing.assert_array_equal(np.concatenate([x for x, _ in packed]), first_epoch)

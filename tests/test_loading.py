@@ -1,6 +1,8 @@
 """Loading model files: no code from the file runs unless asked, and bad files get one line."""
 from __future__ import annotations
 
+import json
+import operator
 import os
 import shutil
 import subprocess
@@ -8,6 +10,7 @@ import sys
 import textwrap
 import zipfile
 
+import h5py
 import numpy as np
 import pytest
 
@@ -84,8 +87,9 @@ def lambda_model(lambda_files, monkeypatch):
 @pytest.mark.parametrize("fmt", FORMATS)
 def test_the_loader_refuses_a_lambda_before_any_of_its_code_is_read(lambda_model, fmt):
     paths, marker, unmarshalled, _, _ = lambda_model
-    with pytest.raises(ModelError, match=r"layer 'double' \(Lambda\) holds serialized Python code"
-                                         r".*--unsafe.*safe_mode=False") as refused:
+    with pytest.raises(ModelError, match=r"layer 'double' \(Lambda\) holds code that loading would "
+                                         r"run \(serialized Python bytecode\).*--unsafe.*safe_mode=False"
+                       ) as refused:
         loading.load_model(paths[fmt])
     assert paths[fmt] in str(refused.value)
     assert not marker.exists() and not unmarshalled  # not run, not even unmarshalled
@@ -123,6 +127,96 @@ def test_registered_custom_layers_load_in_safe_mode(tmp_path):
         loaded = loading.load_model(path)
         assert type(loaded.get_layer("half")) is Scale, fmt
         np.testing.assert_allclose(loaded(x).numpy(), model(x).numpy(), rtol=1e-6)
+
+
+CALLS = []
+
+
+def record_call(x):
+    """A function a file names by module: tf_keras imports and calls it while rebuilding."""
+    CALLS.append(x)
+    return x
+
+
+class RecordingModel:
+    """A class a file names by module: tf_keras imports it and runs its from_config."""
+
+    @classmethod
+    def from_config(cls, config):
+        CALLS.append(config)
+        raise ValueError("not a model")
+
+
+def rewritten(path, fmt: str, edit) -> str:
+    """A copy of a saved model whose stored config ``edit`` changed, as a forged file would be."""
+    out = path.with_name("forged." + fmt)
+    if fmt == "h5":
+        shutil.copy(path, out)
+        with h5py.File(out, "r+") as f:
+            f.attrs["model_config"] = json.dumps(edit(json.loads(f.attrs["model_config"])))
+        return str(out)
+    with zipfile.ZipFile(path) as source, zipfile.ZipFile(out, "w") as target:
+        for name in source.namelist():
+            content = source.read(name)
+            target.writestr(name, json.dumps(edit(json.loads(content))) if name == "config.json"
+                            else content)
+    return str(out)
+
+
+def named_function_lambda(config: dict) -> dict:
+    """A Lambda whose function is not bytecode but a reference tf_keras imports and calls."""
+    for layer in config["config"]["layers"]:
+        if layer["class_name"] == "Lambda":
+            layer["config"]["function"] = {"module": __name__, "class_name": "function",
+                                           "config": "record_call", "registered_name": "function"}
+    return config
+
+
+@pytest.fixture
+def saved_neg(tmp_path):
+    """A model with a Lambda of a built-in function (stored by name, not as bytecode)."""
+    inputs = keras.Input((4,))
+    model = keras.Model(inputs, keras.layers.Dense(2)(keras.layers.Lambda(operator.neg, name="neg")(inputs)))
+    paths = {fmt: tmp_path / f"model.{fmt}" for fmt in ("keras", "h5")}
+    for path in paths.values():
+        model.save(path)
+    CALLS.clear()
+    return paths
+
+
+@pytest.mark.parametrize("fmt", ["keras", "h5"])
+def test_a_lambda_naming_an_unregistered_function_is_refused_before_it_is_imported(saved_neg, fmt):
+    path = rewritten(saved_neg[fmt], fmt, named_function_lambda)
+    with pytest.raises(ModelError, match=rf"layer 'neg' \(Lambda\) holds code that loading would run "
+                                         rf"\(function {__name__}.record_call, not registered with "
+                                         r"Keras\).*--unsafe.*safe_mode=False"):
+        loading.check_file(path)
+    with pytest.raises(ModelError):
+        loading.load_model(path)
+    assert not CALLS
+
+
+def test_opting_in_imports_and_runs_what_a_keras_file_names(saved_neg):
+    lambda_file = rewritten(saved_neg["keras"], "keras", named_function_lambda)
+    loading.load_model(lambda_file, safe_mode=False)
+    assert CALLS  # the function ran while the model was rebuilt: what safe mode prevents
+
+
+def test_an_object_from_a_module_outside_keras_is_refused_before_it_is_imported(tmp_path):
+    def outside_class(config: dict) -> dict:
+        return {**config, "module": __name__, "class_name": "RecordingModel", "registered_name": None}
+
+    keras.Sequential([keras.Input((4,)), keras.layers.Dense(2)], name="mlp").save(tmp_path / "mlp.keras")
+    CALLS.clear()
+    path = rewritten(tmp_path / "mlp.keras", "keras", outside_class)
+    with pytest.raises(ModelError, match=rf"layer 'mlp' \(RecordingModel\) holds code that loading "
+                                         rf"would run \({__name__}.RecordingModel, from outside keras, "
+                                         r".*--unsafe"):
+        loading.load_model(path)
+    assert not CALLS
+    with pytest.raises(ModelError):
+        loading.load_model(path, safe_mode=False)
+    assert CALLS  # opted in, tf_keras imported the class and ran its from_config
 
 
 @pytest.fixture(scope="module")

@@ -15,9 +15,14 @@ def _run(run_id, method, accuracy, sparsity=None):
             "settings": {} if sparsity is None else {"sparsity": sparsity}}
 
 
+#: the fields `kerasprune experiment` writes besides the name, budget and runs
+EXPERIMENT = {"dataset": "mnist", "evaluated_on": "test", "model": "lenet5",
+              "command": "kerasprune experiment x.yaml", "environment": {}}
+
+
 def _results(tmp_path, name, dense, tfmot, adaptive, budget="cpu"):
     path = tmp_path / f"{name}.json"
-    path.write_text(json.dumps({"experiment": name, "budget": budget, "runs": [
+    path.write_text(json.dumps({**EXPERIMENT, "experiment": name, "budget": budget, "runs": [
         _run("dense", "dense", dense), _run("tfmot_gmp_sparsity-0.8", "tfmot_gmp", tfmot, 0.8),
         _run("adaptive_sparsity-0.8", "adaptive", adaptive, 0.8)]}))
     return path
@@ -128,7 +133,8 @@ def test_runs_sized_by_their_share_of_dense_macs_compete_only_at_the_same_share(
                 run = _run(f"structured-{tag}_macs-{macs}", "structured", accuracy)
                 runs.append({**run, "settings": {"macs": macs, "ratio": 0.3},
                              "history": {"val_accuracy": [val]}})
-        (path := tmp_path / f"{name}.json").write_text(json.dumps({"experiment": name, "budget": "cpu", "runs": runs}))
+        results = {**EXPERIMENT, "experiment": name, "budget": "cpu", "runs": runs}
+        (path := tmp_path / f"{name}.json").write_text(json.dumps(results))
         paths.append(path)
     summary = seed_summary(paths)
     # seed 0 picks `a` (val 0.95 > 0.925), seed 1 `b` (0.90 < 0.925): at 50% of the MACs and

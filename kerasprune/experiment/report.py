@@ -43,17 +43,33 @@ _COLUMNS = [
 ]
 
 
+#: what the runner writes and a report reads, besides the runs
+_EXPERIMENT_FIELDS = ("dataset", "evaluated_on", "model", "budget", "command", "environment")
+
+
 def read_experiment_results(path: str | Path) -> dict:
     """An experiment's results file, or a ConfigError when it holds a study's or a
     benchmark's results (same schema, but no training history to report on, and their own
     report next to them, which rebuilding would overwrite)."""
     results = read_results(path)
-    if not all("history" in r for r in results["runs"]):
+    why = _not_an_experiment(results)
+    if why:
         raise ConfigError(f"'{path}' holds the results of `{results.get('command')}`, not of "
-                          "`kerasprune experiment`: its runs have no training history to report on, "
-                          "and its own report is the Markdown that command wrote next to it; run "
-                          "that command again to rebuild it.")
+                          f"`kerasprune experiment`: {why}, and its own report is the Markdown that "
+                          "command wrote next to it; run that command again to rebuild it.")
     return results
+
+
+def _not_an_experiment(results: dict) -> str | None:
+    """Why ``results`` are not an experiment's, or None if they can be."""
+    missing = [field for field in _EXPERIMENT_FIELDS if field not in results]
+    if not results["runs"]:
+        return "it has no runs"
+    if missing:
+        return f"it has no {', '.join(missing)}"
+    if not all("history" in r for r in results["runs"]):
+        return "its runs have no training history to report on"
+    return None
 
 
 def rebuild_report(results_json: str | Path) -> Path:
