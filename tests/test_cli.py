@@ -97,3 +97,9 @@ def test_download_reaches_the_loader(monkeypatch, command):
     monkeypatch.setattr(tune, "run_tune", lambda *a, **k: given.update(k))
     assert main([command, "experiments/tune_mnist.yaml", "--download"]) == 0
     assert given["download"] is True
+
+
+def test_a_seed_numpy_and_tensorflow_cannot_take_is_refused_before_the_data_loads(capsys):
+    assert main(["experiment", "experiments/mnist_lenet5.yaml", "--seed", "-1", "--data-dir", "/nowhere"]) == 2
+    err = capsys.readouterr().err
+    assert "--seed must be an integer from 0 to 2**32 - 1, got -1" in err and len(err.strip().splitlines()) == 1

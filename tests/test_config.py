@@ -128,7 +128,8 @@ def test_exact_resume_changes_every_runs_fingerprint_only_when_set(tmp_path):
     (("method: tfmot_gmp", "method: adaptive"), None),
     (("dataset: mnist\n", ""), "missing required key 'dataset'"),
     (("sparsity: [0.8, 0.9]", "sparsity: []"), r"\(tfmot_gmp\): sparsity lists no value"),
-    (("model: lenet5", "model: lenet5\nseed: true"), "seed must be an integer, got True"),
+    (("model: lenet5", "model: lenet5\nseed: true"), "seed must be an integer from 0 to 2\\*\\*32 - 1, got True"),
+    (("model: lenet5", "model: lenet5\nseed: -1"), "seed must be an integer from 0 to 2\\*\\*32 - 1, got -1"),
     (("epochs: 2,", "epochs: true,"), "epochs must be a non-negative integer, got True"),
 ])
 def test_mistakes_are_named_with_file_and_key(tmp_path, edit, message):

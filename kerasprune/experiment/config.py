@@ -73,6 +73,13 @@ _OPTIMIZERS = {"adam", "adamw", "sgd"}
 _SCHEDULES = {"cosine", "constant"}
 
 
+def check_seed(seed: object, where: str) -> int:
+    """A seed TensorFlow and NumPy both take (a whole number in [0, 2**32)), or a ConfigError."""
+    if not isinstance(seed, int) or isinstance(seed, bool) or not 0 <= seed < 2**32:
+        raise ConfigError(f"{where} must be an integer from 0 to 2**32 - 1, got {seed!r}.")
+    return seed
+
+
 def load_config(path: str | os.PathLike, budget: str = "cpu") -> ExperimentConfig:
     """Read and validate ``path``, selecting ``budget``; errors name the file and the key."""
     path = Path(path)
@@ -114,9 +121,7 @@ def load_config(path: str | os.PathLike, budget: str = "cpu") -> ExperimentConfi
     _check_data(str(raw["dataset"]), data_args, f"{where}: budgets.{budget}.data")
     if "traffic" in raw:
         traffic.check(raw["traffic"], where)
-    seed = raw.get("seed", 0)
-    if not isinstance(seed, int) or isinstance(seed, bool):
-        raise ConfigError(f"{where}: seed must be an integer, got {seed!r}.")
+    seed = check_seed(raw.get("seed", 0), f"{where}: seed")
     return ExperimentConfig(
         name=str(raw["experiment"]),
         dataset=str(raw["dataset"]),

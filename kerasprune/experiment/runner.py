@@ -28,7 +28,7 @@ from ..metrics.quality import predicted_classes, unit_threshold
 from ..random_state import layer_generators
 from ..results import complete_results, complete_run
 from . import cache, quantize, traffic
-from .config import load_config
+from .config import check_seed, load_config
 from .registry import METHODS, Outcome, RunContext
 from .report import write_report
 from .spec import BASELINE, ExperimentConfig, RunSpec, phase_of
@@ -69,7 +69,7 @@ def run_experiment(
     results and models), so a difference between methods can be checked against seeds.
     """
     config = load_config(config_path, budget)
-    if seed is not None and seed != config.seed:
+    if seed is not None and check_seed(seed, "--seed") != config.seed:
         config = dataclasses.replace(config, seed=seed, name=f"{config.name}.seed{seed}")
     json_path, report_path = results_paths(config, results_dir)
     root = Path(out_dir) / config.name / budget
