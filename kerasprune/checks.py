@@ -34,6 +34,14 @@ def number(value: object, name: str, *, low: float | None = None, high: float | 
     return int(out) if integer else out
 
 
+def seed(value: object, name: str) -> int:
+    """``value`` if it is a seed TensorFlow and NumPy both take: a whole number in [0, 2**32),
+    kept as given (a float would round a large one)."""
+    if not isinstance(value, numbers.Integral) or isinstance(value, bool) or not 0 <= value < 2**32:
+        raise ConfigError(f"{name} must be an integer from 0 to 2**32 - 1, got {value!r}.")
+    return int(value)
+
+
 def path(value: object, name: str) -> Path:
     """``value`` as a Path if it is a string or path-like, else a ConfigError."""
     if not isinstance(value, (str, os.PathLike)) or not os.fspath(value):

@@ -63,7 +63,10 @@ def _check_probabilities(teacher: keras.Model) -> None:
     """A ConfigError unless ``teacher`` outputs probabilities (no negative entry, each row
     summing to 1): logits pass the shape check, and the loss's log turns them NaN.  It runs on
     a made-up batch, not the dataset's first: another iterator of a dataset shuffled each
-    epoch would move the order of every epoch after it."""
+    epoch would move the order of every epoch after it.  A teacher that reads text (string
+    inputs) gets no made-up batch, and is not checked."""
+    if any(tf.as_dtype(spec.dtype) == tf.string for spec in teacher.inputs):
+        return
     outputs = tf.cast(teacher(example_batch(teacher), training=False), tf.float32)
     lowest = float(tf.reduce_min(outputs))
     sums = tf.reduce_sum(outputs, axis=-1)

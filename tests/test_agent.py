@@ -372,6 +372,7 @@ def test_each_episode_logs_the_exploration_rate_it_ran_with():
 @pytest.mark.parametrize("options, message", [
     ({"gama": 0.5}, "unknown option.*gama.*the options are.*gamma"),
     ({"seed": "a"}, "seed"),
+    ({"seed": 2**53 + 1}, "seed must be an integer from 0 to 2\\*\\*32 - 1"),
 ])
 def test_a_misnamed_or_mistyped_agent_option_is_refused_when_the_callback_is_made(options, message):
     with pytest.raises(ConfigError, match=message):

@@ -35,14 +35,19 @@ def test_sparse_weights_the_runtime_densifies_at_load_are_charged_dense():
     assert read == energy.estimate_tflite_uj(dense, graph_stats(dense))["dram_uj"]
 
 
-def test_weights_dequantized_before_the_op_are_charged_float32_macs():
+def test_weights_dequantized_before_the_op_are_charged_float32_macs_and_bytes():
+    """An fp16 file's weights are turned to float32 once, at load: every inference then
+    multiplies and reads float32, as the float file does."""
     inputs = keras.Input((512,))
     model = keras.Model(inputs, keras.layers.Dense(512)(keras.layers.Dense(512)(inputs)))
     macs = 2 * 512 * 512
+    estimates = {}
     for mode, pj in (("fp32", 3.7 + 0.9), ("fp16", 3.7 + 0.9), ("dynamic", 0.2 + 0.03)):
         content = export.to_tflite(model, mode=mode, min_agreement=0.0).content
-        estimate = energy.estimate_tflite_uj(content, graph_stats(content))
-        assert estimate["compute_uj"] == pytest.approx(macs * pj / 1e6, abs=1e-3), mode
+        estimates[mode] = energy.estimate_tflite_uj(content, graph_stats(content))
+        assert estimates[mode]["compute_uj"] == pytest.approx(macs * pj / 1e6, abs=1e-3), mode
+    assert estimates["fp16"]["dram_uj"] == estimates["fp32"]["dram_uj"]
+    assert estimates["dynamic"]["dram_uj"] < estimates["fp32"]["dram_uj"] / 3  # int8 kernels read int8
 
 
 def test_without_rapl_the_meter_says_why(tmp_path, monkeypatch):

@@ -93,6 +93,17 @@ def test_a_teacher_that_outputs_logits_is_refused_before_it_makes_the_student_na
     with_teacher(_data(), keras.Model(inputs, keras.layers.Softmax()(logits.output)))  # the fix
 
 
+def test_a_teacher_that_reads_text_is_packed_unchecked():
+    text = tf.data.Dataset.from_tensor_slices((["a b", "b c", "c a", "a a"], [0, 1, 2, 0])).batch(2)
+    vectorize = keras.layers.TextVectorization(max_tokens=8, output_sequence_length=3)
+    vectorize.adapt(["a b c"])
+    inputs = keras.Input((1,), dtype=tf.string)
+    x = keras.layers.GlobalAveragePooling1D()(keras.layers.Embedding(8, 4)(vectorize(inputs)))
+    teacher = keras.Model(inputs, keras.layers.Dense(3, activation="softmax")(x))
+    packed = with_teacher(text.map(lambda x, y: (tf.reshape(x, [-1, 1]), y)), teacher)
+    assert next(iter(packed))[1].shape == (2, 4)  # the label and the teacher's three probabilities
+
+
 def test_checking_the_teacher_leaves_a_reshuffled_datasets_epochs_alone():
     def shuffled() -> tf.data.Dataset:
         return _data().unbatch().shuffle(64, seed=1, reshuffle_each_iteration=True).batch(16)

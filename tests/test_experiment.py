@@ -66,6 +66,9 @@ def test_results_json_has_the_schema_and_the_report_its_plots(tiny, tmp_path):
     assert written["benchmark"]["baseline"] == "dense"
     assert written["runs"][0]["latency_ratio"] == 1.0
     assert all(r["latency"]["blocks"] == written["benchmark"]["rounds"] for r in written["runs"])
+    # and each says what ran it and what it was fed
+    assert all(r["runtime"] == "XNNPACK" and r["inputs"].startswith("random standard normal")
+               for r in written["runs"])
     pruned = written["runs"][1]
     assert pruned["sparsity"] == pytest.approx(0.5, abs=0.02)
     assert pruned["nonzero_params"] < written["runs"][0]["nonzero_params"]

@@ -28,6 +28,7 @@ from typing import Any
 import numpy as np
 
 from ..backend import keras, tf
+from .. import checks
 from ..checks import flag, number
 from ..errors import ConfigError, ModelError, TrainingError
 from ..files import write_bytes
@@ -60,7 +61,7 @@ class RLPruning(keras.callbacks.Callback):
         self.every = number(every, "RLPruning every", low=1, integer=True)
         self.episodes = number(episodes, "RLPruning episodes", low=1, integer=True)
         self.eval_batches, self.verbose = eval_batches, verbose
-        self.seed = number(seed, "RLPruning seed", low=0, integer=True)
+        self.seed = checks.seed(seed, "RLPruning seed")
         self.revise = flag(revise, "RLPruning revise")
         self.state_path = Path(state_path) if state_path is not None else None
         self.env_options, self.dqn_options = split_options(options, "RLPruning")

@@ -22,7 +22,8 @@ compute in (for a ``.tflite`` file, :func:`estimate_tflite_uj`: float32 where a 
 turns the stored weights to float before the op, as in fp16 files and ``mixed`` ones with
 ``compute="float"``; the weights' own type where integer kernels read them); every weight
 byte the runtime reads is read once from DRAM (batch 1: weights are not reused across
-examples), dense where it densifies sparse weights at load; every activation byte read
+examples), dense where it densifies sparse weights at load and float32 where it
+dequantizes them at load (TFLite keeps a constant's DEQUANTIZE output); every activation byte read
 or written goes through SRAM.  It is an order of magnitude for comparing models on the
 same hardware, not a measurement: it ignores caches holding small models, instruction
 overhead and idle power.  The table has no 4-bit entry: int4 weights that integer kernels
@@ -61,9 +62,14 @@ def estimate_uj(macs_effective: int, weight_bytes: int, activation_bytes: int,
 
 
 def estimate_tflite_uj(content: bytes, graph: GraphStats) -> dict:
-    """:func:`estimate_uj` of a flatbuffer as its runtime runs it (see the module's model)."""
-    return estimate_uj(graph.macs_effective, graph.weight_bytes + densified_bytes(content),
-                       graph.activation_bytes, compute_precision(weighted_ops(content)))
+    """:func:`estimate_uj` of a flatbuffer as its runtime runs it (see the module's model):
+    a weight DENSIFYed or DEQUANTIZEd at load is read at every inference as the runtime
+    keeps it (dense; float32), not as the file stores it."""
+    ops = weighted_ops(content)
+    dequantized = {op.weight: 4 * op.params - op.bytes for op in ops if op.dequantized}  # each weight once
+    return estimate_uj(graph.macs_effective,
+                       graph.weight_bytes + densified_bytes(content) + sum(dequantized.values()),
+                       graph.activation_bytes, compute_precision(ops))
 
 
 def compute_precision(ops: list[WeightedOp]) -> str:

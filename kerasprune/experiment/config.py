@@ -38,7 +38,7 @@ from typing import Any
 
 import yaml
 
-from .. import data, models
+from .. import checks, data, models
 from ..checks import flag, number
 from ..errors import ConfigError
 from .registry import METHODS
@@ -71,13 +71,6 @@ _DATA_KEYS = {"batch_size", "eval_batch_size", "val_fraction", "max_train_exampl
               "seq_len", "vocab_size", "augment", "padding"}
 _OPTIMIZERS = {"adam", "adamw", "sgd"}
 _SCHEDULES = {"cosine", "constant"}
-
-
-def check_seed(seed: object, where: str) -> int:
-    """A seed TensorFlow and NumPy both take (a whole number in [0, 2**32)), or a ConfigError."""
-    if not isinstance(seed, int) or isinstance(seed, bool) or not 0 <= seed < 2**32:
-        raise ConfigError(f"{where} must be an integer from 0 to 2**32 - 1, got {seed!r}.")
-    return seed
 
 
 def load_config(path: str | os.PathLike, budget: str = "cpu") -> ExperimentConfig:
@@ -121,7 +114,7 @@ def load_config(path: str | os.PathLike, budget: str = "cpu") -> ExperimentConfi
     _check_data(str(raw["dataset"]), data_args, f"{where}: budgets.{budget}.data")
     if "traffic" in raw:
         traffic.check(raw["traffic"], where)
-    seed = check_seed(raw.get("seed", 0), f"{where}: seed")
+    seed = checks.seed(raw.get("seed", 0), f"{where}: seed")
     return ExperimentConfig(
         name=str(raw["experiment"]),
         dataset=str(raw["dataset"]),

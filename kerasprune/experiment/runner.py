@@ -19,7 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .. import benchmark, export, files, loading, metrics
+from .. import benchmark, checks, export, files, loading, metrics
 from ..backend import keras
 from ..benchmark import footprint
 from ..data import Data, arrays, load
@@ -28,7 +28,7 @@ from ..metrics.quality import predicted_classes, unit_threshold
 from ..random_state import layer_generators
 from ..results import complete_results, complete_run
 from . import cache, quantize, traffic
-from .config import check_seed, load_config
+from .config import load_config
 from .registry import METHODS, Outcome, RunContext
 from .report import write_report
 from .spec import BASELINE, ExperimentConfig, RunSpec, phase_of
@@ -69,7 +69,7 @@ def run_experiment(
     results and models), so a difference between methods can be checked against seeds.
     """
     config = load_config(config_path, budget)
-    if seed is not None and check_seed(seed, "--seed") != config.seed:
+    if seed is not None and checks.seed(seed, "--seed") != config.seed:
         config = dataclasses.replace(config, seed=seed, name=f"{config.name}.seed{seed}")
     json_path, report_path = results_paths(config, results_dir)
     root = Path(out_dir) / config.name / budget
@@ -153,12 +153,12 @@ def _time_side_by_side(results: dict, root: Path, log: Log) -> None:
         one, two = rows.get((record["run"], "tflite@1")), rows.get((record["run"], "tflite@2"))
         if one and one.get("latency"):
             record.update(latency=one["latency"], latency_ms=round(one["latency"]["median_ms"], 4),
-                          latency_ratio=one["ratio"])
+                          latency_ratio=one["ratio"], runtime=one.get("runtime"))
         if two and two.get("latency"):
             record.update(latency_2t_ms=round(two["latency"]["median_ms"], 4),
                           latency_2t_ratio=two["ratio"])
-        if record["run"] in described:
-            record["energy"] = described[record["run"]]["energy"]
+        if record["run"] in described:  # what the file was fed, and its energy estimate
+            record.update({k: described[record["run"]][k] for k in ("energy", "inputs")})
     results["benchmark"] = timed["benchmark"]
 
 

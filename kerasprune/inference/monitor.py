@@ -24,6 +24,7 @@ from ..backend import keras, require_graph_model, tf
 from ..checks import number
 from ..errors import ConfigError, FileError, ModelError
 from ..structured import ChannelGraph, activation_points, analyze
+from ..structured.importance import masked_sums
 from ..structured.rules import PASS_THROUGH
 
 #: what a unit's activity is measured by
@@ -173,19 +174,14 @@ def _is_number(value: object) -> bool:
 
 
 def _channel_means(a: tf.Tensor, mask: tf.Tensor | None) -> tuple[tf.Tensor, tf.Tensor]:
-    """Per channel of ``a``, the mean |a| and the share of nonzero a over the positions
-    ``mask`` keeps (all without one), in float32 whatever the model computes in."""
+    """Per channel of ``a``, the mean |a| and the share of nonzero a over the batch's
+    positions ``mask`` keeps, in float32 whatever the model computes in."""
     a = tf.cast(a, tf.float32)
-    width = a.shape[-1]
-    values = [tf.reshape(v, [-1, width]) for v in (tf.abs(a), tf.cast(a != 0.0, tf.float32))]
-    if mask is None:
-        return tuple(tf.reduce_mean(v, 0) for v in values)
-    keep = tf.cast(mask, tf.float32)
-    for _ in range(a.shape.rank - keep.shape.rank):  # a mask per position holds for every channel
-        keep = keep[..., None]
-    keep = tf.reshape(tf.broadcast_to(keep, tf.shape(a)), [-1, width])
-    kept = tf.reduce_sum(keep, 0)
-    return tuple(tf.math.divide_no_nan(tf.reduce_sum(v * keep, 0), kept) for v in values)
+    means = []
+    for values in (tf.abs(a), tf.cast(a != 0.0, tf.float32)):
+        sums, kept = masked_sums(values, mask)
+        means.append(tf.math.divide_no_nan(tf.reduce_sum(sums, 0), tf.reduce_sum(kept, 0)))
+    return tuple(means)
 
 
 def _as_read(graph: ChannelGraph, points: list[tuple[object, np.ndarray]]) -> list[tuple[object, np.ndarray]]:

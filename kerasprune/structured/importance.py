@@ -97,15 +97,15 @@ def activation_points(graph: ChannelGraph) -> list[tuple[object, np.ndarray]]:
     return points
 
 
-def _per_example(values: tf.Tensor, mask: tf.Tensor | None) -> tf.Tensor:
-    """Each example's mean of ``values`` per channel over its positions the Keras mask keeps
-    (all without one): padding is not activity, and a padded sequence is not quieter."""
+def masked_sums(values: tf.Tensor, mask: tf.Tensor | None) -> tuple[tf.Tensor, tf.Tensor]:
+    """Per example and channel, the sum of ``values`` (float32) over the positions the Keras
+    ``mask`` keeps (all without one), and per example how many positions that is: padding
+    is not activity, and a padded sequence is not quieter.  A mean per example or over a
+    batch is one division away."""
     flat = tf.reshape(tf.cast(values, tf.float32), [tf.shape(values)[0], -1, values.shape[-1]])
-    if mask is None:
-        return tf.reduce_mean(flat, 1)
-    keep = tf.reshape(tf.cast(mask, tf.float32), [tf.shape(values)[0], -1, 1])
-    keep = tf.broadcast_to(keep, tf.shape(flat))  # a mask per position holds for every channel
-    return tf.math.divide_no_nan(tf.reduce_sum(flat * keep, 1), tf.reduce_sum(keep, 1))
+    keep = tf.ones_like(flat[..., :1]) if mask is None else \
+        tf.reshape(tf.cast(mask, tf.float32), [tf.shape(values)[0], -1, 1])  # one per position
+    return tf.reduce_sum(flat * keep, 1), tf.reduce_sum(keep, 1)
 
 
 def _activation_scores(graph: ChannelGraph, method: str, data, batches: int) -> dict[int, float]:
@@ -126,8 +126,9 @@ def _activation_scores(graph: ChannelGraph, method: str, data, batches: int) -> 
                       for a, g in zip(outs[1:], grads)]
         else:
             outs = probe(x, training=False)[1:]
-            values = [_per_example(tf.abs(a) if method == "mean_activation" else tf.cast(a != 0, tf.float32),
-                                   getattr(a, "_keras_mask", None)) for a in outs]
+            values = [tf.math.divide_no_nan(*masked_sums(
+                tf.abs(a) if method == "mean_activation" else tf.cast(a != 0, tf.float32),
+                getattr(a, "_keras_mask", None))) for a in outs]
         for total, v in zip(totals, values):
             total += v.numpy().sum(axis=0)
         seen += int(x.shape[0]) if hasattr(x, "shape") else 1
