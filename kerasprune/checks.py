@@ -15,8 +15,10 @@ from .errors import ConfigError
 
 
 def number(value: object, name: str, *, low: float | None = None, high: float | None = None,
-           low_open: bool = False, high_open: bool = False, integer: bool = False) -> float:
-    """``value`` as a float (an int with ``integer``) if it is a finite number in range.
+           low_open: bool = False, high_open: bool = False, integer: bool = False,
+           finite: bool = True) -> float:
+    """``value`` as a float (an int with ``integer``) if it is a number in range, finite
+    unless ``finite=False`` lets infinity mean "no bound" (a tolerance); never NaN.
 
     ``name`` says where it comes from (``"AdaptivePruning(final=...)"``, a config path),
     so the error can say what to change.
@@ -29,7 +31,7 @@ def number(value: object, name: str, *, low: float | None = None, high: float | 
     out = float(value)
     below = low is not None and (out <= low if low_open else out < low)
     above = high is not None and (out >= high if high_open else out > high)
-    if not math.isfinite(out) or below or above:  # inf overflows what it sizes or sleeps
+    if math.isnan(out) or (finite and math.isinf(out)) or below or above:  # inf overflows what it sizes
         raise ConfigError(f"{name} must be {kind}{_range(low, high, low_open, high_open)}, got {value!r}.")
     return int(out) if integer else out
 
