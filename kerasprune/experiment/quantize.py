@@ -85,6 +85,9 @@ def after_method(ctx: RunContext, run_method: Callable[[], Outcome],
 
     Its record is written after its model, so a kill between the two leaves nothing that
     loads.  A method that trained no epoch (``quantized``) is not kept: it costs nothing.
+    Killed before the quantization phase's first epoch ended, the run starts that phase
+    from the kept model but not from the random state the method left, so a model with
+    Dropout may end on other weights than an unbroken run, even under ``exact_resume``.
     """
     kept = ctx.run_dir / METHOD_DONE
     if (kept / "outcome.json").is_file():
