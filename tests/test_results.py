@@ -63,7 +63,7 @@ STALE = {
     "hybrid_sst2.seed1.json": {"structured"},
     "hybrid_sst2.seed2.json": {"structured"},
     **{f"rl_{task}{seed}.json": {f"rl{tag}_macs-{m}" for tag in ("", "-once", "-revise") for m in (0.1, 0.25, 0.5)}
-       for task, seeds in (("mnist", 5), ("imdb", 4)) for seed in ("", *(f".seed{i}" for i in range(1, seeds)))},
+       for task, seeds in (("mnist", range(1, 5)), ("imdb", range(4))) for seed in (f".seed{i}" if i else "" for i in seeds)},
 }
 
 
