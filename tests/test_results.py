@@ -50,13 +50,9 @@ def test_every_committed_results_file_follows_the_schema():
 # added to a method later without being declared neutral (adaptive's `ramp` and `rewire`,
 # structured's `macs`) changed their keys, and so did the rl method's revision 2 (its DQN's
 # target over the actions open next).  Listed by name so that the list can only shrink
-# (mnist_lenet5, imdb_textcnn, structured_mnist, adaptive_sst2_scratch and
-# adaptive_mnist_schedules were run again).
+# (mnist_lenet5, imdb_textcnn, structured_mnist and the adaptive_* experiments were run
+# again).
 STALE = {
-    "adaptive_sst2_allocation.json": {"adaptive_normalize-False_scope-global_sparsity-0.95",
-                                      "adaptive_normalize-False_scope-global_sparsity-0.98",
-                                      "adaptive_normalize-True_scope-global_sparsity-0.98",
-                                      "adaptive_scope-layer_sparsity-0.98"},
     **{f"hybrid_{task}.json": {"structured", "structured-mixed"} for task in ("mnist", "sst2", "imdb")},
     "hybrid_mnist.seed1.json": {"structured", "structured-mixed"},
     "hybrid_mnist.seed2.json": {"structured", "structured-mixed"},
